@@ -1,0 +1,18 @@
+"""keras_prompt: Prompt Tuning (Lester et al., 2021) for Keras 3 and keras-hub.
+
+A frozen pretrained transformer plus a tiny learned soft prompt per task.
+"""
+
+from keras_prompt import initializers
+from keras_prompt.frozen_backbone import FrozenBackbone
+from keras_prompt.layers.prompt_embedding import PromptEmbedding
+from keras_prompt.tasks.prompt_seq2seq_lm import PromptSeq2SeqLM
+from keras_prompt.version import __version__
+
+__all__ = [
+    "FrozenBackbone",
+    "PromptEmbedding",
+    "PromptSeq2SeqLM",
+    "initializers",
+    "__version__",
+]

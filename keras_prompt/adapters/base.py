@@ -1,0 +1,113 @@
+"""The small interface every model family implements.
+
+An adapter knows where the prompt enters one family of keras-hub backbones
+and how everything downstream (masks, positions, generation caches) must be
+told. `FrozenBackbone` builds its functional graph from `inputs()` and
+`forward()`; tasks ask the adapter for the family-specific pieces of
+generation. Nothing outside an adapter branches on the model family.
+"""
+
+import keras
+
+_REGISTRY = []
+
+
+def register_adapter(cls):
+    """Class decorator adding an adapter to the registry."""
+    _REGISTRY.append(cls)
+    return cls
+
+
+def registered_adapters():
+    return list(_REGISTRY)
+
+
+def supported_families():
+    return [cls.family for cls in _REGISTRY]
+
+
+def get_adapter(backbone):
+    """Returns the adapter instance for `backbone`.
+
+    Raises a `ValueError` naming the supported families when none fits.
+    """
+    for cls in _REGISTRY:
+        if cls.matches(backbone):
+            return cls(backbone)
+    raise ValueError(
+        "keras_prompt has no adapter for "
+        f"{type(backbone).__name__}. Supported backbone families: "
+        f"{', '.join(supported_families())}. Received: backbone of class "
+        f"{type(backbone).__name__}"
+    )
+
+
+class PromptAdapter:
+    """Where a soft prompt enters one family of backbones.
+
+    Subclasses set `family` (a short name shown in errors) and
+    `backbone_classes` (the keras-hub class names they accept), and
+    implement `forward`.
+
+    Attributes:
+        kind: `"seq2seq"`, `"causal"` or `"encoder"`; tasks check it.
+        prompt_position: where the prompt sits in the sequence, documented
+            per family (`0` for the start of the sequence).
+    """
+
+    family = None
+    backbone_classes = ()
+    kind = None
+    prompt_position = 0
+
+    def __init__(self, backbone):
+        self.backbone = backbone
+
+    @classmethod
+    def matches(cls, backbone):
+        names = {klass.__name__ for klass in type(backbone).__mro__}
+        return bool(names & set(cls.backbone_classes))
+
+    # -- graph construction -------------------------------------------------
+    def inputs(self):
+        """Fresh `keras.Input`s with the backbone's own input structure."""
+        return {
+            name: keras.Input(
+                shape=tensor.shape[1:], dtype=tensor.dtype, name=name
+            )
+            for name, tensor in self.backbone.input.items()
+        }
+
+    def forward(self, inputs, prompt, prompt_ids=None):
+        """The backbone's forward pass with `prompt` inserted.
+
+        Args:
+            inputs: dict of the backbone's own inputs.
+            prompt: the `PromptEmbedding` layer.
+            prompt_ids: int tensor `(batch,)` for a bank, else `None`.
+
+        Returns:
+            The backbone's outputs, with sequence outputs including the
+            prompt positions.
+        """
+        raise NotImplementedError
+
+    # -- positions ----------------------------------------------------------
+    def max_sequence_length(self):
+        """The longest sequence (prompt included) the family can embed, or
+        `None` when positions are relative or rotary."""
+        return None
+
+    def check_sequence_length(self, sequence_length, prompt_length):
+        """Raises before any compute if prompt + sequence is too long."""
+        limit = self.max_sequence_length()
+        if limit is None or sequence_length is None:
+            return
+        if sequence_length + prompt_length > limit:
+            raise ValueError(
+                f"prompt_length ({prompt_length}) + sequence_length "
+                f"({sequence_length}) = {prompt_length + sequence_length} "
+                f"exceeds the {limit} positions of this "
+                f"{type(self.backbone).__name__}. Shorten the prompt or the "
+                "preprocessor's sequence_length."
+            )

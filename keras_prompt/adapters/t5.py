@@ -1,0 +1,79 @@
+from keras_prompt.adapters.base import PromptAdapter
+from keras_prompt.adapters.base import register_adapter
+
+
+@register_adapter
+class T5Adapter(PromptAdapter):
+    """T5 / T5 1.1: the prompt is prepended to the embedded encoder input.
+
+    The paper puts the prompt on the encoder only. The encoder padding mask
+    is extended with ones, so the encoder's self-attention and the
+    decoder's cross-attention both see the prompt; relative position
+    buckets need no change. The decoder is untouched. The
+    `encoder_sequence_output` has `prompt_length + L` positions, the prompt
+    first.
+    """
+
+    family = "t5"
+    backbone_classes = ("T5Backbone",)
+    kind = "seq2seq"
+
+    def encode(self, token_ids, padding_mask, prompt, prompt_ids=None):
+        """Runs the encoder with the prompt.
+
+        Returns `(encoder_hidden_states, extended_padding_mask)`, both of
+        length `prompt_length + L`.
+        """
+        backbone = self.backbone
+        x = backbone.token_embedding(token_ids)
+        x = prompt(x, prompt_ids=prompt_ids)
+        padding_mask = prompt.extend_mask(padding_mask)
+        x = backbone.encoder_embedding_dropout(x)
+        attention_mask = padding_mask[:, None, :]
+        position_bias = None
+        for layer in backbone.encoder_transformer_layers:
+            x, position_bias = layer(
+                x,
+                attention_mask=attention_mask,
+                position_bias=position_bias,
+                use_causal_mask=False,
+            )
+        x = backbone.encoder_layer_norm(x)
+        x = backbone.encoder_dropout(x)
+        return x, padding_mask
+
+    def decode(self, token_ids, padding_mask, encoder_output, encoder_mask):
+        """Runs the (unchanged) decoder over the prompted encoder output."""
+        backbone = self.backbone
+        x = backbone.token_embedding(token_ids)
+        x = backbone.decoder_embedding_dropout(x)
+        position_bias = None
+        for layer in backbone.decoder_transformer_layers:
+            x, position_bias = layer(
+                x,
+                attention_mask=padding_mask[:, None, :],
+                position_bias=position_bias,
+                encoder_hidden_states=encoder_output,
+                encoder_attention_mask=encoder_mask[:, None, :],
+                use_causal_mask=True,
+            )
+        x = backbone.decoder_layer_norm(x)
+        return backbone.decoder_dropout(x)
+
+    def forward(self, inputs, prompt, prompt_ids=None):
+        encoder_output, encoder_mask = self.encode(
+            inputs["encoder_token_ids"],
+            inputs["encoder_padding_mask"],
+            prompt,
+            prompt_ids,
+        )
+        decoder_output = self.decode(
+            inputs["decoder_token_ids"],
+            inputs["decoder_padding_mask"],
+            encoder_output,
+            encoder_mask,
+        )
+        return {
+            "encoder_sequence_output": encoder_output,
+            "decoder_sequence_output": decoder_output,
+        }

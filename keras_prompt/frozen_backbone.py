@@ -1,0 +1,272 @@
+import keras
+import keras_hub
+import numpy as np
+
+from keras_prompt import initializers as prompt_initializers
+from keras_prompt import prompt_files
+from keras_prompt.presets import load_backbone
+from keras_prompt.adapters import get_adapter
+from keras_prompt.layers.prompt_embedding import PromptEmbedding
+from keras_prompt.version import __version__
+
+
+@keras.saving.register_keras_serializable(package="keras_prompt")
+class FrozenBackbone(keras_hub.models.Backbone):
+    """A frozen keras-hub backbone with a learned soft prompt.
+
+    Wraps a pretrained backbone, freezes every one of its weights and
+    inserts a `PromptEmbedding` right after the token embedding, where the
+    family's adapter says the prompt goes (for T5: the encoder input only).
+    The padding mask is extended so attention sees the prompt. The only
+    trainable variable is the prompt.
+
+    Inputs are the wrapped backbone's own inputs, plus `"prompt_ids"`
+    (int, shape `(batch,)`) when `num_prompts > 1`. Sequence outputs
+    include the prompt positions (first `prompt_length` positions).
+
+    Attributes of the wrapped backbone (`hidden_dim`, `num_layers`,
+    `vocabulary_size`, ...) are reachable on the wrapper.
+
+    Args:
+        backbone: a keras-hub backbone of a supported family, with its
+            pretrained weights already loaded.
+        prompt_length: int, number of prompt vectors (>= 1).
+        initializer: how the prompt starts: `"random_uniform"` (uniform on
+            [-0.5, 0.5]), `"sampled_vocab"` (embeddings of tokens sampled
+            from the 5,000 most common) or a `keras_prompt.initializers`
+            instance such as `ClassLabel`; initialisers that read the
+            vocabulary are bound to this backbone's embedding table.
+        num_prompts: int, prompts in the bank (one per task or ensemble
+            member). Defaults to `1`.
+        **kwargs: `name`, `trainable`, `dtype` of `keras.Model`.
+
+    Example:
+
+    ```python
+    import keras_hub
+    import keras_prompt
+    import numpy as np
+
+    t5 = keras_hub.models.T5Backbone(
+        vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=16,
+        intermediate_dim=32,
+    )
+    backbone = keras_prompt.FrozenBackbone(t5, prompt_length=4)
+    outputs = backbone({
+        "encoder_token_ids": np.ones((2, 6), "int32"),
+        "encoder_padding_mask": np.ones((2, 6), "int32"),
+        "decoder_token_ids": np.ones((2, 3), "int32"),
+        "decoder_padding_mask": np.ones((2, 3), "int32"),
+    })
+    outputs["encoder_sequence_output"].shape  # (2, 10, 16)
+    len(backbone.trainable_weights)  # 1: the prompt
+    ```
+    """
+
+    def __init__(
+        self,
+        backbone,
+        prompt_length,
+        initializer="random_uniform",
+        num_prompts=1,
+        **kwargs,
+    ):
+        if not isinstance(backbone, keras_hub.models.Backbone):
+            raise TypeError(
+                "`backbone` must be a keras-hub Backbone. "
+                f"Received: backbone={backbone!r}"
+            )
+        if isinstance(backbone, FrozenBackbone):
+            raise TypeError(
+                "`backbone` is already a FrozenBackbone; wrap the plain "
+                "keras-hub backbone instead."
+            )
+        adapter = get_adapter(backbone)
+        initializer = prompt_initializers.get(initializer)
+        if isinstance(initializer, prompt_initializers.EmbeddingInitializer):
+            initializer.bind(backbone.token_embedding)
+        backbone.trainable = False
+        prompt = PromptEmbedding(
+            prompt_length,
+            initializer=initializer,
+            num_prompts=num_prompts,
+            dtype=backbone.dtype_policy,
+            name="prompt_embedding",
+        )
+        inputs = adapter.inputs()
+        prompt_ids = None
+        if num_prompts > 1:
+            prompt_ids = keras.Input(shape=(), dtype="int32", name="prompt_ids")
+            inputs["prompt_ids"] = prompt_ids
+        outputs = adapter.forward(inputs, prompt, prompt_ids)
+        kwargs.setdefault("dtype", backbone.dtype_policy)
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+        self.backbone = backbone
+        self.adapter = adapter
+        self.prompt_embedding = prompt
+        self.prompt_length = prompt_length
+        self.num_prompts = num_prompts
+        self.initializer = initializer
+        self.token_embedding = backbone.token_embedding
+
+    def __getattr__(self, name):
+        # Reach the wrapped backbone's attributes (hidden_dim, num_layers,
+        # transformer layers, ...). Only called when normal lookup fails.
+        if name.startswith("_") or name == "backbone":
+            raise AttributeError(name)
+        backbone = self.__dict__.get("backbone")
+        if backbone is None:
+            raise AttributeError(name)
+        return getattr(backbone, name)
+
+    @property
+    def family(self):
+        return self.adapter.family
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "backbone": keras.layers.serialize(self.backbone),
+                "prompt_length": self.prompt_length,
+                "initializer": keras.initializers.serialize(self.initializer),
+                "num_prompts": self.num_prompts,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("backbone"), dict):
+            config["backbone"] = keras.layers.deserialize(config["backbone"])
+        return super().from_config(config)
+
+    @classmethod
+    def from_preset(
+        cls,
+        preset,
+        prompt_length=20,
+        initializer="random_uniform",
+        num_prompts=1,
+        load_weights=True,
+        **kwargs,
+    ):
+        """Loads a pretrained backbone and wraps it with a prompt.
+
+        Accepts anything `keras_hub.models.Backbone.from_preset` accepts
+        (built-in names, `kaggle://`, `hf://`, local preset folders), and
+        Hugging Face T5 checkpoint folders (`config.json` +
+        `model.safetensors`, e.g. T5 1.1 LM-adapted). The pretrained
+        weights load first; the prompt is inserted afterwards.
+
+        Args:
+            preset: the preset name, handle or folder.
+            prompt_length: int, number of prompt vectors. Defaults to 20.
+            initializer: see the class docstring.
+            num_prompts: int, prompts in the bank.
+            load_weights: bool, load the pretrained weights.
+            **kwargs: passed to the backbone's `from_preset` (e.g.
+                `dtype="bfloat16"`).
+
+        Example:
+
+        ```python
+        backbone = keras_prompt.FrozenBackbone.from_preset(
+            "t5_base_multi", prompt_length=20, initializer="sampled_vocab"
+        )
+        ```
+        """
+        backbone = load_backbone(preset, load_weights=load_weights, **kwargs)
+        return cls(
+            backbone,
+            prompt_length=prompt_length,
+            initializer=initializer,
+            num_prompts=num_prompts,
+        )
+
+    # -- prompt files -------------------------------------------------------
+    def prompt_metadata(self, task_names=None):
+        """What a prompt file records about this backbone and prompt."""
+        table = keras.ops.convert_to_numpy(self.backbone.token_embedding.embeddings)
+        return {
+            "backbone_class": type(self.backbone).__name__,
+            "family": self.adapter.family,
+            "hidden_dim": int(self.prompt_embedding.dim or table.shape[-1]),
+            "vocabulary_size": int(table.shape[0]),
+            "embedding_fingerprint": prompt_files.embedding_fingerprint(table),
+            "prompt_length": self.prompt_length,
+            "num_prompts": self.num_prompts,
+            "task_names": list(task_names) if task_names else None,
+            "keras_prompt_version": __version__,
+        }
+
+    def save_prompts(self, path, task_names=None, extra_tensors=None, **info):
+        """Writes the prompt (and optional extras) to a small file.
+
+        Args:
+            path: the file to write (conventionally `*.prompt.safetensors`).
+                Written atomically.
+            task_names: optional list of names, one per prompt in the bank.
+            extra_tensors: optional dict of further trained arrays (tasks
+                store their heads here).
+            **info: further JSON-able metadata.
+        """
+        if task_names is not None and len(task_names) != self.num_prompts:
+            raise ValueError(
+                f"`task_names` must name each of the {self.num_prompts} "
+                f"prompts. Received: task_names={task_names!r}"
+            )
+        metadata = self.prompt_metadata(task_names)
+        metadata.update(info)
+        tensors = {"prompt": self.prompt_values()}
+        for name, value in (extra_tensors or {}).items():
+            tensors[f"extra/{name}"] = value
+        prompt_files.write_prompt_file(path, tensors, metadata)
+
+    def prompt_values(self):
+        """The prompt variable as a NumPy array."""
+        return keras.ops.convert_to_numpy(self.prompt_embedding.embeddings)
+
+    def read_prompts(self, path):
+        """Reads and checks a prompt file for this backbone.
+
+        Returns `(prompt, extras, metadata)` without assigning anything.
+        """
+        tensors, metadata = prompt_files.read_prompt_file(path)
+        prompt_files.check_same_backbone(
+            metadata, self.prompt_metadata(), path
+        )
+        prompt = tensors.pop("prompt", None)
+        if prompt is None:
+            raise ValueError(f"The prompt file {path!r} holds no prompt.")
+        extras = {
+            name[len("extra/") :]: value
+            for name, value in tensors.items()
+            if name.startswith("extra/")
+        }
+        return prompt, extras, metadata
+
+    def load_prompts(self, path):
+        """Loads a prompt file saved by `save_prompts`.
+
+        Raises a `ValueError` when the file was trained on another backbone
+        (class, width, vocabulary or embedding table differ) or holds a
+        prompt of another shape. Returns the file's metadata.
+        """
+        prompt, _, metadata = self.read_prompts(path)
+        self.assign_prompts(prompt, source=path)
+        return metadata
+
+    def assign_prompts(self, values, source="values"):
+        """Sets the prompt variable, checking the shape."""
+        values = np.asarray(values, dtype="float32")
+        expected = tuple(self.prompt_embedding.embeddings.shape)
+        if values.shape != expected:
+            raise ValueError(
+                f"The prompt from {source!r} has shape {values.shape}, but "
+                f"this model's prompt has shape {expected} (prompt_length="
+                f"{self.prompt_length}, num_prompts={self.num_prompts})."
+            )
+        self.prompt_embedding.embeddings.assign(values)

@@ -1,0 +1,3 @@
+from keras_prompt.layers.prompt_embedding import PromptEmbedding
+
+__all__ = ["PromptEmbedding"]

@@ -1,0 +1,212 @@
+import keras
+from keras import ops
+
+from keras_prompt import initializers as prompt_initializers
+
+
+@keras.saving.register_keras_serializable(package="keras_prompt")
+class PromptEmbedding(keras.layers.Layer):
+    """A learned soft prompt prepended to an embedded sequence.
+
+    The layer holds `length` trainable vectors of the model's embedding
+    width (Lester et al., 2021) and prepends them to already-embedded
+    tokens: `(batch, L, dim) -> (batch, length + L, dim)`, the prompt
+    first. With `num_prompts > 1` it holds a bank of prompts of the same
+    length and each example picks its own through `prompt_ids`, so one
+    batch can mix tasks.
+
+    The width `dim` is taken from the input in `build`. The variable is
+    kept in the layer's variable dtype (float32 under `mixed_bfloat16`)
+    and the output is in the input's dtype.
+
+    Args:
+        length: int. Number of prompt vectors (the paper uses 1-150; 100 by
+            default, 20 works well for small models).
+        initializer: string or `keras.initializers.Initializer`. How the
+            prompt starts. Defaults to `"random_uniform"`, uniform on
+            `[-0.5, 0.5]` as in the paper. See `keras_prompt.initializers`
+            for vocabulary-sampled and class-label initialisers.
+        num_prompts: int. Number of prompts in the bank. `1` gives a single
+            prompt of shape `(length, dim)`; more gives a bank of shape
+            `(num_prompts, length, dim)`.
+        **kwargs: other keyword arguments of `keras.layers.Layer`
+            (`name`, `dtype`, `trainable`).
+
+    Call arguments:
+        inputs: float tensor of shape `(batch, L, dim)`, the embedded
+            tokens.
+        prompt_ids: optional int tensor of shape `(batch,)`, which prompt of
+            the bank each example uses. Required when `num_prompts > 1`,
+            ignored (may be `None`) for a single prompt.
+        mask: optional padding mask `(batch, L)`, propagated by Keras.
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras_prompt
+
+    layer = keras_prompt.PromptEmbedding(length=4)
+    x = np.random.rand(2, 6, 8).astype("float32")
+    y = layer(x)  # (2, 10, 8)
+    mask = layer.extend_mask(np.ones((2, 6), "int32"))  # (2, 10)
+
+    bank = keras_prompt.PromptEmbedding(length=4, num_prompts=3)
+    y = bank(x, prompt_ids=np.array([0, 2]))  # example 0 uses prompt 0
+    ```
+    """
+
+    def __init__(
+        self,
+        length,
+        initializer="random_uniform",
+        num_prompts=1,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(length, bool) or not isinstance(length, int):
+            raise TypeError(
+                f"`length` must be an int. Received: length={length!r}"
+            )
+        if length < 1:
+            raise ValueError(
+                f"`length` must be at least 1. Received: length={length}"
+            )
+        if isinstance(num_prompts, bool) or not isinstance(num_prompts, int):
+            raise TypeError(
+                "`num_prompts` must be an int. "
+                f"Received: num_prompts={num_prompts!r}"
+            )
+        if num_prompts < 1:
+            raise ValueError(
+                "`num_prompts` must be at least 1. "
+                f"Received: num_prompts={num_prompts}"
+            )
+        self.length = length
+        self.num_prompts = num_prompts
+        self.initializer = prompt_initializers.get(initializer)
+        self.supports_masking = True
+        self.embeddings = None
+
+    @property
+    def is_bank(self):
+        return self.num_prompts > 1
+
+    @property
+    def prompt_shape(self):
+        """Shape of the prompt variable without the width."""
+        if self.is_bank:
+            return (self.num_prompts, self.length)
+        return (self.length,)
+
+    def build(self, input_shape):
+        dim = input_shape[-1]
+        if dim is None:
+            raise ValueError(
+                "The last dimension of the inputs to `PromptEmbedding` must "
+                f"be known. Received: input_shape={input_shape}"
+            )
+        self.embeddings = self.add_weight(
+            name="embeddings",
+            shape=self.prompt_shape + (int(dim),),
+            initializer=self.initializer,
+            trainable=True,
+        )
+        self.built = True
+
+    @property
+    def dim(self):
+        """The prompt width (the model's embedding size) once built."""
+        if self.embeddings is None:
+            return None
+        return self.embeddings.shape[-1]
+
+    def _check_width(self, inputs):
+        width = inputs.shape[-1]
+        if width is not None and self.dim is not None and width != self.dim:
+            raise ValueError(
+                f"`PromptEmbedding` '{self.name}' has width {self.dim} but "
+                f"received inputs of width {width}. Received: "
+                f"inputs.shape={tuple(inputs.shape)}"
+            )
+
+    def prompts_for(self, prompt_ids=None, batch_size=None, dtype=None):
+        """The prompt vectors of each example, `(batch, length, dim)`.
+
+        Args:
+            prompt_ids: int tensor `(batch,)`; required for a bank.
+            batch_size: int or scalar tensor; used for a single prompt.
+            dtype: the dtype of the result (defaults to compute dtype).
+        """
+        dtype = dtype or self.compute_dtype
+        embeddings = ops.cast(self.embeddings, dtype)
+        if self.is_bank:
+            if prompt_ids is None:
+                raise ValueError(
+                    f"`PromptEmbedding` '{self.name}' holds a bank of "
+                    f"{self.num_prompts} prompts, so `prompt_ids` (one int "
+                    "per example) is required. Received: prompt_ids=None"
+                )
+            self._check_prompt_ids(prompt_ids)
+            prompt_ids = ops.reshape(ops.cast(prompt_ids, "int32"), (-1,))
+            return ops.take(embeddings, prompt_ids, axis=0)
+        prompt = ops.expand_dims(embeddings, 0)
+        return ops.broadcast_to(
+            prompt, (batch_size, self.length, ops.shape(embeddings)[-1])
+        )
+
+    def _check_prompt_ids(self, prompt_ids):
+        # A concrete value (eager or NumPy) is checked here; inside a traced
+        # function the callers validate ids at the data boundary.
+        try:
+            values = ops.convert_to_numpy(prompt_ids)
+        except Exception:
+            return
+        if values.size and (
+            values.min() < 0 or values.max() >= self.num_prompts
+        ):
+            raise ValueError(
+                f"`prompt_ids` must be in [0, {self.num_prompts}) for the "
+                f"bank '{self.name}'. Received: prompt_ids={values.tolist()}"
+            )
+
+    def call(self, inputs, prompt_ids=None, mask=None):
+        self._check_width(inputs)
+        batch_size = ops.shape(inputs)[0]
+        prompt = self.prompts_for(prompt_ids, batch_size, dtype=inputs.dtype)
+        return ops.concatenate([prompt, inputs], axis=1)
+
+    def extend_mask(self, mask):
+        """Extends a padding mask `(batch, L)` to `(batch, length + L)`.
+
+        The prompt positions are always attended to (ones, or `True` for a
+        boolean mask); the mask keeps its dtype.
+        """
+        if mask is None:
+            return None
+        # `ones_like` + `repeat` (not `ones(shape)`) so that this also works
+        # on symbolic tensors while a functional model is built.
+        ones = ops.ones_like(mask[:, :1])
+        ones = ops.repeat(ones, self.length, axis=1)
+        return ops.concatenate([ones, mask], axis=1)
+
+    def compute_mask(self, inputs, mask=None, prompt_ids=None):
+        return self.extend_mask(mask)
+
+    def compute_output_shape(self, inputs_shape, prompt_ids_shape=None):
+        input_shape = inputs_shape
+        length = input_shape[1]
+        if length is not None:
+            length = length + self.length
+        return (input_shape[0], length, input_shape[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "length": self.length,
+                "initializer": keras.initializers.serialize(self.initializer),
+                "num_prompts": self.num_prompts,
+            }
+        )
+        return config

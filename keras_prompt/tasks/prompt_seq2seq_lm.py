@@ -1,0 +1,256 @@
+import keras
+import keras_hub
+from keras import ops
+
+from keras_prompt.frozen_backbone import FrozenBackbone
+from keras_prompt.presets import load_preprocessor
+from keras_prompt.tasks.prompt_task import PromptTaskMixin
+from keras_prompt.tasks.prompt_task import check_frozen_backbone
+
+
+def _is_text(value):
+    if isinstance(value, (str, bytes)):
+        return True
+    if isinstance(value, (list, tuple)) and value:
+        return isinstance(value[0], (str, bytes))
+    dtype = getattr(value, "dtype", None)
+    return dtype is not None and str(dtype) in ("string", "<dtype: 'string'>")
+
+
+def default_optimizer():
+    """The paper's optimiser: Adafactor, constant lr 0.3, decay 0.8."""
+    from keras_prompt.optimizers import Adafactor
+
+    return Adafactor(learning_rate=0.3, decay_rate=0.8, weight_decay_rate=1e-5)
+
+
+@keras.saving.register_keras_serializable(package="keras_prompt")
+class PromptSeq2SeqLM(PromptTaskMixin, keras_hub.models.T5Seq2SeqLM):
+    """A prompt-tuned text-to-text model on a frozen T5.
+
+    The keras-hub `T5Seq2SeqLM` task over a `FrozenBackbone`: only the soft
+    prompt on the encoder input trains. `fit` / `evaluate` take raw
+    `(input string, target string)` pairs (lists, arrays or a `tf.data`
+    dataset of pairs), or the keras-hub dict
+    `{"encoder_text": ..., "decoder_text": ...}`; `generate` takes input
+    strings and returns generated strings, with the prompt active in the
+    encoder and in the decoder's cross-attention cache. The loss ignores
+    padding.
+
+    `compile()` defaults to the paper's optimiser: `keras_prompt`'s
+    Adafactor with a constant learning rate of 0.3, `decay_rate=0.8` and
+    weight decay 1e-5, and to greedy decoding.
+
+    Args:
+        backbone: a `keras_prompt.FrozenBackbone` wrapping a `T5Backbone`.
+        preprocessor: a `keras_hub.models.T5Seq2SeqLMPreprocessor` or
+            `None` (then inputs must be token ids).
+        **kwargs: passed to `keras_hub.models.T5Seq2SeqLM`.
+
+    Example:
+
+    ```python
+    model = keras_prompt.PromptSeq2SeqLM.from_preset(
+        "t5_1.1_small", prompt_length=20, initializer="sampled_vocab"
+    )
+    model.fit(x=["a great movie", "dull"], y=["positive", "negative"])
+    model.generate(["what a film"])
+    model.save_prompts("sentiment.prompt.safetensors")
+    ```
+    """
+
+    backbone_cls = FrozenBackbone
+    preprocessor_cls = keras_hub.models.T5Seq2SeqLMPreprocessor
+
+    def __init__(self, backbone, preprocessor=None, **kwargs):
+        check_frozen_backbone("PromptSeq2SeqLM", backbone, "seq2seq")
+        super().__init__(backbone=backbone, preprocessor=preprocessor, **kwargs)
+
+    @classmethod
+    def from_preset(
+        cls,
+        preset,
+        prompt_length=20,
+        initializer="random_uniform",
+        num_prompts=1,
+        load_weights=True,
+        encoder_sequence_length=512,
+        decoder_sequence_length=128,
+        **kwargs,
+    ):
+        """Builds the task from a keras-hub preset or a HF T5 checkpoint.
+
+        Args:
+            preset: a keras-hub preset name, handle or folder, or a Hugging
+                Face T5 checkpoint folder.
+            prompt_length: int, prompt vectors. Defaults to 20.
+            initializer: prompt initialiser (see `FrozenBackbone`).
+            num_prompts: int, prompts in the bank.
+            load_weights: bool, load pretrained weights.
+            encoder_sequence_length: int, input tokens (the prompt comes on
+                top of these).
+            decoder_sequence_length: int, target tokens.
+            **kwargs: passed to the backbone's `from_preset`.
+        """
+        backbone = FrozenBackbone.from_preset(
+            preset,
+            prompt_length=prompt_length,
+            initializer=initializer,
+            num_prompts=num_prompts,
+            load_weights=load_weights,
+            **kwargs,
+        )
+        preprocessor = load_preprocessor(
+            preset,
+            cls.preprocessor_cls,
+            encoder_sequence_length=encoder_sequence_length,
+            decoder_sequence_length=decoder_sequence_length,
+        )
+        return cls(backbone=backbone, preprocessor=preprocessor)
+
+    def compile(
+        self,
+        optimizer="auto",
+        loss="auto",
+        *,
+        weighted_metrics="auto",
+        sampler="greedy",
+        **kwargs,
+    ):
+        """Like `T5Seq2SeqLM.compile`, defaulting to the paper's Adafactor
+        and greedy decoding."""
+        if optimizer == "auto":
+            optimizer = default_optimizer()
+        super().compile(
+            optimizer=optimizer,
+            loss=loss,
+            weighted_metrics=weighted_metrics,
+            sampler=sampler,
+            **kwargs,
+        )
+
+    def preprocess_samples(self, x, y=None, sample_weight=None):
+        # Raw (input, target) string pairs become keras-hub's dict.
+        if y is not None and _is_text(x) and _is_text(y):
+            x, y = {"encoder_text": x, "decoder_text": y}, None
+        return super().preprocess_samples(x, y, sample_weight)
+
+    def call_encoder(self, token_ids, padding_mask, prompt_ids=None):
+        """The encoder with the prompt; returns hidden states of length
+        `prompt_length + L` (see `call_encoder_with_mask` for the mask)."""
+        return self.call_encoder_with_mask(token_ids, padding_mask, prompt_ids)[
+            0
+        ]
+
+    def call_encoder_with_mask(self, token_ids, padding_mask, prompt_ids=None):
+        """The prompted encoder output and its extended padding mask."""
+        backbone = self.backbone
+        return backbone.adapter.encode(
+            token_ids, padding_mask, backbone.prompt_embedding, prompt_ids
+        )
+
+    def _initialize_cache(self, encoder_hidden_states, decoder_token_ids):
+        """Empty decoder caches; the cross-attention cache spans the prompt."""
+        batch_size = ops.shape(decoder_token_ids)[0]
+        num_heads = self.backbone.num_heads
+        head_dim = self.backbone.key_value_dim or (
+            self.backbone.hidden_dim // num_heads
+        )
+        shape = [
+            batch_size,
+            self.backbone.num_layers,
+            2,
+            ops.shape(decoder_token_ids)[1],
+            num_heads,
+            head_dim,
+        ]
+        self_attention_cache = ops.zeros(shape, dtype=self.compute_dtype)
+        shape[3] = ops.shape(encoder_hidden_states)[1]
+        cross_attention_cache = ops.zeros(shape, dtype=self.compute_dtype)
+        return self_attention_cache, cross_attention_cache
+
+    def generate_step(self, inputs, stop_token_ids=None):
+        """One compiled generation pass for a batch of token inputs.
+
+        Like keras-hub's T5 `generate_step`, except that the encoder runs
+        once with the prompt, and the cross-attention cache and its padding
+        mask span `prompt_length + L` positions. `inputs` may carry
+        `"prompt_ids"` for a bank.
+        """
+        encoder_hidden_states, encoder_padding_mask = (
+            self.call_encoder_with_mask(
+                inputs["encoder_token_ids"],
+                inputs["encoder_padding_mask"],
+                inputs.get("prompt_ids"),
+            )
+        )
+        decoder_token_ids = inputs["decoder_token_ids"]
+        decoder_padding_mask = inputs["decoder_padding_mask"]
+        self_cache, cross_cache = self._initialize_cache(
+            encoder_hidden_states, decoder_token_ids
+        )
+        _, hidden_states, self_cache, cross_cache = (
+            self.call_decoder_with_cache(
+                encoder_hidden_states=encoder_hidden_states,
+                encoder_padding_mask=encoder_padding_mask,
+                decoder_token_ids=decoder_token_ids,
+                self_attention_cache=self_cache,
+                self_attention_cache_update_index=0,
+                cross_attention_cache=cross_cache,
+                cross_attention_cache_update_index=0,
+            )
+        )
+        row_lengths = ops.sum(ops.cast(decoder_padding_mask, "int32"), axis=-1)
+        index = ops.min(row_lengths)
+
+        def next(prompt, cache, index):
+            cache_index = index - 1
+            num_samples = ops.shape(prompt)[0]
+            token = ops.slice(prompt, [0, cache_index], [num_samples, 1])
+            self_cache, cross_cache = cache
+            logits, hidden, self_cache, _ = self.call_decoder_with_cache(
+                encoder_hidden_states=encoder_hidden_states,
+                encoder_padding_mask=encoder_padding_mask,
+                decoder_token_ids=token,
+                self_attention_cache=self_cache,
+                self_attention_cache_update_index=cache_index,
+                cross_attention_cache=cross_cache,
+                cross_attention_cache_update_index=None,
+            )
+            return (
+                ops.squeeze(logits, axis=1),
+                ops.squeeze(hidden, axis=1),
+                (self_cache, cross_cache),
+            )
+
+        decoder_token_ids = self.sampler(
+            next=next,
+            prompt=decoder_token_ids,
+            cache=(self_cache, cross_cache),
+            index=index,
+            mask=decoder_padding_mask,
+            stop_token_ids=stop_token_ids,
+            hidden_states=hidden_states,
+            model=self,
+        )
+        return {
+            "decoder_token_ids": decoder_token_ids,
+            "decoder_padding_mask": _mask_after_stop(
+                decoder_token_ids, decoder_padding_mask, stop_token_ids
+            ),
+        }
+
+
+def _mask_after_stop(token_ids, padding_mask, stop_token_ids):
+    """Masks every position after the first generated stop token."""
+    if stop_token_ids is None:
+        return ops.ones_like(token_ids, dtype="bool")
+    from keras_hub.src.utils.tensor_utils import any_equal
+
+    end_locations = ops.cast(
+        any_equal(token_ids, stop_token_ids, ops.logical_not(padding_mask)),
+        "int32",
+    )
+    cumsum = ops.cast(ops.cumsum(end_locations, axis=-1), "int32")
+    overflow = cumsum - end_locations
+    return ops.logical_not(ops.cast(overflow, "bool"))
