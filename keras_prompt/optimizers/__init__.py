@@ -1,0 +1,5 @@
+"""Optimizers for Prompt Tuning."""
+
+from keras_prompt.optimizers.adafactor import Adafactor
+
+__all__ = ["Adafactor"]
