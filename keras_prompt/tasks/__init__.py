@@ -1,3 +1,7 @@
+from keras_prompt.tasks.prompt_classifier import PromptClassifier
 from keras_prompt.tasks.prompt_seq2seq_lm import PromptSeq2SeqLM
 
-__all__ = ["PromptSeq2SeqLM"]
+__all__ = [
+    "PromptClassifier",
+    "PromptSeq2SeqLM",
+]

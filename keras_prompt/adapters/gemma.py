@@ -1,0 +1,154 @@
+"""Gemma, Gemma 2 (both `GemmaBackbone`) and Gemma 3 text (`Gemma3Backbone`).
+
+Gemma multiplies the token embeddings by `sqrt(hidden_dim)` inside the
+backbone. The prompt is stored PRE-scale, in the space of the embedding
+table: it is inserted right after the token lookup and scaled together
+with the real tokens. A prompt holding rows of the embedding table is then
+treated exactly like those tokens, and vocabulary-based initialisers
+(`"sampled_vocab"`, `ClassLabel`, `FromTokens`) start the prompt as
+embeddings of real tokens.
+"""
+
+from keras import ops
+
+from keras_prompt.adapters.base import register_adapter
+from keras_prompt.adapters.decoder import DecoderAdapter
+
+
+class _ScaledEmbeddingAdapter(DecoderAdapter):
+    def finish_embedding(self, x, start_index=0):
+        # The same expression as the backbone, for bit-identical scaling.
+        return x * ops.cast(ops.sqrt(self.backbone.hidden_dim), x.dtype)
+
+    def cache_heads(self):
+        return self.backbone.num_key_value_heads, self.backbone.head_dim
+
+
+@register_adapter
+class GemmaAdapter(_ScaledEmbeddingAdapter):
+    """Gemma and Gemma 2: the prompt is stored before the embedding scale.
+
+    The prompt is inserted after the token lookup and before the
+    `sqrt(hidden_dim)` scaling, before each row's first real token (after
+    any left padding), and the padding mask is extended with ones; see
+    `keras_prompt.adapters.decoder`. Rotary positions need no change.
+    Gemma 2's alternating sliding-window layers and logit soft caps count
+    prompt positions like token positions.
+
+    Example:
+
+    ```python
+    import keras_hub
+    import numpy as np
+    import keras_prompt
+
+    gemma = keras_hub.models.GemmaBackbone(
+        vocabulary_size=50, num_layers=2, num_query_heads=2,
+        num_key_value_heads=1, hidden_dim=16, intermediate_dim=32,
+        head_dim=8,
+    )
+    backbone = keras_prompt.FrozenBackbone(gemma, prompt_length=4)
+    hidden = backbone({
+        "token_ids": np.ones((2, 6), "int32"),
+        "padding_mask": np.ones((2, 6), "int32"),
+    })  # (2, 10, 16)
+    ```
+    """
+
+    family = "gemma"
+    backbone_classes = ("GemmaBackbone",)
+
+    def transformer(self, x, padding_mask):
+        for layer in self.backbone.transformer_layers:
+            x = layer(x, padding_mask=padding_mask)
+        return x
+
+    def transformer_with_cache(
+        self, x, cache, cache_update_index, padding_mask=None
+    ):
+        def call(layer, x, layer_cache):
+            return layer(
+                x, cache=layer_cache, cache_update_index=cache_update_index
+            )
+
+        return self.stacked_cache_pass(x, cache, call)
+
+
+@register_adapter
+class Gemma3Adapter(_ScaledEmbeddingAdapter):
+    """Gemma 3 text-only: the prompt is stored before the embedding scale.
+
+    As for Gemma, the prompt is inserted after the token lookup and before
+    the `sqrt(hidden_dim)` scaling, before each row's first real token. The
+    local (sliding-window) and global layers count prompt positions like
+    token positions, both in the prompted forward pass and in the cache.
+    The cache is keras-hub's Gemma 3 layout, one `(key, value)` pair per
+    layer, and the prefill pass gets the extended padding mask as in
+    keras-hub.
+
+    Only text-only, causal backbones are supported: a `Gemma3Backbone` with
+    a vision encoder, or an embedding model (bidirectional attention,
+    pooled output) raises a `ValueError`.
+
+    Example:
+
+    ```python
+    import keras_hub
+    import keras_prompt
+
+    gemma3 = keras_hub.models.Gemma3Backbone(
+        vocabulary_size=50, image_size=16, num_layers=2,
+        num_query_heads=2, num_key_value_heads=1, hidden_dim=16,
+        intermediate_dim=32, head_dim=8, vision_encoder=None,
+    )
+    backbone = keras_prompt.FrozenBackbone(gemma3, prompt_length=4)
+    ```
+    """
+
+    family = "gemma3"
+    backbone_classes = ("Gemma3Backbone",)
+
+    def __init__(self, backbone):
+        unsupported = []
+        if getattr(backbone, "vision_encoder", None) is not None:
+            unsupported.append("a vision encoder")
+        if getattr(backbone, "is_embedding_model", False):
+            unsupported.append("is_embedding_model=True")
+        if getattr(backbone, "use_bidirectional_attention", False):
+            unsupported.append("use_bidirectional_attention=True")
+        if unsupported:
+            raise ValueError(
+                "keras_prompt supports text-only, causal Gemma3Backbone "
+                f"models. Received: a Gemma3Backbone with "
+                f"{' and '.join(unsupported)}."
+            )
+        super().__init__(backbone)
+
+    def transformer(self, x, padding_mask):
+        for layer in self.backbone.transformer_layers:
+            x = layer(x, padding_mask=padding_mask, vision_mask=None)
+        return x
+
+    def init_cache(self, batch_size, length, dtype):
+        """One `(key, value)` pair per layer, each
+        `(batch, length, num_key_value_heads, head_dim)`."""
+        num_heads, head_dim = self.cache_heads()
+        shape = [batch_size, length, num_heads, head_dim]
+        return tuple(
+            (ops.zeros(shape, dtype=dtype), ops.zeros(shape, dtype=dtype))
+            for _ in range(self.backbone.num_layers)
+        )
+
+    def transformer_with_cache(
+        self, x, cache, cache_update_index, padding_mask=None
+    ):
+        caches = []
+        for layer, layer_cache in zip(self.backbone.transformer_layers, cache):
+            x, layer_cache = layer(
+                x,
+                cache=layer_cache,
+                cache_update_index=cache_update_index,
+                padding_mask=padding_mask,
+            )
+            caches.append(layer_cache)
+        return x, tuple(caches)

@@ -1,0 +1,380 @@
+import keras
+import keras_hub
+import numpy as np
+
+from keras_prompt.frozen_backbone import FrozenBackbone
+from keras_prompt.layers.classification_head import ClassificationHead
+from keras_prompt.presets import load_preprocessor
+from keras_prompt.tasks.prompt_task import PromptTaskMixin
+from keras_prompt.tasks.prompt_task import check_frozen_backbone
+
+HEAD_TENSORS = ("head/kernel", "head/bias")
+TASK_KWARGS = ("activation", "dropout", "name", "compile")
+
+
+def default_optimizer():
+    """Adam with a constant learning rate of 1e-2.
+
+    Prompt tuning trains a few thousand parameters from scratch on a frozen
+    model, which wants a far larger step than fine-tuning (keras-hub's
+    `TextClassifier` default, Adam 5e-5, barely moves a prompt).
+    """
+    return keras.optimizers.Adam(learning_rate=1e-2)
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an int. Received: {name}={value!r}")
+    if value < minimum:
+        raise ValueError(
+            f"`{name}` must be at least {minimum}. Received: {name}={value}"
+        )
+    return int(value)
+
+
+@keras.saving.register_keras_serializable(package="keras_prompt")
+class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
+    """A prompt-tuned text classifier on a frozen encoder.
+
+    A `FrozenBackbone` around a `BertBackbone`, `RobertaBackbone` or
+    `DistilBertBackbone` (the prompt sits right after `[CLS]` / `<s>`, see
+    `keras_prompt.adapters.bert`), followed by dropout and a small dense
+    head on the final hidden state of the first token (`[CLS]` / `<s>`,
+    which keeps position 0). Only the prompt and the head train; the
+    backbone's weights never change.
+
+    The head reads the `[CLS]` hidden state for every family rather than
+    BERT's `pooled_output`: it is the one representation all three
+    families have, it attends to the prompt directly, and BERT's pooler
+    is a frozen `tanh` layer pretrained for next-sentence prediction (and
+    is not trained at all in sentence-embedding checkpoints like MiniLM),
+    so passing through it adds nothing a trainable head could use.
+
+    `fit` / `evaluate` take raw strings (or pairs of strings as a tuple)
+    with integer labels in `[0, num_classes)`; `predict` takes strings and
+    returns class probabilities of shape `(N, num_classes)` (with the
+    default `activation="softmax"`; `activation=None` gives logits).
+
+    With a prompt bank (`num_prompts > 1`) each prompt has its own head
+    (all with `num_classes` outputs), so one model serves several tasks;
+    inputs are then a dict `{"text": strings, "prompt_ids": ints}`, which
+    picks prompt and head per example.
+
+    `compile()` defaults to Adam with a constant learning rate of 1e-2,
+    sparse categorical cross-entropy (on probabilities, or on logits when
+    `activation=None`) and sparse categorical accuracy.
+
+    `save_prompts` writes the prompt(s) and the head(s) to one small file;
+    `load_prompts` on a classifier built on the same backbone (e.g. by
+    `from_preset`) restores the trained classifier exactly.
+
+    Args:
+        backbone: a `keras_prompt.FrozenBackbone` wrapping a BERT, RoBERTa
+            or DistilBERT backbone.
+        num_classes: int, number of classes (>= 2).
+        preprocessor: the family's `keras_hub.models.TextClassifierPreprocessor`
+            (e.g. `BertTextClassifierPreprocessor`) or `None` (then inputs
+            must be the backbone's token dicts).
+            `prompt_length + preprocessor.sequence_length` must fit the
+            backbone's positions.
+        activation: activation of the outputs. Defaults to `"softmax"`
+            (probabilities); `None` gives logits.
+        dropout: float in `[0, 1)`, dropout on the `[CLS]` state before the
+            head. Defaults to `0.1`.
+        **kwargs: passed to `keras_hub.models.TextClassifier` (`name`,
+            `compile`, ...).
+
+    Example:
+
+    ```python
+    import numpy as np
+    import keras_hub
+    import keras_prompt
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad"]
+    bert = keras_hub.models.BertBackbone(
+        vocabulary_size=len(vocab), num_layers=2, num_heads=2,
+        hidden_dim=16, intermediate_dim=32, max_sequence_length=32,
+    )
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
+        keras_hub.models.BertTokenizer(vocabulary=vocab), sequence_length=8
+    )
+    model = keras_prompt.PromptClassifier(
+        keras_prompt.FrozenBackbone(bert, prompt_length=4),
+        num_classes=2,
+        preprocessor=preprocessor,
+    )
+    model.fit(x=["good good", "bad", "good", "bad bad"], y=[1, 0, 1, 0])
+    model.predict(["good bad"])  # (1, 2) class probabilities
+    model.save_prompts("sentiment.prompt.safetensors")
+    ```
+    """
+
+    backbone_cls = FrozenBackbone
+    preprocessor_cls = keras_hub.models.TextClassifierPreprocessor
+
+    def __init__(
+        self,
+        backbone,
+        num_classes,
+        preprocessor=None,
+        activation="softmax",
+        dropout=0.1,
+        **kwargs,
+    ):
+        check_frozen_backbone("PromptClassifier", backbone, "encoder")
+        num_classes = _check_int("num_classes", num_classes, 2)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+            raise TypeError(
+                f"`dropout` must be a float. Received: dropout={dropout!r}"
+            )
+        if not 0 <= dropout < 1:
+            raise ValueError(
+                f"`dropout` must be in [0, 1). Received: dropout={dropout}"
+            )
+        check_preprocessor_length(backbone, preprocessor)
+
+        # === Config === (set first: `Task.__init__` compiles, and the
+        # default loss reads `activation`)
+        self.num_classes = num_classes
+        self.activation = keras.activations.get(activation)
+        self.dropout = dropout
+
+        # === Layers ===
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+        self.output_dropout = keras.layers.Dropout(
+            dropout,
+            dtype=backbone.dtype_policy,
+            name="classifier_dropout",
+        )
+        self.head = ClassificationHead(
+            num_classes,
+            num_heads=backbone.num_prompts,
+            activation=activation,
+            dtype=backbone.dtype_policy,
+            name="logits",
+        )
+
+        # === Functional Model ===
+        inputs = backbone.input
+        outputs = backbone(inputs)
+        if isinstance(outputs, dict):
+            outputs = outputs["sequence_output"]
+        x = self.output_dropout(outputs[:, 0, :])
+        outputs = self.head(x, head_ids=inputs.get("prompt_ids"))
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_classes": self.num_classes,
+                "activation": keras.activations.serialize(self.activation),
+                "dropout": self.dropout,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_preset(
+        cls,
+        preset,
+        num_classes,
+        prompt_length=20,
+        initializer="random_uniform",
+        num_prompts=1,
+        sequence_length=128,
+        load_weights=True,
+        **kwargs,
+    ):
+        """Builds the classifier on a pretrained encoder.
+
+        The backbone comes from `keras_prompt.presets.load_backbone` and the
+        preprocessor from keras-hub's
+        `TextClassifierPreprocessor.from_preset`, which picks the family's
+        class (`BertTextClassifierPreprocessor`, ...). The head starts
+        fresh; `load_prompts` restores a trained prompt and head.
+
+        Args:
+            preset: a keras-hub preset name, handle or folder, or a Hugging
+                Face BERT / RoBERTa / DistilBERT folder that keras-hub
+                converts (e.g. `keras_prompt.pretrained.minilm_preset_dir()`).
+            num_classes: int, number of classes.
+            prompt_length: int, prompt vectors. Defaults to 20.
+            initializer: prompt initialiser (see `FrozenBackbone`).
+            num_prompts: int, prompts (and heads) in the bank.
+            sequence_length: int, tokens per input including `[CLS]` and
+                `[SEP]`; the prompt comes on top of these. Defaults to 128.
+            load_weights: bool, load the pretrained weights.
+            **kwargs: `activation`, `dropout`, `name` and `compile` go to
+                the task; anything else (e.g. `dtype="bfloat16"`) to the
+                backbone's `from_preset`.
+
+        Example:
+
+        ```python
+        from keras_prompt.pretrained import minilm_preset_dir
+
+        model = keras_prompt.PromptClassifier.from_preset(
+            minilm_preset_dir(), num_classes=2, prompt_length=20
+        )
+        model.fit(x=["a great movie", "dull"], y=[1, 0])
+        ```
+        """
+        prompt_length = _check_int("prompt_length", prompt_length, 1)
+        sequence_length = _check_int("sequence_length", sequence_length, 2)
+        task_kwargs = {
+            key: kwargs.pop(key) for key in TASK_KWARGS if key in kwargs
+        }
+        backbone = FrozenBackbone.from_preset(
+            preset,
+            prompt_length=prompt_length,
+            initializer=initializer,
+            num_prompts=num_prompts,
+            load_weights=load_weights,
+            **kwargs,
+        )
+        check_frozen_backbone("PromptClassifier", backbone, "encoder")
+        backbone.adapter.check_sequence_length(sequence_length, prompt_length)
+        preprocessor = load_preprocessor(
+            preset, cls.preprocessor_cls, sequence_length=sequence_length
+        )
+        return cls(
+            backbone=backbone,
+            num_classes=num_classes,
+            preprocessor=preprocessor,
+            **task_kwargs,
+        )
+
+    def compile(
+        self,
+        optimizer="auto",
+        loss="auto",
+        *,
+        metrics="auto",
+        **kwargs,
+    ):
+        """Like `TextClassifier.compile`, defaulting to Adam with a
+        learning rate of 1e-2 (see the class docstring)."""
+        if optimizer == "auto":
+            optimizer = default_optimizer()
+        super().compile(
+            optimizer=optimizer, loss=loss, metrics=metrics, **kwargs
+        )
+
+    # -- inputs -------------------------------------------------------------
+    def preprocess_samples(self, x, y=None, sample_weight=None):
+        if isinstance(x, dict) and "text" in x:
+            x = dict(x)
+            text = x.pop("text")
+            prompt_ids = x.pop("prompt_ids", None)
+            if x:
+                raise ValueError(
+                    "A `PromptClassifier` input dict holds `'text'` and "
+                    f"optionally `'prompt_ids'`. Received extra keys: "
+                    f"{sorted(x)}"
+                )
+            x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(
+                super().preprocess_samples(text, y, sample_weight)
+            )
+            if prompt_ids is not None:
+                x = dict(x)
+                x["prompt_ids"] = prompt_ids
+            outputs = keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
+        else:
+            outputs = super().preprocess_samples(x, y, sample_weight)
+        if self.backbone.num_prompts > 1:
+            features = keras.utils.unpack_x_y_sample_weight(outputs)[0]
+            if not isinstance(features, dict) or "prompt_ids" not in features:
+                raise ValueError(
+                    f"This PromptClassifier has a bank of "
+                    f"{self.backbone.num_prompts} prompts, so each example "
+                    "needs a prompt id: pass `x={'text': strings, "
+                    "'prompt_ids': ints}`. Received inputs without "
+                    "'prompt_ids'."
+                )
+        return outputs
+
+    # -- prompt files -------------------------------------------------------
+    def extra_prompt_tensors(self):
+        """The head (kernel and bias) travels with the prompt."""
+        return {
+            "head/kernel": keras.ops.convert_to_numpy(self.head.kernel),
+            "head/bias": keras.ops.convert_to_numpy(self.head.bias),
+        }
+
+    def checked_head_tensors(self, tensors, source):
+        """The head arrays of a prompt file, checked against this head."""
+        missing = [name for name in HEAD_TENSORS if name not in tensors]
+        if missing:
+            raise ValueError(
+                f"The prompt file {source!r} holds no classification head "
+                f"(missing {missing}); it was not saved by a PromptClassifier."
+            )
+        unknown = sorted(set(tensors) - set(HEAD_TENSORS))
+        if unknown:
+            raise ValueError(
+                f"The prompt file {source!r} holds extra tensors {unknown} "
+                "that PromptClassifier does not use."
+            )
+        values = []
+        for name, variable in zip(
+            HEAD_TENSORS, (self.head.kernel, self.head.bias)
+        ):
+            value = np.asarray(tensors[name], dtype="float32")
+            expected = tuple(variable.shape)
+            if value.shape != expected:
+                raise ValueError(
+                    f"The head {name!r} in {source!r} has shape "
+                    f"{value.shape}, but this classifier's has shape "
+                    f"{expected} (num_classes={self.num_classes}, "
+                    f"num_prompts={self.backbone.num_prompts}, "
+                    f"hidden_dim={self.backbone.hidden_dim})."
+                )
+            values.append(value)
+        return values
+
+    def assign_extra_prompt_tensors(self, tensors, source):
+        kernel, bias = self.checked_head_tensors(tensors, source)
+        self.head.kernel.assign(kernel)
+        self.head.bias.assign(bias)
+
+    def load_prompts(self, path):
+        """Loads the prompt(s) and head(s) written by `save_prompts`.
+
+        Everything is checked before anything is assigned: a file from
+        another backbone, another kind of task, or with a prompt or head of
+        another shape raises a `ValueError` and leaves the model unchanged.
+        Returns the file's metadata.
+        """
+        prompt, extras, metadata = self.backbone.read_prompts(path)
+        found = metadata.get("task_class")
+        if found is not None and found != type(self).__name__:
+            raise ValueError(
+                f"The prompt file {path!r} was saved by a {found}, not a "
+                f"{type(self).__name__}."
+            )
+        expected = tuple(self.backbone.prompt_embedding.embeddings.shape)
+        if tuple(np.shape(prompt)) != expected:
+            raise ValueError(
+                f"The prompt from {path!r} has shape {np.shape(prompt)}, but "
+                f"this model's prompt has shape {expected} (prompt_length="
+                f"{self.backbone.prompt_length}, num_prompts="
+                f"{self.backbone.num_prompts})."
+            )
+        kernel, bias = self.checked_head_tensors(extras, path)
+        self.backbone.assign_prompts(prompt, source=path)
+        self.head.kernel.assign(kernel)
+        self.head.bias.assign(bias)
+        return metadata
+
+
+def check_preprocessor_length(backbone, preprocessor):
+    """Raises if the preprocessor's sequences plus the prompt are too long."""
+    sequence_length = getattr(preprocessor, "sequence_length", None)
+    if isinstance(sequence_length, (int, np.integer)):
+        backbone.adapter.check_sequence_length(
+            int(sequence_length), backbone.prompt_length
+        )
