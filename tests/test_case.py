@@ -6,46 +6,19 @@ anchors every model family: a prompt set to the embeddings of tokens
 `t1..tP` must give exactly what the plain backbone gives on `[t1..tP] + x`.
 """
 
-import io
 import os
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_prompt.toy import sentencepiece_proto  # noqa: F401
+
 WORDS = (
     "red green blue black white cat dog bird fish cow tree rock sun moon "
     "star rain snow wind fire lake hill road boat ship car bus book pen cup "
     "box hat"
 ).split()
-
-
-def sentencepiece_proto(sentences, vocab_size=64):
-    """A tiny SentencePiece model trained in memory on `sentences`.
-
-    Ids follow T5: pad 0, eos 1, unk 2. Words become single pieces when
-    the vocabulary allows (`model_type="word"`).
-    """
-    import sentencepiece
-
-    model = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences),
-        model_writer=model,
-        vocab_size=vocab_size,
-        model_type="word",
-        pad_id=0,
-        eos_id=1,
-        unk_id=2,
-        bos_id=-1,
-        pad_piece="<pad>",
-        eos_piece="</s>",
-        unk_piece="<unk>",
-        user_defined_symbols=[],
-        hard_vocab_limit=False,
-        minloglevel=2,
-    )
-    return model.getvalue()
 
 
 def wordpiece_vocabulary(words=WORDS):
@@ -161,21 +134,9 @@ class TestCase:
 
 def tiny_t5(vocabulary_size=64, hidden_dim=16, num_layers=2, **kwargs):
     """A tiny randomly initialised keras-hub T5 (T5 1.1 style)."""
-    import keras_hub
+    from keras_prompt.toy import toy_t5
 
-    config = dict(
-        vocabulary_size=vocabulary_size,
-        num_layers=num_layers,
-        num_heads=2,
-        hidden_dim=hidden_dim,
-        intermediate_dim=2 * hidden_dim,
-        dropout=0.0,
-        activation="gelu",
-        use_gated_activation=True,
-        tie_embedding_weights=False,
-    )
-    config.update(kwargs)
-    return keras_hub.models.T5Backbone(**config)
+    return toy_t5(vocabulary_size, hidden_dim, num_layers, **kwargs)
 
 
 def tiny_t5_preprocessor(proto, encoder_length=12, decoder_length=8):

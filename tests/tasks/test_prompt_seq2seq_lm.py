@@ -19,7 +19,7 @@ from tests.test_case import to_numpy
 
 @pytest.fixture(scope="module")
 def pretrained():
-    """The multi-task pretrained tiny T5 (trained once per module)."""
+    """The toy pretrained tiny T5 (trained once per test process)."""
     return build_pretrained_t5()
 
 
@@ -80,7 +80,11 @@ class TestPromptSeq2SeqLM(TestCase):
 
     def test_prompt_tuning_steers_frozen_model(self, pretrained):
         backbone, _ = pretrained
-        task = make_task(pretrained, prompt_length=4, initializer="sampled_vocab")
+        task = make_task(
+            pretrained,
+            prompt_length=4,
+            initializer=initializers.SampledVocab(seed=0),
+        )
         task.compile(jit_compile=True)
         before = weights_of(backbone)
         inputs, targets = color_pairs(np.random.default_rng(1), 256)

@@ -1,0 +1,59 @@
+"""The `keras-prompt` console script: one subcommand per module.
+
+Each subcommand module exposes `add_parser(subparsers)` (registering its
+arguments and `set_defaults(run=...)`) and a `run(args) -> int`. Errors the
+user can fix (`CliError`, `ValueError`, `FileNotFoundError`...) print one
+clear line and exit non-zero; nothing half-written is left behind.
+"""
+
+import argparse
+import importlib
+import os
+import sys
+
+SUBCOMMANDS = ("tune", "demo", "plan")
+
+
+class CliError(Exception):
+    """A problem with the user's input, reported as one line."""
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="keras-prompt",
+        description="Prompt Tuning (Lester et al., 2021) for keras-hub.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"keras_prompt.cli.{name}")
+        except ModuleNotFoundError as error:
+            if error.name == f"keras_prompt.cli.{name}":
+                continue
+            raise
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    debug = os.environ.get("KERAS_PROMPT_DEBUG")
+    try:
+        return int(args.run(args) or 0)
+    except (CliError, ValueError, TypeError, FileNotFoundError, OSError) as e:
+        if debug:
+            raise
+        print(f"keras-prompt {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("keras-prompt: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
