@@ -42,8 +42,12 @@ def greedy_uncached(task, inputs, steps):
     x = task.preprocessor.generate_preprocess(inputs, sequence_length=steps)
     x = to_numpy(x)
     tokens = x["decoder_token_ids"].copy()
+    # Generated tokens count as real: the causal mask hides the future.
+    mask = np.ones_like(tokens, dtype=bool)
     for i in range(1, steps):
-        logits = to_numpy(task(dict(x, decoder_token_ids=tokens)))
+        logits = to_numpy(
+            task(dict(x, decoder_token_ids=tokens, decoder_padding_mask=mask))
+        )
         tokens[:, i] = logits[:, i - 1].argmax(-1)
     return tokens
 
