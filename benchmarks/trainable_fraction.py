@@ -11,22 +11,38 @@ for `t5_base`-shaped and `t5_1.1_xxl`-shaped models.
 CONFIGS = {
     # Original T5 (tied embeddings, ReLU FFN).
     "t5_base": dict(
-        vocabulary_size=32128, hidden_dim=768, intermediate_dim=3072,
-        num_layers=12, num_heads=12, key_value_dim=64,
-        use_gated_activation=False, tie_embedding_weights=True,
+        vocabulary_size=32128,
+        hidden_dim=768,
+        intermediate_dim=3072,
+        num_layers=12,
+        num_heads=12,
+        key_value_dim=64,
+        use_gated_activation=False,
+        tie_embedding_weights=True,
     ),
     # T5 1.1 / LM-adapted XXL (untied, gated GELU).
     "t5_1.1_xxl": dict(
-        vocabulary_size=32128, hidden_dim=4096, intermediate_dim=10240,
-        num_layers=24, num_heads=64, key_value_dim=64,
-        use_gated_activation=True, tie_embedding_weights=False,
+        vocabulary_size=32128,
+        hidden_dim=4096,
+        intermediate_dim=10240,
+        num_layers=24,
+        num_heads=64,
+        key_value_dim=64,
+        use_gated_activation=True,
+        tie_embedding_weights=False,
     ),
 }
 
 
 def t5_parameters(
-    vocabulary_size, hidden_dim, intermediate_dim, num_layers, num_heads,
-    key_value_dim=None, use_gated_activation=True, tie_embedding_weights=True,
+    vocabulary_size,
+    hidden_dim,
+    intermediate_dim,
+    num_layers,
+    num_heads,
+    key_value_dim=None,
+    use_gated_activation=True,
+    tie_embedding_weights=True,
 ):
     d, f, h = hidden_dim, intermediate_dim, num_heads
     inner = h * (key_value_dim or d // h)
@@ -45,9 +61,14 @@ def check_formula():
     for gated in (True, False):
         for tied in (True, False):
             config = dict(
-                vocabulary_size=101, hidden_dim=24, intermediate_dim=40,
-                num_layers=2, num_heads=3, key_value_dim=5,
-                use_gated_activation=gated, tie_embedding_weights=tied,
+                vocabulary_size=101,
+                hidden_dim=24,
+                intermediate_dim=40,
+                num_layers=2,
+                num_heads=3,
+                key_value_dim=5,
+                use_gated_activation=gated,
+                tie_embedding_weights=tied,
             )
             real = keras_hub.models.T5Backbone(**config).count_params()
             assert real == t5_parameters(**config), (config, real)
@@ -56,8 +77,10 @@ def check_formula():
 
 def main():
     check_formula()
-    print(f"{'config':<12} {'parameters':>16} {'P':>4} {'prompt':>8} "
-          f"{'trainable %':>12}")
+    print(
+        f"{'config':<12} {'parameters':>16} {'P':>4} {'prompt':>8} "
+        f"{'trainable %':>12}"
+    )
     for name, config in CONFIGS.items():
         total = t5_parameters(**config)
         for length in (20, 100):

@@ -4,9 +4,9 @@ import numpy as np
 
 from keras_prompt import initializers as prompt_initializers
 from keras_prompt import prompt_files
-from keras_prompt.presets import load_backbone
 from keras_prompt.adapters import get_adapter
 from keras_prompt.layers.prompt_embedding import PromptEmbedding
+from keras_prompt.presets import load_backbone
 from keras_prompt.version import __version__
 
 
@@ -189,7 +189,9 @@ class FrozenBackbone(keras_hub.models.Backbone):
     # -- prompt files -------------------------------------------------------
     def prompt_metadata(self, task_names=None):
         """What a prompt file records about this backbone and prompt."""
-        table = keras.ops.convert_to_numpy(self.backbone.token_embedding.embeddings)
+        table = keras.ops.convert_to_numpy(
+            self.backbone.token_embedding.embeddings
+        )
         return {
             "backbone_class": type(self.backbone).__name__,
             "family": self.adapter.family,
@@ -235,9 +237,7 @@ class FrozenBackbone(keras_hub.models.Backbone):
         Returns `(prompt, extras, metadata)` without assigning anything.
         """
         tensors, metadata = prompt_files.read_prompt_file(path)
-        prompt_files.check_same_backbone(
-            metadata, self.prompt_metadata(), path
-        )
+        prompt_files.check_same_backbone(metadata, self.prompt_metadata(), path)
         prompt = tensors.pop("prompt", None)
         if prompt is None:
             raise ValueError(f"The prompt file {path!r} holds no prompt.")

@@ -305,7 +305,9 @@ class FromTokens(EmbeddingInitializer):
     ```
     """
 
-    def __init__(self, token_ids=None, text=None, tokenizer=None, embeddings=None):
+    def __init__(
+        self, token_ids=None, text=None, tokenizer=None, embeddings=None
+    ):
         super().__init__(embeddings)
         if token_ids is None:
             if text is None or tokenizer is None:
@@ -327,7 +329,9 @@ class FromTokens(EmbeddingInitializer):
                 f"`FromTokens` holds {len(self.token_ids)} tokens but the "
                 f"prompt has length {length}. Received: shape={tuple(shape)}"
             )
-        return self._fill(shape, dtype, lambda i, n, d: self.rows(self.token_ids))
+        return self._fill(
+            shape, dtype, lambda i, n, d: self.rows(self.token_ids)
+        )
 
     def get_config(self):
         return {"token_ids": self.token_ids, "text": self.text}

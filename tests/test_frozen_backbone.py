@@ -22,9 +22,7 @@ def t5_inputs():
             [[1, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0]], "int32"
         ),
         "decoder_token_ids": np.array([[0, 4, 5, 6], [0, 7, 0, 0]], "int32"),
-        "decoder_padding_mask": np.array(
-            [[1, 1, 1, 1], [1, 1, 0, 0]], "int32"
-        ),
+        "decoder_padding_mask": np.array([[1, 1, 1, 1], [1, 1, 0, 0]], "int32"),
     }
 
 
@@ -36,8 +34,11 @@ def prepend_encoder(tokens):
             [np.tile([tokens], (batch, 1)), inputs["encoder_token_ids"]], 1
         ).astype("int32")
         out["encoder_padding_mask"] = np.concatenate(
-            [np.ones((batch, len(tokens)), "int32"),
-             inputs["encoder_padding_mask"]], 1
+            [
+                np.ones((batch, len(tokens)), "int32"),
+                inputs["encoder_padding_mask"],
+            ],
+            1,
         )
         return out
 
@@ -111,10 +112,16 @@ class TestFrozenBackboneT5(TestCase):
 
     def test_unsupported_backbone(self):
         other = keras_hub.models.OPTBackbone(
-            vocabulary_size=20, num_layers=1, num_heads=2, hidden_dim=8,
-            intermediate_dim=16, max_sequence_length=16,
+            vocabulary_size=20,
+            num_layers=1,
+            num_heads=2,
+            hidden_dim=8,
+            intermediate_dim=16,
+            max_sequence_length=16,
         )
-        with pytest.raises(ValueError, match="Supported backbone families:.*t5"):
+        with pytest.raises(
+            ValueError, match="Supported backbone families:.*t5"
+        ):
             FrozenBackbone(other, prompt_length=2)
 
     def test_bad_arguments(self, t5):

@@ -31,7 +31,9 @@ class TestInitializers(TestCase):
         init = initializers.RandomUniform(seed=4)
         values = keras.ops.convert_to_numpy(init((100, 30)))
         assert -0.5 <= values.min() < -0.45 and 0.45 < values.max() <= 0.5
-        again = keras.ops.convert_to_numpy(initializers.RandomUniform(seed=4)((100, 30)))
+        again = keras.ops.convert_to_numpy(
+            initializers.RandomUniform(seed=4)((100, 30))
+        )
         np.testing.assert_array_equal(values, again)
 
     def test_sampled_vocab_rows_from_top_k(self, backbone):

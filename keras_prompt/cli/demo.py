@@ -31,8 +31,8 @@ def run(args):
     import numpy as np
 
     from keras_prompt import FrozenBackbone
-    from keras_prompt import initializers
     from keras_prompt import PromptSeq2SeqLM
+    from keras_prompt import initializers
     from keras_prompt import toy
     from keras_prompt.prompt_files import atomic_write_bytes
 

@@ -48,9 +48,7 @@ class TestPromptEmbedding(TestCase):
         layer = PromptEmbedding(2)
         mask = np.array([[1, 1, 0], [1, 0, 0]], "int32")
         ext = keras.ops.convert_to_numpy(layer.extend_mask(mask))
-        np.testing.assert_array_equal(
-            ext, [[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]]
-        )
+        np.testing.assert_array_equal(ext, [[1, 1, 1, 1, 0], [1, 1, 1, 0, 0]])
         assert ext.dtype == np.int32
         bool_mask = keras.ops.convert_to_numpy(
             layer.extend_mask(mask.astype(bool))

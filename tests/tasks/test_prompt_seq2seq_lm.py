@@ -12,7 +12,6 @@ from keras_prompt import initializers
 from keras_prompt.optimizers import Adafactor
 from tests.tasks.seq2seq_fixtures import build_pretrained_t5
 from tests.tasks.seq2seq_fixtures import color_pairs
-from tests.tasks.seq2seq_fixtures import pretraining_pairs
 from tests.test_case import TestCase
 from tests.test_case import to_numpy
 
@@ -172,9 +171,7 @@ class TestPromptSeq2SeqLM(TestCase):
     def test_keras_saving(self, pretrained, tmp_path):
         task = make_task(pretrained)
         task.backbone.assign_prompts(np.random.rand(3, 32))
-        x = to_numpy(
-            task.preprocess_samples(["red blue"], ["blue"])[0]
-        )
+        x = to_numpy(task.preprocess_samples(["red blue"], ["blue"])[0])
         restored = self.run_model_saving_test(task, x, tmp_path)
         inputs = ["red blue cat", "sun moon"]
         assert restored.generate(inputs) == task.generate(inputs)
@@ -218,7 +215,8 @@ class TestPromptSeq2SeqLM(TestCase):
             decoder_sequence_length=3,
         )
         reference = make_task(
-            pretrained, prompt_length=1,
+            pretrained,
+            prompt_length=1,
             initializer=initializers.FromTokens([3]),
         )
         inputs = ["red blue cat", "sun moon"]
