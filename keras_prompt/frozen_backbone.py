@@ -189,15 +189,19 @@ class FrozenBackbone(keras_hub.models.Backbone):
     # -- prompt files -------------------------------------------------------
     def prompt_metadata(self, task_names=None):
         """What a prompt file records about this backbone and prompt."""
-        table = keras.ops.convert_to_numpy(
-            self.backbone.token_embedding.embeddings
+        table = self.backbone.token_embedding.embeddings
+        vocabulary_size, hidden_dim = (int(d) for d in table.shape)
+        rows = prompt_files.fingerprint_rows(vocabulary_size)
+        sample = keras.ops.convert_to_numpy(keras.ops.take(table, rows, 0))
+        fingerprint = prompt_files.embedding_fingerprint(
+            None, rows=(table.shape, sample)
         )
         return {
             "backbone_class": type(self.backbone).__name__,
             "family": self.adapter.family,
-            "hidden_dim": int(self.prompt_embedding.dim or table.shape[-1]),
-            "vocabulary_size": int(table.shape[0]),
-            "embedding_fingerprint": prompt_files.embedding_fingerprint(table),
+            "hidden_dim": hidden_dim,
+            "vocabulary_size": vocabulary_size,
+            "embedding_fingerprint": fingerprint,
             "prompt_length": self.prompt_length,
             "num_prompts": self.num_prompts,
             "task_names": list(task_names) if task_names else None,

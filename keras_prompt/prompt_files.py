@@ -23,23 +23,36 @@ FORMAT_VERSION = 1
 _FINGERPRINT_ROWS = 256
 
 
-def embedding_fingerprint(table):
+def fingerprint_rows(vocabulary_size):
+    """The (at most 256, evenly spaced) table rows a fingerprint reads."""
+    count = min(vocabulary_size, _FINGERPRINT_ROWS)
+    return np.unique(np.linspace(0, vocabulary_size - 1, count).astype(int))
+
+
+def embedding_fingerprint(table, rows=None):
     """A short hash of a frozen embedding table `(vocab, dim)`.
 
-    Hashes the shape and up to 256 evenly spaced rows rounded to bfloat16,
-    so the same checkpoint gives the same fingerprint whether its weights
-    are held in float32 or bfloat16, and an XXL table is not read in full.
+    Hashes the shape and the rows `fingerprint_rows(vocab)` rounded to
+    bfloat16, so the same checkpoint gives the same fingerprint whether its
+    weights are held in float32 or bfloat16, and an XXL table is never read
+    in full.
+
+    Args:
+        table: the table (anything NumPy can index), or only its
+            fingerprint rows when `rows` is given.
+        rows: optional `(shape, values)`: the full table's shape and the
+            values of its fingerprint rows, already gathered.
     """
-    values = np.asarray(table)
-    vocab = values.shape[0]
-    rows = np.unique(
-        np.linspace(0, vocab - 1, min(vocab, _FINGERPRINT_ROWS)).astype(int)
-    )
-    sample = np.asarray(values[rows], dtype="float32")
-    sample = sample.astype(ml_dtypes.bfloat16).view("uint16")
+    if rows is None:
+        values = np.asarray(table)
+        shape = values.shape
+        sample = values[fingerprint_rows(shape[0])]
+    else:
+        shape, sample = rows
+    sample = np.asarray(sample, dtype="float32").astype(ml_dtypes.bfloat16)
     digest = hashlib.sha256()
-    digest.update(json.dumps(list(values.shape)).encode())
-    digest.update(np.ascontiguousarray(sample).tobytes())
+    digest.update(json.dumps([int(d) for d in shape]).encode())
+    digest.update(np.ascontiguousarray(sample.view("uint16")).tobytes())
     return digest.hexdigest()[:16]
 
 
