@@ -6,12 +6,14 @@ A frozen pretrained transformer plus a tiny learned soft prompt per task.
 from keras_prompt import initializers
 from keras_prompt.frozen_backbone import FrozenBackbone
 from keras_prompt.layers.prompt_embedding import PromptEmbedding
+from keras_prompt.tasks.prompt_causal_lm import PromptCausalLM
 from keras_prompt.tasks.prompt_classifier import PromptClassifier
 from keras_prompt.tasks.prompt_seq2seq_lm import PromptSeq2SeqLM
 from keras_prompt.version import __version__
 
 __all__ = [
     "FrozenBackbone",
+    "PromptCausalLM",
     "PromptClassifier",
     "PromptEmbedding",
     "PromptSeq2SeqLM",

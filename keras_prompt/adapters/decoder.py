@@ -232,7 +232,9 @@ class DecoderAdapter(PromptAdapter):
     def forward(self, inputs, prompt, prompt_ids=None):
         padding_mask = inputs["padding_mask"]
         x = self.embed_tokens(inputs["token_ids"])
-        x, padding_mask = self.insert_prompt(x, padding_mask, prompt, prompt_ids)
+        x, padding_mask = self.insert_prompt(
+            x, padding_mask, prompt, prompt_ids
+        )
         x = self.finish_embedding(x)
         x = self.transformer(x, padding_mask)
         return self.backbone.layer_norm(x)

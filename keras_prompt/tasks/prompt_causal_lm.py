@@ -1,0 +1,335 @@
+import keras
+import keras_hub
+import numpy as np
+from keras import ops
+
+from keras_prompt.frozen_backbone import FrozenBackbone
+from keras_prompt.presets import load_preprocessor
+from keras_prompt.tasks.prompt_seq2seq_lm import _mask_after_stop
+from keras_prompt.tasks.prompt_seq2seq_lm import default_optimizer
+from keras_prompt.tasks.prompt_task import PromptTaskMixin
+from keras_prompt.tasks.prompt_task import check_frozen_backbone
+
+# Keys a dict of inputs may hold its text under, next to "prompt_ids".
+TEXT_KEYS = ("prompts", "text")
+
+
+def _split_prompt_ids(x):
+    """`{"prompts" or "text": strings, "prompt_ids": ids}` ->
+    `(strings, ids)`; anything else -> `(x, None)`.
+
+    Dicts with further keys (e.g. `"responses"`, `"images"`) keep their
+    structure (minus `"prompt_ids"`) for preprocessors that take dicts.
+    """
+    if not isinstance(x, dict):
+        return x, None
+    x = dict(x)
+    prompt_ids = x.pop("prompt_ids", None)
+    if len(x) == 1 and next(iter(x)) in TEXT_KEYS:
+        x = next(iter(x.values()))
+    return x, prompt_ids
+
+
+@keras.saving.register_keras_serializable(package="keras_prompt")
+class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
+    """A prompt-tuned causal language model on a frozen decoder.
+
+    A keras-hub `CausalLM` over a `FrozenBackbone` of a decoder-only family
+    (GPT-2, Gemma / Gemma 2, Gemma 3 text, Llama / Llama 3, Mistral, Qwen,
+    Qwen 3): only the soft prompt trains. The prompt sits before each row's
+    first real token (see `keras_prompt.adapters.decoder`); the logits of
+    the prompt positions are dropped, so the model's output `(batch, L,
+    vocabulary)` lines up with the preprocessor's labels and the loss never
+    sees a prompt position (nor, through the preprocessor's sample weights,
+    a padded one).
+
+    `fit` / `evaluate` take raw strings (or a `tf.data` dataset of them),
+    like keras-hub's causal LMs; `generate` takes strings and returns
+    strings. In generation the prompt is written once into the key/value
+    cache by the prefill pass (the cache is `prompt_length` positions
+    longer and every new token is written after the prompt); it is never
+    recomputed per token. The family-specific parts (cache layout,
+    positions, embedding scale) are the adapter's.
+
+    With a prompt bank (`num_prompts > 1`), inputs are a dict
+    `{"prompts": strings, "prompt_ids": ints}` (`"text"` works too) for
+    `fit`, `evaluate` and `generate`, and `generate_step` takes token
+    inputs with a `"prompt_ids"` entry.
+
+    `compile()` defaults to the paper's optimiser (Adafactor, constant
+    learning rate 0.3, `decay_rate=0.8`, weight decay 1e-5) and greedy
+    decoding.
+
+    Absolute-position families (GPT-2) need `prompt_length +
+    sequence_length` within the model's positions; a longer combination is
+    a `ValueError` when the task is built, when `generate` is called with a
+    longer `max_length`, and in the prompted graph for any statically
+    known input length.
+
+    Args:
+        backbone: a `keras_prompt.FrozenBackbone` around a supported
+            decoder-only keras-hub backbone.
+        preprocessor: the family's `keras_hub.models.CausalLMPreprocessor`
+            (e.g. `GPT2CausalLMPreprocessor`), or `None` (then inputs must
+            be token ids and padding masks).
+        **kwargs: passed to `keras_hub.models.CausalLM` (`name`,
+            `compile`).
+
+    Example:
+
+    ```python
+    model = keras_prompt.PromptCausalLM.from_preset(
+        "gpt2_base_en", prompt_length=20, initializer="sampled_vocab",
+        sequence_length=128,
+    )
+    model.fit(["I love this film. Sentiment: positive"], epochs=1)
+    model.generate(["What a dull film. Sentiment:"], max_length=64)
+    model.save_prompts("sentiment.prompt.safetensors")
+    ```
+    """
+
+    backbone_cls = FrozenBackbone
+    preprocessor_cls = keras_hub.models.CausalLMPreprocessor
+
+    def __init__(self, backbone, preprocessor=None, **kwargs):
+        check_frozen_backbone("PromptCausalLM", backbone, "causal")
+        if preprocessor is not None:
+            backbone.adapter.check_sequence_length(
+                getattr(preprocessor, "sequence_length", None),
+                backbone.prompt_length,
+            )
+        # === Layers ===
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+
+        # === Functional Model ===
+        adapter = backbone.adapter
+        inputs = backbone.input
+        hidden_states = backbone(inputs)
+        hidden_states = adapter.remove_prompt(
+            hidden_states, inputs["padding_mask"]
+        )
+        outputs = adapter.logits(hidden_states)
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+
+    @classmethod
+    def from_preset(
+        cls,
+        preset,
+        prompt_length=20,
+        initializer="random_uniform",
+        num_prompts=1,
+        load_weights=True,
+        sequence_length=None,
+        **kwargs,
+    ):
+        """Builds the task from a keras-hub preset of a decoder-only model.
+
+        The family's `CausalLMPreprocessor` is found from the preset.
+
+        Args:
+            preset: a keras-hub preset name, handle or folder.
+            prompt_length: int, prompt vectors. Defaults to 20.
+            initializer: prompt initialiser (see `FrozenBackbone`).
+            num_prompts: int, prompts in the bank.
+            load_weights: bool, load the pretrained weights.
+            sequence_length: int, tokens per example (the prompt comes on
+                top of these). Defaults to the preset's, shortened for
+                absolute-position models so that the prompt fits.
+            **kwargs: passed to the backbone's `from_preset`.
+        """
+        backbone = FrozenBackbone.from_preset(
+            preset,
+            prompt_length=prompt_length,
+            initializer=initializer,
+            num_prompts=num_prompts,
+            load_weights=load_weights,
+            **kwargs,
+        )
+        preprocessor_kwargs = {}
+        if sequence_length is not None:
+            preprocessor_kwargs["sequence_length"] = sequence_length
+        preprocessor = load_preprocessor(
+            preset, cls.preprocessor_cls, **preprocessor_kwargs
+        )
+        limit = backbone.adapter.max_sequence_length()
+        if sequence_length is None and limit is not None:
+            preprocessor.sequence_length = min(
+                preprocessor.sequence_length, limit - prompt_length
+            )
+        return cls(backbone=backbone, preprocessor=preprocessor)
+
+    def compile(
+        self,
+        optimizer="auto",
+        loss="auto",
+        *,
+        weighted_metrics="auto",
+        sampler="greedy",
+        **kwargs,
+    ):
+        """Like `CausalLM.compile`, defaulting to the paper's Adafactor and
+        greedy decoding."""
+        if optimizer == "auto":
+            optimizer = default_optimizer()
+        super().compile(
+            optimizer=optimizer,
+            loss=loss,
+            weighted_metrics=weighted_metrics,
+            sampler=sampler,
+            **kwargs,
+        )
+
+    def check_sequence_length(self, sequence_length):
+        """Raises a `ValueError` if `prompt_length + sequence_length` does
+        not fit the backbone's positions (absolute-position families)."""
+        self.backbone.adapter.check_sequence_length(
+            sequence_length, self.backbone.prompt_length
+        )
+
+    def preprocess_samples(self, x, y=None, sample_weight=None):
+        text, prompt_ids = _split_prompt_ids(x)
+        if prompt_ids is None:
+            return super().preprocess_samples(text, y, sample_weight)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(
+            super().preprocess_samples(text, y, sample_weight)
+        )
+        x = dict(x, prompt_ids=prompt_ids)
+        return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
+
+    def generate(
+        self,
+        inputs,
+        max_length=None,
+        stop_token_ids="auto",
+        strip_prompt=False,
+    ):
+        """Generates text; see `keras_hub.models.CausalLM.generate`.
+
+        `inputs` are strings, or `{"prompts": strings, "prompt_ids": ints}`
+        for a prompt bank. `max_length` (the preprocessor's
+        `sequence_length` when `None`) counts the text tokens only: the
+        prompt comes on top.
+        """
+        if max_length is None and self.preprocessor is not None:
+            self.check_sequence_length(self.preprocessor.sequence_length)
+        elif max_length is not None:
+            self.check_sequence_length(max_length)
+        if isinstance(inputs, dict) and "prompt_ids" in inputs:
+            return self._generate_with_prompt_ids(
+                inputs, max_length, stop_token_ids, strip_prompt
+            )
+        return super().generate(
+            inputs,
+            max_length=max_length,
+            stop_token_ids=stop_token_ids,
+            strip_prompt=strip_prompt,
+        )
+
+    def _generate_with_prompt_ids(
+        self, inputs, max_length, stop_token_ids, strip_prompt
+    ):
+        """One batch of strings with one prompt id each."""
+        if self.preprocessor is None:
+            raise ValueError(
+                "`generate` with `prompt_ids` needs a `preprocessor`; call "
+                "`generate_step` on token inputs instead."
+            )
+        text, prompt_ids = _split_prompt_ids(inputs)
+        is_scalar = isinstance(text, (str, bytes))
+        if is_scalar:
+            text = [text]
+        prompt_ids = np.reshape(np.asarray(prompt_ids, dtype="int32"), (-1,))
+        num_prompts = self.backbone.num_prompts
+        if len(prompt_ids) != len(text) or (
+            prompt_ids.size
+            and (prompt_ids.min() < 0 or prompt_ids.max() >= num_prompts)
+        ):
+            raise ValueError(
+                f"`prompt_ids` must hold one id in [0, {num_prompts}) per "
+                f"input ({len(text)} inputs). Received: "
+                f"prompt_ids={prompt_ids.tolist()}"
+            )
+        if stop_token_ids == "auto":
+            tokenizer = self.preprocessor.tokenizer
+            stop_token_ids = [tokenizer.end_token_id]
+            if hasattr(tokenizer, "end_token2_id"):
+                stop_token_ids.append(tokenizer.end_token2_id)
+        x = self.preprocessor.generate_preprocess(
+            text, sequence_length=max_length
+        )
+        x = dict(x, prompt_ids=ops.convert_to_tensor(prompt_ids))
+        outputs = self.make_generate_function()(
+            x, stop_token_ids=stop_token_ids
+        )
+        if strip_prompt:
+            outputs = dict(outputs)
+            outputs["padding_mask"] = ops.logical_and(
+                ops.cast(outputs["padding_mask"], "bool"),
+                ops.logical_not(ops.cast(x["padding_mask"], "bool")),
+            )
+        outputs = self.preprocessor.generate_postprocess(outputs)
+        return self._normalize_generate_outputs([outputs], is_scalar)
+
+    def generate_step(self, inputs, stop_token_ids=None):
+        """One compilable generation pass over a batch of token inputs.
+
+        The prefill pass writes `[prompt, tokens]` into a cache of
+        `prompt_length + L` positions; each next token is computed from the
+        cache alone at position `prompt_length + index`. `inputs` holds
+        right-padded `"token_ids"` and `"padding_mask"` (as the
+        preprocessor makes them), and `"prompt_ids"` for a bank.
+        """
+        token_ids = inputs["token_ids"]
+        padding_mask = ops.cast(inputs["padding_mask"], "bool")
+        backbone = self.backbone
+        adapter = backbone.adapter
+        prompt_length = backbone.prompt_length
+        batch_size = ops.shape(token_ids)[0]
+        cache = adapter.init_cache(
+            batch_size,
+            prompt_length + ops.shape(token_ids)[1],
+            self.compute_dtype,
+        )
+        _, hidden_states, cache = adapter.call_with_cache(
+            token_ids,
+            cache,
+            0,
+            prompt=backbone.prompt_embedding,
+            prompt_ids=inputs.get("prompt_ids"),
+            padding_mask=padding_mask,
+        )
+        hidden_states = adapter.remove_prompt(hidden_states, padding_mask)
+        row_lengths = ops.sum(ops.cast(padding_mask, "int32"), axis=-1)
+        index = ops.min(row_lengths)
+
+        def next(ids, cache, index):
+            # The previous token is at `index - 1` of the text, so at
+            # `prompt_length + index - 1` of the cache.
+            num_samples = ops.shape(ids)[0]
+            token = ops.slice(ids, [0, index - 1], [num_samples, 1])
+            logits, hidden, cache = adapter.call_with_cache(
+                token, cache, prompt_length + index - 1
+            )
+            return (
+                ops.squeeze(logits, axis=1),
+                ops.squeeze(hidden, axis=1),
+                cache,
+            )
+
+        token_ids = self.sampler(
+            next=next,
+            prompt=token_ids,
+            cache=cache,
+            index=index,
+            mask=padding_mask,
+            stop_token_ids=stop_token_ids,
+            hidden_states=hidden_states,
+            model=self,
+        )
+        return {
+            "token_ids": token_ids,
+            "padding_mask": _mask_after_stop(
+                token_ids, padding_mask, stop_token_ids
+            ),
+        }
