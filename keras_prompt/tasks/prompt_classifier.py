@@ -1,3 +1,5 @@
+import copy
+
 import keras
 import keras_hub
 import numpy as np
@@ -165,7 +167,6 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         outputs = self.head(x, head_ids=inputs.get("prompt_ids"))
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
-
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -176,6 +177,12 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        # Deserializing writes the built layers into the (nested) config
+        # dicts; leave the caller's config untouched.
+        return super().from_config(copy.deepcopy(config))
 
     @classmethod
     def from_preset(
