@@ -22,7 +22,11 @@ class FrozenBackbone(keras_hub.models.Backbone):
 
     Inputs are the wrapped backbone's own inputs, plus `"prompt_ids"`
     (int, shape `(batch,)`) when `num_prompts > 1`. Sequence outputs
-    include the prompt positions (first `prompt_length` positions).
+    include the `prompt_length` prompt positions, where the family's
+    adapter puts them: T5, the start of the encoder input; decoder-only
+    LMs, right before each row's first real token (after any left
+    padding); BERT-style encoders, right after `[CLS]`, which stays at
+    position 0 for pooling.
 
     Attributes of the wrapped backbone (`hidden_dim`, `num_layers`,
     `vocabulary_size`, ...) are reachable on the wrapper.
