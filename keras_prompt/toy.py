@@ -11,6 +11,7 @@ downloaded.
 """
 
 import io
+import random
 
 import keras
 import numpy as np
@@ -116,7 +117,11 @@ def pretrained_toy_t5(seed=0, steps=400, batch_size=64, epochs=2, verbose=0):
     """Returns `(backbone, preprocessor)` after multi-task pretraining."""
     import keras_hub
 
-    keras.utils.set_random_seed(seed)
+    # Keras draws unseeded initialiser seeds from Python's `random`. Not
+    # `keras.utils.set_random_seed`: its `tf.random.set_seed` clears TF's
+    # kernel caches and breaks SentencePiece tokenizers made before it.
+    random.seed(seed)
+    np.random.seed(seed)
     rng = np.random.default_rng(seed)
     preprocessor = toy_t5_preprocessor()
     backbone = toy_t5(preprocessor.tokenizer.vocabulary_size())

@@ -1,0 +1,840 @@
+"""The paper's training recipe in one call.
+
+`lester2021()` returns a `Recipe` holding the settings of Prompt Tuning
+(Lester, Al-Rfou and Constant, 2021, "The Power of Scale for
+Parameter-Efficient Prompt Tuning", arXiv:2104.08691), section 3:
+
+| setting           | paper                                | `Recipe` field   |
+|-------------------|--------------------------------------|------------------|
+| optimiser         | Adafactor                            | `optimizer()`    |
+| learning rate     | 0.3, constant                        | `learning_rate`  |
+| 2nd-moment decay  | 0.8                                  | `decay_rate`     |
+| weight decay      | 1e-5                                 | `weight_decay_   |
+|                   |                                      | rate`            |
+| parameter scaling | off                                  | `multiply_by_    |
+|                   |                                      | parameter_scale` |
+| update clipping   | 1.0 (Adafactor's usual threshold)    | `clipping_       |
+|                   |                                      | threshold`       |
+| 2nd moment        | unfactored for a 100-token prompt    | `factored`       |
+| prompt length     | 100 tokens                           | `prompt_length`  |
+| initialisation    | class labels (sampled vocabulary for | `initializer`    |
+|                   | the positions beyond the labels)     |                  |
+| batch size        | 32                                   | `batch_size`     |
+| training steps    | 30,000                               | `steps`          |
+| model selection   | best dev-set checkpoint, on the      | `eval_split`,    |
+|                   | task's metric (mean of its metrics   | `eval_interval`  |
+|                   | when it has several)                 |                  |
+
+Where this recipe departs from the paper, and why:
+
+- **Evaluation interval.** The paper selects the best checkpoint on the
+  development set but does not say how often it evaluated. The recipe
+  decodes the dev set every `eval_interval=1000` steps (30 evaluations in
+  30,000 steps); `steps` must be a multiple of it, since Keras epochs have
+  a fixed length.
+- **Only the best prompt is kept.** Selection writes the prompt file (a few
+  kilobytes) when the dev score improves instead of keeping model
+  checkpoints; with a frozen backbone the prompt is all that changes, so
+  this selects the same model.
+- **Early stopping is off by default.** In the paper "early stopping" means
+  picking the best dev checkpoint of a full 30,000-step run, which is what
+  `patience=None` does. `patience=N` additionally stops after `N`
+  evaluations without improvement (saves time, may stop before a late
+  improvement).
+- **No packing; fixed lengths.** T5X input pipelines can pack several short
+  examples into one 512-token row. keras-hub's preprocessor pads (or
+  truncates) each example to `encoder_sequence_length=512` tokens instead,
+  with the prompt's 100 positions on top, and targets to
+  `decoder_sequence_length=128` (the paper gives no target length; 128
+  holds every GLUE/SuperGLUE target). A batch is therefore always 32
+  examples; short tasks spend compute on padding. These lengths apply
+  when the recipe loads the preprocessor from a preset; a preprocessor
+  passed to `build_model` keeps its own.
+- **Factoring.** T5X's Adafactor factors a matrix's second moment only
+  when both of its dimensions are at least 128, so a 100-token prompt is
+  unfactored there as well. The recipe keeps every prompt unfactored
+  (`factored=False`), also prompts of 128 tokens or more, whose exact
+  statistics cost little memory.
+- **Loss normalisation.** Keras averages the token cross-entropy over all
+  `batch * decoder_sequence_length` target positions (padding counts as
+  zero), a constant factor away from a sum or a per-token mean. Adafactor
+  divides the gradient by its own running RMS, so a constant factor does
+  not change the updates (apart from `epsilon1=1e-30`).
+- **Span tasks.** Tasks without class labels (ReCoRD, WSC) fall back to
+  sampled-vocabulary initialisation (5,000 most common tokens), the
+  paper's next-best initialiser; the paper does not say what it used.
+- **Decoding.** Dev predictions are decoded greedily and scored by exact
+  match of the stripped text (`keras_prompt.data`'s T5-style metrics).
+- **Dropout** stays as the checkpoint defines it (0.1 for T5 1.1 and the
+  LM-adapted checkpoints), as in the paper: Keras applies a frozen
+  layer's dropout during `fit`. It is not a recipe setting; tiny test
+  models are built with dropout 0.
+- **Numerics.** The paper trained with T5X on TPUs (where bfloat16 is
+  usual); the recipe runs in the backbone's dtype (float32 for presets it
+  loads; pass your own `backbone` for another dtype).
+- **Checkpoint.** The paper's main results use T5 1.1 "LM-adapted"
+  checkpoints; the recipe takes any keras-hub T5 preset or Hugging Face T5
+  folder (`keras_prompt.convert` reads the LM-adapted ones).
+- **Data.** Training examples are reshuffled on every pass over the train
+  split and repeated for `steps` batches; the dev split is TFDS
+  `"validation"` (MNLI: `"validation_matched"`). The dev score of the
+  selected prompt is optimistic, since the same split picks it.
+"""
+
+import dataclasses
+import json
+import math
+import numbers
+import os
+import time
+from typing import Any
+from typing import Optional
+from typing import Sequence
+
+import keras
+import numpy as np
+
+from keras_prompt import initializers as prompt_initializers
+from keras_prompt.callbacks import BestPromptCheckpoint
+from keras_prompt.prompt_files import atomic_write_bytes
+
+PROMPT_FILE = "best.prompt.safetensors"
+RESULTS_FILE = "results.json"
+_INITIALIZER_NAMES = ("class_label", "sampled_vocab", "random_uniform")
+
+
+def _check_int(name, value, minimum=1, allow_none=False):
+    if value is None and allow_none:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or value < minimum
+    ):
+        extra = "None or " if allow_none else ""
+        raise ValueError(
+            f"`{name}` must be {extra}an int >= {minimum}. "
+            f"Received: {name}={value!r}"
+        )
+
+
+def _check_float(name, value, minimum=0.0, allow_none=False):
+    if value is None and allow_none:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value < minimum
+    ):
+        extra = "None or " if allow_none else ""
+        raise ValueError(
+            f"`{name}` must be {extra}a finite number >= {minimum}. "
+            f"Received: {name}={value!r}"
+        )
+
+
+def _text(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+@dataclasses.dataclass
+class RecipeResult:
+    """What `Recipe.fit` returns.
+
+    Attributes:
+        history: the `keras.callbacks.History` of `model.fit`.
+        best_value: float, the best dev score (`monitor`), or `None` when
+            no evaluation ran.
+        best_metrics: dict, every dev metric at the best evaluation.
+        best_step: int, the optimiser step of the best evaluation.
+        prompt_path: str, the prompt file of the best evaluation.
+        monitor: str, the name of the selection score (`"val_score"`).
+        steps: int, optimiser steps trained.
+        stopped_early: bool, whether `patience` ended training.
+        train_seconds: float, wall time of `fit` minus evaluation time.
+        eval_seconds: float, wall time spent evaluating.
+        evaluations: list of dicts, one per evaluation.
+    """
+
+    history: Any
+    best_value: Optional[float]
+    best_metrics: dict
+    best_step: Optional[int]
+    prompt_path: str
+    monitor: str
+    steps: int
+    stopped_early: bool
+    train_seconds: float
+    eval_seconds: float
+    evaluations: list
+
+
+@dataclasses.dataclass
+class Recipe:
+    """Prompt-tuning settings, with the paper's values as defaults.
+
+    Build one with `keras_prompt.recipes.lester2021(...)`; see the module
+    docstring for the paper's numbers and every place the recipe departs
+    from them. A recipe is plain data: `replace(**changes)` returns a
+    modified copy, `to_dict()` a JSON-able summary.
+
+    Args:
+        task: str or `keras_prompt.data.TextToTextTask`, e.g.
+            `"glue/sst2"`: the training data, the dev metric and the class
+            labels. May be `None` when `fit` gets `train_data` and
+            `validation_data` (or `evaluate_fn`).
+        prompt_length: int, prompt vectors. Paper: 100.
+        initializer: `"class_label"` (paper; the task's `label_strings`
+            or `labels`, sampled vocabulary when there are none),
+            `"sampled_vocab"`, `"random_uniform"`, or a prompt initialiser
+            instance.
+        labels: optional list of label strings for class-label
+            initialisation instead of the task's `label_strings`.
+        learning_rate: float, Adafactor's constant step size. Paper: 0.3.
+        decay_rate: float, Adafactor's second-moment decay exponent.
+            Paper: 0.8.
+        weight_decay_rate: float, decoupled weight decay. Paper: 1e-5.
+        clipping_threshold: float, Adafactor update clipping. Paper: 1.0.
+        multiply_by_parameter_scale: bool. Paper: `False`.
+        factored: bool, factored second moments. `False`: the prompt's
+            second moment is kept in full (it is small).
+        batch_size: int, training examples per step. Paper: 32.
+        steps: int, optimiser steps. Paper: 30,000.
+        eval_interval: int, steps between dev evaluations (a Keras epoch).
+            Not in the paper; 1,000.
+        eval_split: str, the split that selects the prompt. `"validation"`.
+        eval_batch_size: optional int, inputs per `generate` call when
+            evaluating; defaults to `batch_size`.
+        patience: optional int: stop after this many evaluations without
+            improvement. `None` (paper): train all `steps`.
+        encoder_sequence_length: int, input tokens (the prompt comes on
+            top), when the preprocessor is loaded from a preset. 512.
+        decoder_sequence_length: int, target tokens, likewise. 128.
+        sampled_vocab_top_k: int, sampled-vocabulary initialisation draws
+            from this many most common tokens. Paper: 5,000.
+        seed: optional int, seeds the initialiser and the data shuffling.
+
+    Example:
+
+    ```python
+    recipe = keras_prompt.recipes.lester2021(task="glue/sst2")
+    model = recipe.build_model("t5_1.1_small")
+    result = recipe.fit(model, data_dir="../shared/tfds",
+                        output_dir="runs/sst2")
+    result.best_value, result.prompt_path
+    ```
+    """
+
+    task: Any = None
+    prompt_length: int = 100
+    initializer: Any = "class_label"
+    labels: Optional[Sequence[str]] = None
+    learning_rate: float = 0.3
+    decay_rate: float = 0.8
+    weight_decay_rate: float = 1e-5
+    clipping_threshold: float = 1.0
+    multiply_by_parameter_scale: bool = False
+    factored: bool = False
+    batch_size: int = 32
+    steps: int = 30_000
+    eval_interval: int = 1_000
+    eval_split: str = "validation"
+    eval_batch_size: Optional[int] = None
+    patience: Optional[int] = None
+    encoder_sequence_length: int = 512
+    decoder_sequence_length: int = 128
+    sampled_vocab_top_k: int = 5_000
+    seed: Optional[int] = 0
+
+    def __post_init__(self):
+        if self.task is not None:
+            from keras_prompt.data import get_task
+
+            self.task = get_task(self.task)
+        for name in (
+            "prompt_length",
+            "batch_size",
+            "steps",
+            "eval_interval",
+            "encoder_sequence_length",
+            "decoder_sequence_length",
+            "sampled_vocab_top_k",
+        ):
+            _check_int(name, getattr(self, name))
+        _check_int("eval_batch_size", self.eval_batch_size, allow_none=True)
+        _check_int("patience", self.patience, allow_none=True)
+        _check_int("seed", self.seed, minimum=0, allow_none=True)
+        _check_float("learning_rate", self.learning_rate)
+        _check_float("decay_rate", self.decay_rate)
+        _check_float("weight_decay_rate", self.weight_decay_rate)
+        _check_float(
+            "clipping_threshold", self.clipping_threshold, allow_none=True
+        )
+        for name in ("multiply_by_parameter_scale", "factored"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(
+                    f"`{name}` must be a bool. "
+                    f"Received: {name}={getattr(self, name)!r}"
+                )
+        if self.steps % self.eval_interval:
+            raise ValueError(
+                "`steps` must be a multiple of `eval_interval` (each "
+                "evaluation ends a Keras epoch of `eval_interval` steps). "
+                f"Received: steps={self.steps}, "
+                f"eval_interval={self.eval_interval}"
+            )
+        if not isinstance(self.eval_split, str) or not self.eval_split:
+            raise ValueError(
+                "`eval_split` must be a split name. "
+                f"Received: eval_split={self.eval_split!r}"
+            )
+        if isinstance(self.initializer, str):
+            if self.initializer not in _INITIALIZER_NAMES:
+                raise ValueError(
+                    f"`initializer` must be one of {_INITIALIZER_NAMES} or "
+                    "an initialiser instance. "
+                    f"Received: initializer={self.initializer!r}"
+                )
+        elif not callable(self.initializer):
+            raise TypeError(
+                "`initializer` must be a name or an initialiser instance. "
+                f"Received: initializer={self.initializer!r}"
+            )
+        if self.labels is not None:
+            if isinstance(self.labels, str) or not all(
+                isinstance(label, str) for label in self.labels
+            ):
+                raise TypeError(
+                    "`labels` must be a list of strings. "
+                    f"Received: labels={self.labels!r}"
+                )
+            self.labels = tuple(self.labels)
+            if not self.labels:
+                raise ValueError("`labels` must not be empty. Received: []")
+
+    # -- settings -----------------------------------------------------------
+    def replace(self, **changes):
+        """A copy of this recipe with some fields changed."""
+        _check_fields(changes)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self):
+        """The settings as a JSON-able dict (the task by name)."""
+        values = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "task" and value is not None:
+                value = value.name
+            elif field.name == "initializer" and not isinstance(value, str):
+                value = type(value).__name__
+            elif isinstance(value, tuple):
+                value = list(value)
+            values[field.name] = value
+        return values
+
+    @property
+    def label_strings(self):
+        """The labels of class-label initialisation, or `None`."""
+        if self.labels is not None:
+            return self.labels
+        if self.task is not None and self.task.label_strings:
+            return tuple(self.task.label_strings)
+        return None
+
+    def optimizer(self):
+        """A new `keras_prompt.optimizers.Adafactor` with these settings."""
+        from keras_prompt.optimizers import Adafactor
+
+        return Adafactor(
+            learning_rate=self.learning_rate,
+            decay_rate=self.decay_rate,
+            beta1=None,
+            clipping_threshold=self.clipping_threshold,
+            multiply_by_parameter_scale=self.multiply_by_parameter_scale,
+            factored=self.factored,
+            weight_decay_rate=self.weight_decay_rate,
+        )
+
+    def make_initializer(self, tokenizer=None):
+        """The prompt initialiser, unbound (`FrozenBackbone` binds it).
+
+        Args:
+            tokenizer: the model's tokenizer; needed for class-label
+                initialisation when there are labels.
+        """
+        init = self.initializer
+        if not isinstance(init, str):
+            return init
+        if init == "random_uniform":
+            return prompt_initializers.RandomUniform(seed=self.seed)
+        labels = self.label_strings
+        if init == "sampled_vocab" or labels is None:
+            return prompt_initializers.SampledVocab(
+                top_k=self.sampled_vocab_top_k, seed=self.seed
+            )
+        if tokenizer is None:
+            raise ValueError(
+                "Class-label initialisation needs the model's tokenizer. "
+                "Received: tokenizer=None"
+            )
+        return prompt_initializers.ClassLabel(
+            labels=list(labels),
+            tokenizer=tokenizer,
+            top_k=self.sampled_vocab_top_k,
+            seed=self.seed,
+        )
+
+    # -- model --------------------------------------------------------------
+    def compile(self, model, **kwargs):
+        """Compiles `model` with the recipe's optimiser (greedy decoding).
+
+        Args:
+            model: a keras_prompt task.
+            **kwargs: further `compile` arguments (e.g. `jit_compile`).
+        """
+        model.compile(optimizer=self.optimizer(), **kwargs)
+        return model
+
+    def build_model(
+        self, preset=None, *, backbone=None, preprocessor=None, **kwargs
+    ):
+        """A `PromptSeq2SeqLM` with this recipe's prompt, compiled.
+
+        Give a `preset` (keras-hub T5 preset or Hugging Face T5 folder), or
+        a keras-hub `T5Backbone` and its `T5Seq2SeqLMPreprocessor`.
+
+        Args:
+            preset: str, the pretrained T5 to load.
+            backbone: a keras-hub `T5Backbone` (not yet wrapped).
+            preprocessor: a `T5Seq2SeqLMPreprocessor`; needed with
+                `backbone`, optional with `preset` (it is then used as is,
+                with its own sequence lengths).
+            **kwargs: passed to `compile` (e.g. `jit_compile=False`).
+
+        Returns:
+            A compiled `keras_prompt.PromptSeq2SeqLM`.
+        """
+        import keras_hub
+
+        from keras_prompt.frozen_backbone import FrozenBackbone
+        from keras_prompt.presets import load_backbone
+        from keras_prompt.presets import load_preprocessor
+        from keras_prompt.tasks.prompt_seq2seq_lm import PromptSeq2SeqLM
+
+        if (preset is None) == (backbone is None):
+            raise ValueError(
+                "Pass exactly one of `preset` and `backbone`. Received: "
+                f"preset={preset!r}, backbone={type(backbone).__name__}"
+            )
+        if backbone is not None:
+            if isinstance(backbone, FrozenBackbone):
+                raise TypeError(
+                    "`backbone` is already a FrozenBackbone; pass the plain "
+                    "keras-hub T5Backbone so the recipe can add its prompt. "
+                    "Received: backbone=FrozenBackbone"
+                )
+            if preprocessor is None:
+                raise ValueError(
+                    "`preprocessor` is needed with `backbone` (its tokenizer "
+                    "reads the text and the class labels). "
+                    "Received: preprocessor=None"
+                )
+        else:
+            if preprocessor is None:
+                preprocessor = load_preprocessor(
+                    preset,
+                    keras_hub.models.T5Seq2SeqLMPreprocessor,
+                    encoder_sequence_length=self.encoder_sequence_length,
+                    decoder_sequence_length=self.decoder_sequence_length,
+                )
+            backbone = load_backbone(preset)
+        wrapped = FrozenBackbone(
+            backbone,
+            prompt_length=self.prompt_length,
+            initializer=self.make_initializer(preprocessor.tokenizer),
+        )
+        model = PromptSeq2SeqLM(wrapped, preprocessor, compile=False)
+        return self.compile(model, **kwargs)
+
+    # -- data ---------------------------------------------------------------
+    def train_dataset(self, data_dir=None, train_data=None, max_examples=None):
+        """The endless, shuffled, batched training stream.
+
+        Args:
+            data_dir: the TFDS data dir of the task's `"train"` split.
+            train_data: instead of the task's split: a `(inputs, targets)`
+                pair of string lists, or a `tf.data.Dataset` of
+                `(input, target)` string pairs (batched or not).
+            max_examples: optional int, read only the first this many
+                training examples (TFDS order).
+
+        Returns:
+            A `tf.data.Dataset` of `(inputs, targets)` batches of
+            `batch_size` strings, repeated forever.
+        """
+        import tensorflow as tf
+
+        _check_int("max_examples", max_examples, allow_none=True)
+        if train_data is None:
+            if self.task is None:
+                raise ValueError(
+                    "The recipe has no `task`; pass `train_data`. "
+                    "Received: task=None, train_data=None"
+                )
+            from keras_prompt.data import load_text_to_text
+
+            dataset = load_text_to_text(
+                self.task,
+                "train",
+                data_dir=data_dir,
+                shuffle=True,
+                seed=self.seed,
+                max_examples=max_examples,
+            )
+        elif isinstance(train_data, tf.data.Dataset):
+            dataset = _pairs_dataset(train_data)
+            if max_examples is not None:
+                dataset = dataset.take(max_examples)
+            dataset = dataset.shuffle(
+                10_000, seed=self.seed, reshuffle_each_iteration=True
+            )
+        else:
+            inputs, targets = _string_pairs(train_data, "train_data")
+            if max_examples is not None:
+                inputs, targets = inputs[:max_examples], targets[:max_examples]
+            dataset = tf.data.Dataset.from_tensor_slices((inputs, targets))
+            dataset = dataset.shuffle(
+                len(inputs), seed=self.seed, reshuffle_each_iteration=True
+            )
+        dataset = dataset.repeat().batch(self.batch_size, drop_remainder=True)
+        return dataset.prefetch(tf.data.AUTOTUNE)
+
+    def evaluation_fn(
+        self,
+        data_dir=None,
+        validation_data=None,
+        evaluate_fn=None,
+        max_examples=None,
+    ):
+        """The dev evaluation: `fn(model) -> {"val_<metric>": ...}`.
+
+        The returned dict holds each metric prefixed `"val_"` and
+        `"val_score"`, the selection score: the metric, or the mean of the
+        metrics when there are several (the paper's stopping metric).
+
+        Args:
+            data_dir: the TFDS data dir of the task's `eval_split`.
+            validation_data: instead of the task's split: a
+                `(inputs, targets)` pair of string lists, scored by exact
+                match (`"accuracy"`) of the stripped generations.
+            evaluate_fn: instead of both: `evaluate_fn(model)` returning a
+                float or a dict of metrics.
+            max_examples: optional int, evaluate only the first this many
+                dev examples (TFDS order).
+        """
+        _check_int("max_examples", max_examples, allow_none=True)
+        batch_size = self.eval_batch_size or self.batch_size
+        if evaluate_fn is not None:
+            if not callable(evaluate_fn):
+                raise TypeError(
+                    "`evaluate_fn` must be callable. "
+                    f"Received: evaluate_fn={evaluate_fn!r}"
+                )
+            scorer = evaluate_fn
+        elif validation_data is not None:
+            inputs, targets = _string_pairs(validation_data, "validation_data")
+            if max_examples is not None:
+                inputs, targets = inputs[:max_examples], targets[:max_examples]
+
+            def scorer(model):
+                return {
+                    "accuracy": exact_match_accuracy(
+                        model, inputs, targets, batch_size
+                    )
+                }
+
+        elif self.task is not None:
+            from keras_prompt.data import evaluate_generation
+
+            task, split = self.task, self.eval_split
+
+            def scorer(model):
+                return evaluate_generation(
+                    model,
+                    task,
+                    split,
+                    data_dir=data_dir,
+                    batch_size=batch_size,
+                    max_examples=max_examples,
+                )
+
+        else:
+            raise ValueError(
+                "The recipe has no `task`; pass `validation_data` or "
+                "`evaluate_fn`. Received: task=None"
+            )
+
+        def evaluate(model):
+            result = scorer(model)
+            if not isinstance(result, dict):
+                result = {"score": result}
+            metrics = {f"val_{k}": float(v) for k, v in result.items()}
+            if "val_score" not in metrics:
+                metrics["val_score"] = float(np.mean(list(metrics.values())))
+            return metrics
+
+        return evaluate
+
+    # -- training -----------------------------------------------------------
+    def fit(
+        self,
+        model,
+        output_dir,
+        data_dir=None,
+        *,
+        train_data=None,
+        validation_data=None,
+        evaluate_fn=None,
+        max_train_examples=None,
+        max_eval_examples=None,
+        callbacks=None,
+        verbose="auto",
+    ):
+        """Trains the prompt and keeps the best one on the dev split.
+
+        Trains `model` (compiled with its own optimiser: `build_model`
+        compiles with the recipe's; an uncompiled model is compiled here)
+        for `steps` steps of `batch_size` examples, evaluating every
+        `eval_interval` steps. The prompt of the best evaluation is written
+        to `output_dir/best.prompt.safetensors` (only when the score
+        improves) and loaded back into `model` at the end. A summary
+        (settings, every evaluation, the best metrics) goes to
+        `output_dir/results.json`.
+
+        Args:
+            model: a keras_prompt task with `generate`, e.g. from
+                `build_model`.
+            output_dir: str, folder for the prompt file and the results
+                (created if missing).
+            data_dir: the TFDS data dir, e.g. `"../shared/tfds"`.
+            train_data: optional training pairs instead of the task's
+                `"train"` split (see `train_dataset`).
+            validation_data: optional `(inputs, targets)` dev pairs instead
+                of the task's `eval_split` (see `evaluation_fn`).
+            evaluate_fn: optional `evaluate_fn(model)` instead of both.
+            max_train_examples: optional int, train on the first this many
+                training examples only.
+            max_eval_examples: optional int, evaluate on the first this
+                many dev examples only.
+            callbacks: optional further Keras callbacks.
+            verbose: passed to `model.fit`; also prints evaluations when
+                truthy and not `"auto"`.
+
+        Returns:
+            A `RecipeResult`.
+        """
+        for name in ("fit", "generate", "save_prompts", "load_prompts"):
+            if not callable(getattr(model, name, None)):
+                raise TypeError(
+                    "`model` must be a keras_prompt task with `fit`, "
+                    "`generate`, `save_prompts` and `load_prompts`. "
+                    f"Received: model={type(model).__name__}"
+                )
+        if not isinstance(output_dir, (str, os.PathLike)):
+            raise TypeError(
+                "`output_dir` must be a folder path. "
+                f"Received: output_dir={output_dir!r}"
+            )
+        output_dir = os.fspath(output_dir)
+        os.makedirs(output_dir, exist_ok=True)
+        if getattr(model, "optimizer", None) is None:
+            self.compile(model)
+        dataset = self.train_dataset(data_dir, train_data, max_train_examples)
+        evaluate = self.evaluation_fn(
+            data_dir, validation_data, evaluate_fn, max_eval_examples
+        )
+        prompt_path = os.path.join(output_dir, PROMPT_FILE)
+        checkpoint = BestPromptCheckpoint(
+            prompt_path,
+            monitor="val_score",
+            mode="max",
+            evaluate_fn=evaluate,
+            patience=self.patience,
+            restore_best=True,
+            verbose=0 if verbose == "auto" else int(bool(verbose)),
+        )
+        start_step = _iterations(model)
+        start = time.perf_counter()
+        history = model.fit(
+            dataset,
+            steps_per_epoch=self.eval_interval,
+            epochs=self.steps // self.eval_interval,
+            callbacks=[checkpoint] + list(callbacks or []),
+            shuffle=False,  # the stream is shuffled already
+            verbose=verbose,
+        )
+        total = time.perf_counter() - start
+        eval_seconds = sum(e["seconds"] for e in checkpoint.evaluations)
+        result = RecipeResult(
+            history=history,
+            best_value=checkpoint.best_value,
+            best_metrics=dict(checkpoint.best_metrics or {}),
+            best_step=checkpoint.best_step,
+            prompt_path=prompt_path,
+            monitor="val_score",
+            steps=_iterations(model) - start_step,
+            stopped_early=checkpoint.stopped_early,
+            train_seconds=total - eval_seconds,
+            eval_seconds=eval_seconds,
+            evaluations=list(checkpoint.evaluations),
+        )
+        _write_results(os.path.join(output_dir, RESULTS_FILE), self, result)
+        return result
+
+
+def _iterations(model):
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return 0
+    return int(keras.ops.convert_to_numpy(optimizer.iterations))
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    return value
+
+
+def _write_results(path, recipe, result):
+    summary = {
+        "recipe": recipe.to_dict(),
+        "prompt_file": os.path.basename(result.prompt_path),
+        "monitor": result.monitor,
+        "best_value": result.best_value,
+        "best_step": result.best_step,
+        "best_metrics": result.best_metrics,
+        "steps": result.steps,
+        "stopped_early": result.stopped_early,
+        "train_seconds": result.train_seconds,
+        "eval_seconds": result.eval_seconds,
+        "evaluations": result.evaluations,
+        "history": result.history.history if result.history else {},
+    }
+    data = json.dumps(_jsonable(summary), indent=2, sort_keys=True)
+    atomic_write_bytes(path, (data + "\n").encode("utf-8"))
+
+
+def _string_pairs(data, name):
+    """`(inputs, targets)` lists of str from a pair of sequences."""
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise TypeError(
+            f"`{name}` must be a `(inputs, targets)` pair of string lists "
+            f"or a tf.data.Dataset. Received: {name}={type(data).__name__}"
+        )
+    inputs, targets = ([_text(v) for v in np.asarray(d)] for d in data)
+    if len(inputs) != len(targets) or not inputs:
+        raise ValueError(
+            f"`{name}` needs as many targets as inputs, and at least one. "
+            f"Received: {len(inputs)} inputs, {len(targets)} targets"
+        )
+    return inputs, targets
+
+
+def _pairs_dataset(dataset):
+    """An unbatched dataset of `(input, target)` string scalars."""
+    import tensorflow as tf
+
+    spec = dataset.element_spec
+    ok = (
+        isinstance(spec, tuple)
+        and len(spec) == 2
+        and all(s.dtype == tf.string for s in spec)
+        and all(s.shape.rank in (0, 1) for s in spec)
+    )
+    if not ok:
+        raise ValueError(
+            "`train_data` must yield `(input, target)` string pairs. "
+            f"Received: element_spec={spec!r}"
+        )
+    if spec[0].shape.rank == 1:
+        dataset = dataset.unbatch()
+    return dataset
+
+
+def exact_match_accuracy(model, inputs, targets, batch_size=32):
+    """Share of `model.generate` outputs equal to their target (stripped).
+
+    Args:
+        model: anything with `generate(list_of_str)`.
+        inputs: list of input strings.
+        targets: list of target strings.
+        batch_size: int, inputs per `generate` call.
+
+    Returns:
+        A float in `[0, 1]`.
+    """
+    correct = 0
+    for start in range(0, len(inputs), batch_size):
+        outputs = model.generate(list(inputs[start : start + batch_size]))
+        for output, target in zip(outputs, targets[start : start + batch_size]):
+            correct += _text(output).strip() == _text(target).strip()
+    return correct / len(inputs)
+
+
+def _check_fields(changes):
+    names = {field.name for field in dataclasses.fields(Recipe)}
+    unknown = sorted(set(changes) - names)
+    if unknown:
+        raise TypeError(
+            f"Unknown recipe settings {unknown}. Known settings: "
+            f"{sorted(names)}."
+        )
+
+
+def lester2021(task=None, **overrides):
+    """The Prompt Tuning paper's recipe (Lester et al., 2021).
+
+    Returns a `Recipe` with the paper's settings: Adafactor at a constant
+    learning rate of 0.3 (decay rate 0.8, weight decay 1e-5, no parameter
+    scaling, update clipping 1.0), a 100-token prompt initialised from the
+    task's class labels, batches of 32, 30,000 steps and selection of the
+    best prompt on the dev split. Any field can be overridden by keyword;
+    see the module docstring for where the recipe departs from the paper.
+
+    Args:
+        task: str or `keras_prompt.data.TextToTextTask`, e.g.
+            `"glue/sst2"`, or `None` (then `fit` needs data).
+        **overrides: `Recipe` fields to change, e.g. `steps=200`.
+
+    Returns:
+        A `Recipe`.
+
+    Example:
+
+    ```python
+    from keras_prompt.recipes import lester2021
+
+    recipe = lester2021(task="glue/sst2")
+    model = recipe.build_model("t5_1.1_small")
+    result = recipe.fit(
+        model, data_dir="../shared/tfds", output_dir="runs/sst2"
+    )
+    print(result.best_metrics, result.prompt_path)
+    # Tiny settings for a smoke test:
+    quick = lester2021(
+        "glue/sst2", prompt_length=10, steps=20, eval_interval=10
+    )
+    ```
+    """
+    _check_fields(overrides)
+    return Recipe(task=task, **overrides)
+
+
+paper_recipe = lester2021
