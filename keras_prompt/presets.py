@@ -5,12 +5,37 @@ local folders) go through keras-hub; Hugging Face T5 checkpoints, which
 keras-hub cannot convert, go through `keras_prompt.convert`.
 """
 
+import json
+
 import keras_hub
+
+HF_PREFIX = "hf://"
+
+
+def _hf_handle_is_t5(handle):
+    """Whether an `hf://owner/name[@revision]` repo holds a HF T5 model.
+
+    Reads only the repo's `config.json`: keras-hub presets on the Hub have
+    one too, but without `model_type: "t5"`. When the config can't be
+    fetched the answer is no, and keras-hub reports the failure.
+    """
+    repo, _, revision = handle[len(HF_PREFIX) :].partition("@")
+    try:
+        from huggingface_hub import hf_hub_download
+
+        path = hf_hub_download(repo, "config.json", revision=revision or None)
+        with open(path) as f:
+            config = json.load(f)
+    except Exception:
+        return False
+    return isinstance(config, dict) and config.get("model_type") == "t5"
 
 
 def _hf_t5(preset):
     from keras_prompt.convert import hf_t5
 
+    if isinstance(preset, str) and preset.startswith(HF_PREFIX):
+        return hf_t5 if _hf_handle_is_t5(preset) else None
     return hf_t5 if hf_t5.is_hf_t5_checkpoint(preset) else None
 
 
