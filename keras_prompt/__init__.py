@@ -4,19 +4,29 @@ A frozen pretrained transformer plus a tiny learned soft prompt per task.
 """
 
 from keras_prompt import initializers
+from keras_prompt import inspect
+from keras_prompt import recipes
+from keras_prompt import serving
+from keras_prompt.callbacks import BestPromptCheckpoint
 from keras_prompt.frozen_backbone import FrozenBackbone
 from keras_prompt.layers.prompt_embedding import PromptEmbedding
+from keras_prompt.serving.export import export_saved_model
 from keras_prompt.tasks.prompt_causal_lm import PromptCausalLM
 from keras_prompt.tasks.prompt_classifier import PromptClassifier
 from keras_prompt.tasks.prompt_seq2seq_lm import PromptSeq2SeqLM
 from keras_prompt.version import __version__
 
 __all__ = [
+    "BestPromptCheckpoint",
     "FrozenBackbone",
     "PromptCausalLM",
     "PromptClassifier",
     "PromptEmbedding",
     "PromptSeq2SeqLM",
+    "export_saved_model",
     "initializers",
+    "inspect",
+    "recipes",
+    "serving",
     "__version__",
 ]

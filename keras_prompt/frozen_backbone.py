@@ -10,6 +10,40 @@ from keras_prompt.presets import load_backbone
 from keras_prompt.version import __version__
 
 
+def _prompt_dtype_policy(policy):
+    """The prompt's policy: the backbone's, with float32 variables.
+
+    A backbone loaded with `dtype="bfloat16"` (or float16) stores its
+    frozen weights in that dtype; the prompt still trains in float32 (as its
+    optimizer state does) and computes in the backbone's dtype.
+    """
+    if policy.variable_dtype in ("bfloat16", "float16"):
+        return keras.DTypePolicy(f"mixed_{policy.compute_dtype}")
+    return policy
+
+
+def _match_tape_watching(variables):
+    """Keeps frozen weights out of TensorFlow gradient computations.
+
+    Keras freezes a weight by flagging its Keras variable, but the
+    TensorFlow variable underneath stays `trainable=True`, and a
+    `tf.GradientTape` (Keras' `train_step` included) watches every
+    trainable TensorFlow variable read under it: the traced train step
+    then builds a weight-gradient matmul for every frozen kernel (pruned
+    before a compiled step runs, but run by eager steps). Called on each
+    call (each trace), this sets the TensorFlow flag to the Keras one, so
+    tapes skip frozen weights and a backbone unfrozen later trains again.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return
+    for variable in variables:
+        value = getattr(variable, "_value", None)
+        # Distributed variables hold one TensorFlow variable per replica.
+        for component in getattr(value, "_values", None) or (value,):
+            if hasattr(component, "_trainable"):
+                component._trainable = bool(variable.trainable)
+
+
 @keras.saving.register_keras_serializable(package="keras_prompt")
 class FrozenBackbone(keras_hub.models.Backbone):
     """A frozen keras-hub backbone with a learned soft prompt.
@@ -94,7 +128,7 @@ class FrozenBackbone(keras_hub.models.Backbone):
             prompt_length,
             initializer=initializer,
             num_prompts=num_prompts,
-            dtype=backbone.dtype_policy,
+            dtype=_prompt_dtype_policy(backbone.dtype_policy),
             name="prompt_embedding",
         )
         inputs = adapter.inputs()
@@ -127,6 +161,10 @@ class FrozenBackbone(keras_hub.models.Backbone):
     @property
     def family(self):
         return self.adapter.family
+
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        _match_tape_watching(self.variables)
+        return super().call(inputs, training=training, mask=mask, **kwargs)
 
     def get_config(self):
         config = super().get_config()

@@ -1,0 +1,122 @@
+"""What the serving benchmarks share: a small-but-not-toy T5 and timers.
+
+The model is a random keras-hub T5 shaped like T5-small with fewer layers
+(d_model 512, 8 heads, gated-GELU FFN 1024, 4 encoder + 4 decoder layers,
+a 32,128-row vocabulary like T5's), so embedding lookups, attention and
+the LM head cost what they cost in a real model. Its tokenizer is a word
+SentencePiece model over 32,125 made-up words, trained on the spot, so
+that every generated id decodes; inputs are 24-40 such words (padded to
+64 tokens). Nothing is downloaded. Timings are interleaved repeats (so
+that the load of a shared machine hits every variant alike), reported as
+median and best.
+"""
+
+import os
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+CONFIG = dict(
+    vocabulary_size=32128,
+    num_layers=4,
+    num_heads=8,
+    hidden_dim=512,
+    intermediate_dim=1024,
+    key_value_dim=64,
+    dropout=0.0,
+    activation="gelu",
+    use_gated_activation=True,
+    tie_embedding_weights=False,
+)
+# 32,125 made-up words + pad, end and unknown: T5's 32,128 vocabulary rows.
+WORDS = [f"w{i}" for i in range(32125)]
+ENCODER_LENGTH = 64
+DECODER_LENGTH = 8
+PROMPT_LENGTH = 20
+
+
+def texts(count, seed=0):
+    rng = np.random.default_rng(seed)
+    words = WORDS[:2000]
+    return [
+        " ".join(rng.choice(words, size=rng.integers(24, 41)))
+        for _ in range(count)
+    ]
+
+
+def build_t5(seed=0):
+    """`(backbone, preprocessor)`: the random T5 and its tokenizer."""
+    import keras
+    import keras_hub
+
+    from keras_prompt.toy import sentencepiece_proto
+
+    keras.utils.set_random_seed(seed)
+    corpus = [" ".join(WORDS[i : i + 100]) for i in range(0, len(WORDS), 100)]
+    proto = sentencepiece_proto(corpus, vocab_size=len(WORDS) + 3)
+    tokenizer = keras_hub.models.T5Tokenizer(proto=proto)
+    if tokenizer.vocabulary_size() != CONFIG["vocabulary_size"]:
+        raise RuntimeError(
+            f"The tokenizer has {tokenizer.vocabulary_size()} pieces, the "
+            f"model {CONFIG['vocabulary_size']} rows."
+        )
+    preprocessor = keras_hub.models.T5Seq2SeqLMPreprocessor(
+        tokenizer,
+        encoder_sequence_length=ENCODER_LENGTH,
+        decoder_sequence_length=DECODER_LENGTH,
+    )
+    backbone = keras_hub.models.T5Backbone(**CONFIG)
+    return backbone, preprocessor
+
+
+def t5_task(backbone, preprocessor, prompt_length=PROMPT_LENGTH, seed=0):
+    """A `PromptSeq2SeqLM` with a random prompt (as if trained)."""
+    from keras_prompt import FrozenBackbone
+    from keras_prompt import PromptSeq2SeqLM
+
+    wrapped = FrozenBackbone(backbone, prompt_length=prompt_length)
+    rng = np.random.default_rng(seed)
+    wrapped.assign_prompts(
+        rng.uniform(-0.5, 0.5, (prompt_length, backbone.hidden_dim))
+    )
+    return PromptSeq2SeqLM(wrapped, preprocessor)
+
+
+def interleaved(functions, repeats=5, warmup=1):
+    """Runs the functions in turns; returns `(medians, minimums)`, dicts of
+    seconds. On a shared machine the minimum is the less noisy figure."""
+    for fn in functions.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, fn in functions.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    medians = {name: float(np.median(t)) for name, t in times.items()}
+    minimums = {name: float(np.min(t)) for name, t in times.items()}
+    return medians, minimums
+
+
+def header(title):
+    import keras
+    import keras_hub
+    import tensorflow as tf
+
+    print(title)
+    print(
+        f"  tensorflow {tf.__version__}, keras {keras.__version__}, "
+        f"keras-hub {keras_hub.__version__}, CPU threads "
+        f"{os.cpu_count()}, load average "
+        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
+    config = ", ".join(f"{k}={v}" for k, v in CONFIG.items())
+    print(f"  model: random T5 ({config})")
+    print(
+        f"  inputs: {ENCODER_LENGTH} encoder tokens, {DECODER_LENGTH} "
+        f"generated tokens, prompt length {PROMPT_LENGTH}"
+    )

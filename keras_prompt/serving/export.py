@@ -1,0 +1,640 @@
+"""TF SavedModel export: raw strings in, strings or probabilities out.
+
+`export_saved_model(model, path)` writes a SavedModel whose serving
+signature takes raw strings (and task names for a `PromptBank`), tokenises
+them inside the graph with the model's tensorflow-text tokenizer, runs the
+frozen model with its prompts and returns generated strings (seq2seq and
+causal models) or class probabilities (classifiers). It loads with
+`tf.saved_model.load` (after `import tensorflow_text`) and serves with TF
+Serving; see `docs/serving.md`.
+
+Prompt-only updates: the prompts (and classifier heads) and the task-name
+table are read from two small asset files, `assets/keras_prompt_state.tsv`
+and `assets/keras_prompt_tasks.tsv`, not from the graph. The state file
+fills the prompt variables on the first request (a flag variable guards
+the copy); the task table is a lookup table initialised from its file at
+load time. `update_exported_prompts` writes a new version folder in which
+everything else (graph, frozen weights) is hard-linked from the old one
+and only those two files are new, so the backbone is never re-exported or
+re-traced. This holds while the bank's shape (capacity, prompt length)
+stays; a bank that grew must be exported again.
+
+Batch size: keras-hub's generation loop needs a static batch size inside
+the graph, so generation runs on fixed chunks of `batch_size`: the
+signature takes any number of inputs, pads them to a multiple of
+`batch_size`, generates chunk by chunk and slices the padding off.
+Classifiers take any batch size directly.
+"""
+
+import base64
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from keras_prompt.version import __version__
+
+FORMAT = "keras_prompt.saved_model"
+FORMAT_VERSION = 1
+MANIFEST = os.path.join("assets.extra", "keras_prompt.json")
+STATE_ASSET = "keras_prompt_state.tsv"
+TASKS_ASSET = "keras_prompt_tasks.tsv"
+
+
+# -- what is exported ---------------------------------------------------------
+def _single_state_variables(model):
+    variables = {"prompt": model.backbone.prompt_embedding.embeddings}
+    if model.backbone.adapter.kind == "encoder":
+        variables["head/kernel"] = model.head.kernel
+        variables["head/bias"] = model.head.bias
+    return variables
+
+
+def _resolve(obj):
+    """What to export: model, state variables, tasks and ensemble members."""
+    from keras_prompt.frozen_backbone import FrozenBackbone
+    from keras_prompt.serving.ensemble import PromptEnsemble
+    from keras_prompt.serving.prompt_bank import PromptBank
+    from keras_prompt.tasks.prompt_task import PromptTaskMixin
+
+    members = None
+    if isinstance(obj, PromptEnsemble):
+        members = [int(i) for i in obj.member_ids]
+        obj = obj.bank
+    if isinstance(obj, PromptBank):
+        return {
+            "model": obj.model,
+            "kind": obj.kind,
+            "variables": obj.state_variables(),
+            # An ensemble's inputs name no task: its members are baked in.
+            "tasks": obj.slots if members is None else None,
+            "members": members,
+        }
+    if isinstance(obj, PromptTaskMixin) and isinstance(
+        getattr(obj, "backbone", None), FrozenBackbone
+    ):
+        if obj.backbone.num_prompts > 1:
+            raise ValueError(
+                "This model holds a bank of "
+                f"{obj.backbone.num_prompts} prompts without task names; "
+                "export a `keras_prompt.serving.PromptBank` (tasks by name) "
+                "or a `PromptEnsemble` instead."
+            )
+        return {
+            "model": obj,
+            "kind": obj.backbone.adapter.kind,
+            "variables": _single_state_variables(obj),
+            "tasks": None,
+            "members": None,
+        }
+    raise TypeError(
+        "`model` must be a keras_prompt task model (PromptSeq2SeqLM, "
+        "PromptCausalLM, PromptClassifier), a PromptBank or a "
+        f"PromptEnsemble. Received: model={type(obj).__name__}"
+    )
+
+
+def _state_lines(variables):
+    lines = []
+    for key, variable in variables.items():
+        value = np.asarray(_to_numpy(variable), dtype="float32").astype(
+            "<f4", copy=False
+        )
+        encoded = base64.urlsafe_b64encode(value.tobytes()).decode("ascii")
+        lines.append(f"{key}\t{encoded}\n")
+    return "".join(lines)
+
+
+def _task_lines(tasks):
+    # First a sentinel row (empty name, slot -1): a table file may not be
+    # empty, and a bank may be exported before its first task.
+    rows = [("", -1)] + list((tasks or {}).items())
+    return "".join(f"{name}\t{slot}\n" for name, slot in rows)
+
+
+def _to_numpy(variable):
+    import keras
+
+    return keras.ops.convert_to_numpy(variable)
+
+
+def _manifest(spec, batch_size, max_length, output):
+    model = spec["model"]
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "keras_prompt_version": __version__,
+        "task_class": type(model).__name__,
+        "kind": spec["kind"],
+        "output": output,
+        "batch_size": batch_size,
+        "max_length": max_length,
+        "state": {
+            key: list(variable.shape)
+            for key, variable in spec["variables"].items()
+        },
+        "tasks": spec["tasks"],
+        "ensemble_members": spec["members"],
+        "prompt_fingerprint": model.backbone.prompt_metadata()[
+            "embedding_fingerprint"
+        ],
+    }
+
+
+# -- the serving graph --------------------------------------------------------
+def _strings_out(preprocessor, token_ids, padding_mask):
+    """Detokenised strings, as the preprocessor's `generate_postprocess`."""
+    from keras_hub.src.utils.tensor_utils import strip_to_ragged
+
+    tokenizer = preprocessor.tokenizer
+    ragged = strip_to_ragged(
+        token_ids, padding_mask, tokenizer.special_token_ids
+    )
+    return tokenizer.detokenize(ragged)
+
+
+def _stop_token_ids(tokenizer):
+    ids = [tokenizer.end_token_id]
+    if getattr(tokenizer, "end_token2_id", None) is not None:
+        ids.append(tokenizer.end_token2_id)
+    return ids
+
+
+def _fixed_shape(x, batch_size):
+    import tensorflow as tf
+
+    return {
+        key: tf.ensure_shape(
+            value, [batch_size] + [None] * (value.shape.rank - 1)
+        )
+        for key, value in x.items()
+    }
+
+
+def _generate_chunk(model, kind, texts, prompt_ids, batch_size, max_length):
+    """Strings `(batch_size,)` generated for one fixed-size chunk."""
+    preprocessor = model.preprocessor
+    x = preprocessor.generate_preprocess(texts, sequence_length=max_length)
+    x = _fixed_shape(dict(x), batch_size)
+    if prompt_ids is not None:
+        x["prompt_ids"] = prompt_ids
+    stop = _stop_token_ids(preprocessor.tokenizer)
+    outputs = model.generate_step(x, stop_token_ids=stop)
+    if kind == "seq2seq":
+        token_ids = outputs["decoder_token_ids"]
+        padding_mask = outputs["decoder_padding_mask"]
+    else:
+        token_ids, padding_mask = outputs["token_ids"], outputs["padding_mask"]
+    return _strings_out(preprocessor, token_ids, padding_mask)
+
+
+def _generate(model, kind, texts, prompt_ids, batch_size, max_length):
+    """Generation on any number of inputs in chunks of `batch_size`."""
+    import tensorflow as tf
+
+    count = tf.shape(texts)[0]
+    chunks = (count + batch_size - 1) // batch_size
+    padding = chunks * batch_size - count
+    texts = tf.concat([texts, tf.fill([padding], "")], axis=0)
+    texts = tf.reshape(texts, [chunks, batch_size])
+    if prompt_ids is None:
+        ids = tf.zeros([chunks, batch_size], tf.int32)
+    else:
+        ids = tf.concat([prompt_ids, tf.zeros([padding], tf.int32)], axis=0)
+        ids = tf.reshape(ids, [chunks, batch_size])
+
+    def chunk(args):
+        chunk_texts, chunk_ids = args
+        return _generate_chunk(
+            model,
+            kind,
+            chunk_texts,
+            None if prompt_ids is None else chunk_ids,
+            batch_size,
+            max_length,
+        )
+
+    outputs = tf.map_fn(
+        chunk,
+        (texts, ids),
+        fn_output_signature=tf.TensorSpec([batch_size], tf.string),
+        parallel_iterations=1,
+    )
+    return tf.reshape(outputs, [-1])[:count]
+
+
+def _vote(outputs, num_members):
+    """In-graph majority vote over `(batch, members)` strings, ties to the
+    earliest member, as `ensemble.majority_vote`."""
+    import tensorflow as tf
+
+    rows = tf.reshape(outputs, [-1, num_members])
+    equal = tf.equal(rows[:, :, None], rows[:, None, :])
+    counts = tf.reduce_sum(tf.cast(equal, tf.int32), axis=2)
+    best = tf.argmax(counts, axis=1, output_type=tf.int32)
+    return tf.gather(rows, best, batch_dims=1), rows
+
+
+class _Serving:
+    """The tracked pieces of the serving graph (tables, flag, functions)."""
+
+    def __init__(self, spec, asset_dir, batch_size, max_length):
+        import tensorflow as tf
+
+        self.spec = spec
+        self.model = spec["model"]
+        self.kind = spec["kind"]
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.holder = tf.Module()
+        self.holder.state_table = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(
+                os.path.join(asset_dir, STATE_ASSET),
+                key_dtype=tf.string,
+                key_index=0,
+                value_dtype=tf.string,
+                value_index=1,
+            ),
+            default_value="",
+        )
+        if spec["tasks"] is not None:
+            self.holder.task_table = tf.lookup.StaticHashTable(
+                tf.lookup.TextFileInitializer(
+                    os.path.join(asset_dir, TASKS_ASSET),
+                    key_dtype=tf.string,
+                    key_index=0,
+                    value_dtype=tf.int64,
+                    value_index=1,
+                ),
+                default_value=-1,
+            )
+        self.holder.loaded = tf.Variable(
+            False, trainable=False, name="keras_prompt_state_loaded"
+        )
+
+    def load_state(self):
+        """Copies the state asset into the prompt variables once."""
+        import tensorflow as tf
+
+        holder = self.holder
+
+        def load():
+            for key, variable in self.spec["variables"].items():
+                raw = tf.io.decode_base64(
+                    holder.state_table.lookup(tf.constant(key))
+                )
+                value = tf.io.decode_raw(raw, tf.float32, little_endian=True)
+                variable.assign(tf.reshape(value, variable.shape))
+            holder.loaded.assign(True)
+            return tf.constant(True)
+
+        return tf.cond(holder.loaded, lambda: tf.constant(True), load)
+
+    def task_ids(self, tasks):
+        import tensorflow as tf
+
+        table = self.holder.task_table
+        ids = table.lookup(tasks)
+        names = tf.reshape(table.export()[0], [-1])
+        names = tf.boolean_mask(names, tf.strings.length(names) > 0)
+        known = tf.strings.reduce_join(names, separator=", ")
+        check = tf.debugging.Assert(
+            tf.reduce_all(ids >= 0),
+            [
+                "Unknown task name(s):",
+                tf.boolean_mask(tasks, ids < 0),
+                "Known tasks:",
+                known,
+            ],
+            summarize=64,
+        )
+        with tf.control_dependencies([check]):
+            return tf.cast(ids, tf.int32)
+
+    def serve(self, inputs, tasks=None):
+        import tensorflow as tf
+
+        members = self.spec["members"]
+        with tf.control_dependencies([self.load_state()]):
+            inputs = tf.identity(inputs)
+        prompt_ids = None
+        if tasks is not None:
+            check = tf.debugging.assert_equal(
+                tf.size(tasks),
+                tf.size(inputs),
+                message="`tasks` must name one task per input",
+            )
+            with tf.control_dependencies([check]):
+                prompt_ids = self.task_ids(tasks)
+        if members is not None:
+            inputs = tf.repeat(inputs, len(members))
+            prompt_ids = tf.tile(
+                tf.constant(members, tf.int32),
+                [tf.shape(inputs)[0] // len(members)],
+            )
+        if self.kind == "encoder":
+            x = dict(self.model.preprocessor(inputs))
+            if prompt_ids is not None:
+                x["prompt_ids"] = prompt_ids
+            outputs = self.model(x, training=False)
+            if members is None:
+                return {"probabilities": outputs}
+            outputs = tf.reshape(
+                outputs, [-1, len(members), self.model.num_classes]
+            )
+            return {
+                "probabilities": tf.reduce_mean(outputs, axis=1),
+                "member_probabilities": outputs,
+            }
+        outputs = _generate(
+            self.model,
+            self.kind,
+            inputs,
+            prompt_ids,
+            self.batch_size,
+            self.max_length,
+        )
+        if members is None:
+            return {"outputs": outputs}
+        voted, rows = _vote(outputs, len(members))
+        return {"outputs": voted, "member_outputs": rows}
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an int. Received: {name}={value!r}")
+    if value < minimum:
+        raise ValueError(
+            f"`{name}` must be at least {minimum}. Received: {name}={value}"
+        )
+    return int(value)
+
+
+def _prepare_target(path, overwrite):
+    path = os.path.abspath(os.fspath(path))
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        os.makedirs(parent, exist_ok=True)
+    if os.path.exists(path) and not overwrite:
+        raise ValueError(
+            f"The export path already exists; pass `overwrite=True` or "
+            f"write a new version folder. Received: path={path!r}"
+        )
+    return path, parent
+
+
+def _atomic_publish(tmp, path):
+    """Renames the finished folder `tmp` to `path` (replacing it)."""
+    old = None
+    if os.path.exists(path):
+        old = tempfile.mkdtemp(dir=os.path.dirname(path), prefix=".old-")
+        os.rmdir(old)
+        os.rename(path, old)
+    os.rename(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def export_saved_model(
+    model,
+    path,
+    batch_size=8,
+    max_length=None,
+    overwrite=False,
+    verbose=False,
+):
+    """Exports a prompt-tuned model, bank or ensemble as a TF SavedModel.
+
+    The `serve` signature (also `serving_default`) takes:
+
+    - `inputs`: 1-D `tf.string`, raw input texts (any number);
+    - `tasks`: 1-D `tf.string`, one task name per input (banks only; an
+      unknown name fails the request with a message listing the known
+      tasks);
+
+    and returns `{"outputs": strings}` for seq2seq and causal models
+    (causal outputs include the input text, as `generate` does), or
+    `{"probabilities": (N, num_classes)}` for classifiers. Ensembles also
+    return `"member_outputs"` / `"member_probabilities"`. Reloaded with
+    `tf.saved_model.load` (after `import tensorflow_text`), outputs equal
+    the in-memory model's.
+
+    The folder is written atomically (to a temporary sibling, then
+    renamed). Prompts and the task table live in asset files, so
+    `update_exported_prompts` can publish new prompts without
+    re-exporting the backbone.
+
+    Args:
+        model: a `PromptSeq2SeqLM`, `PromptCausalLM` or `PromptClassifier`
+            with a single prompt, a `keras_prompt.serving.PromptBank`, or a
+            `keras_prompt.serving.PromptEnsemble`. Its preprocessor is
+            exported with it.
+        path: the SavedModel folder to write, e.g. `"models/sst2/1"` (TF
+            Serving wants a numbered version folder).
+        batch_size: int, the fixed batch of the generation graph: inputs
+            are generated in chunks of this size (padded, then sliced).
+            Unused by classifiers. Defaults to `8`.
+        max_length: int, generated tokens (seq2seq) or total tokens
+            (causal). Defaults to the preprocessor's sequence length.
+        overwrite: bool, replace an existing folder at `path`.
+        verbose: bool, print the signatures.
+
+    Returns:
+        The absolute path written.
+
+    Example:
+
+    ```python
+    bank = keras_prompt.serving.PromptBank(model)
+    bank.add_task("sentiment", "sst2.prompt.safetensors")
+    keras_prompt.export_saved_model(bank, "models/multitask/1")
+
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401, registers the tokenizer ops
+
+    served = tf.saved_model.load("models/multitask/1")
+    served.serve(
+        inputs=tf.constant(["a gripping film"]),
+        tasks=tf.constant(["sentiment"]),
+    )["outputs"]
+    ```
+    """
+    import keras
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401
+
+    spec = _resolve(model)
+    batch_size = _check_int("batch_size", batch_size, 1)
+    if max_length is not None:
+        max_length = _check_int("max_length", max_length, 1)
+    if spec["model"].preprocessor is None:
+        raise ValueError(
+            "Exporting needs the model's preprocessor (tokenisation runs in "
+            "the graph). Received a model with preprocessor=None."
+        )
+    if spec["kind"] == "causal" and max_length is not None:
+        spec["model"].check_sequence_length(max_length)
+    path, parent = _prepare_target(path, overwrite)
+    output = "probabilities" if spec["kind"] == "encoder" else "outputs"
+
+    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}-")
+    staging = tempfile.mkdtemp(prefix="keras_prompt_assets-")
+    try:
+        with open(os.path.join(staging, STATE_ASSET), "w") as f:
+            f.write(_state_lines(spec["variables"]))
+        with open(os.path.join(staging, TASKS_ASSET), "w") as f:
+            f.write(_task_lines(spec["tasks"]))
+        serving = _Serving(spec, staging, batch_size, max_length)
+        strings = tf.TensorSpec([None], tf.string)
+        archive = keras.export.ExportArchive()
+        archive.track(spec["model"])
+        archive.track(serving.holder)
+        if spec["tasks"] is None:
+            archive.add_endpoint(
+                "serve",
+                lambda inputs: serving.serve(inputs),
+                input_signature=[strings],
+            )
+        else:
+            archive.add_endpoint(
+                "serve",
+                lambda inputs, tasks: serving.serve(inputs, tasks),
+                input_signature=[strings, strings],
+            )
+        # The traced graph copied the prompt variables' current values into
+        # the checkpoint; the state asset is what serving reads.
+        archive.write_out(tmp, verbose=verbose)
+        os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
+        with open(os.path.join(tmp, MANIFEST), "w") as f:
+            json.dump(
+                _manifest(spec, batch_size, max_length, output), f, indent=2
+            )
+        _atomic_publish(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path
+
+
+def read_manifest(path):
+    """The `keras_prompt` manifest of an exported folder (a dict)."""
+    manifest = os.path.join(os.fspath(path), MANIFEST)
+    if not os.path.isfile(manifest):
+        raise ValueError(
+            "Not a SavedModel exported by keras_prompt (no "
+            f"{MANIFEST}): path={os.fspath(path)!r}"
+        )
+    with open(manifest) as f:
+        return json.load(f)
+
+
+def _link_or_copy(source, target):
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def update_exported_prompts(model, export_dir, new_dir, overwrite=False):
+    """Publishes new prompts (and task table) as a new SavedModel version,
+    without re-exporting the backbone.
+
+    Everything of `export_dir` but the state and task assets is hard-linked
+    (copied where links are impossible) into `new_dir`; those two files are
+    written from `model`. Nothing is traced and no TensorFlow graph is
+    built. `model` must have the exported shape: same kind, same backbone,
+    same bank capacity and prompt length (a bank that grew past its
+    capacity must be exported again); an ensemble keeps its member slots.
+
+    Args:
+        model: the updated task model, `PromptBank` or `PromptEnsemble`.
+        export_dir: a folder written by `export_saved_model`.
+        new_dir: the new version folder, e.g. `"models/multitask/2"`.
+        overwrite: bool, replace an existing `new_dir`.
+
+    Returns:
+        The absolute path of `new_dir`.
+
+    Example:
+
+    ```python
+    bank.replace_task("sentiment", "sst2_v2.prompt.safetensors")
+    bank.add_task("nli", "rte.prompt.safetensors")  # within capacity
+    keras_prompt.serving.update_exported_prompts(
+        bank, "models/multitask/1", "models/multitask/2"
+    )
+    ```
+    """
+    manifest = read_manifest(export_dir)
+    export_dir = os.path.abspath(os.fspath(export_dir))
+    if os.path.abspath(os.fspath(new_dir)) == export_dir:
+        raise ValueError(
+            "`new_dir` must differ from `export_dir` (serve it as a new "
+            f"version). Received: new_dir={os.fspath(new_dir)!r}"
+        )
+    spec = _resolve(model)
+    shapes = {k: list(v.shape) for k, v in spec["variables"].items()}
+    fingerprint = spec["model"].backbone.prompt_metadata()[
+        "embedding_fingerprint"
+    ]
+    problems = []
+    if type(spec["model"]).__name__ != manifest["task_class"]:
+        problems.append(
+            f"task class {type(spec['model']).__name__} vs exported "
+            f"{manifest['task_class']}"
+        )
+    if fingerprint != manifest["prompt_fingerprint"]:
+        problems.append("another frozen backbone (embedding fingerprint)")
+    if shapes != manifest["state"]:
+        problems.append(f"prompt state shapes {shapes} vs {manifest['state']}")
+    if (spec["tasks"] is None) != (manifest["tasks"] is None):
+        problems.append("a bank and a single-prompt model")
+    if spec["members"] != manifest["ensemble_members"]:
+        problems.append(
+            f"ensemble member slots {spec['members']} vs "
+            f"{manifest['ensemble_members']}"
+        )
+    if problems:
+        raise ValueError(
+            "`model` does not fit the exported graph at "
+            f"export_dir={os.fspath(export_dir)!r}: {'; '.join(problems)}. "
+            "Export it again with `export_saved_model`."
+        )
+    path, parent = _prepare_target(new_dir, overwrite)
+    replaced = {
+        os.path.join("assets", STATE_ASSET),
+        os.path.join("assets", TASKS_ASSET),
+        MANIFEST,
+    }
+    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}-")
+    try:
+        for root, _, files in os.walk(export_dir):
+            relative_root = os.path.relpath(root, export_dir)
+            os.makedirs(os.path.join(tmp, relative_root), exist_ok=True)
+            for name in files:
+                relative = os.path.normpath(os.path.join(relative_root, name))
+                if relative in replaced:
+                    continue
+                _link_or_copy(
+                    os.path.join(root, name), os.path.join(tmp, relative)
+                )
+        os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
+        os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
+        with open(os.path.join(tmp, "assets", STATE_ASSET), "w") as f:
+            f.write(_state_lines(spec["variables"]))
+        if spec["tasks"] is not None:
+            with open(os.path.join(tmp, "assets", TASKS_ASSET), "w") as f:
+                f.write(_task_lines(spec["tasks"]))
+        manifest["tasks"] = spec["tasks"]
+        manifest["keras_prompt_version"] = __version__
+        with open(os.path.join(tmp, MANIFEST), "w") as f:
+            json.dump(manifest, f, indent=2)
+        _atomic_publish(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path

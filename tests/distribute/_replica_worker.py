@@ -1,0 +1,160 @@
+"""Runs in a subprocess: one device vs. two replicas, same global batch.
+
+`python _replica_worker.py mirrored` configures two logical CPU devices
+before TensorFlow initialises, then trains each task twice from the same
+initial weights on the same global batches: once on the default strategy
+and once under `MirroredStrategy` (via `resolve_strategy("cpu")`), and
+prints `RESULT {json}` with the losses and prompt updates of both.
+
+`python _replica_worker.py multi_worker` is one worker of a
+`MultiWorkerMirroredStrategy` cluster described by `TF_CONFIG`; it trains
+under the strategy, then the one-device reference, and prints the same.
+"""
+
+import json
+import os
+import sys
+
+os.environ["KERAS_BACKEND"] = "tensorflow"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import tensorflow as tf  # noqa: E402
+
+MODE = sys.argv[1]
+if MODE == "mirrored":
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+    )
+    from keras_prompt.distribute import resolve_strategy  # noqa: E402
+
+    STRATEGY = resolve_strategy("cpu")
+else:
+    from keras_prompt.distribute import resolve_strategy  # noqa: E402
+
+    STRATEGY = resolve_strategy("multi_worker")
+
+import keras  # noqa: E402
+
+keras.config.disable_traceback_filtering()
+import keras_hub  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_prompt  # noqa: E402
+from keras_prompt import FrozenBackbone  # noqa: E402
+from keras_prompt import toy  # noqa: E402
+from keras_prompt.distribute import compile_options  # noqa: E402
+from keras_prompt.distribute import describe_strategy  # noqa: E402
+from keras_prompt.distribute import prepare_model  # noqa: E402
+
+GLOBAL_BATCH = 8
+STEPS = 2
+LEARNING_RATE = 0.5
+
+
+def seq2seq_task(preprocessor):
+    """A tiny random T5 and the toy SentencePiece preprocessor: `fit` on
+    raw strings, so the padding masks are keras-hub's booleans."""
+    backbone = toy.toy_t5(
+        preprocessor.tokenizer.vocabulary_size(), hidden_dim=16
+    )
+    return keras_prompt.PromptSeq2SeqLM(
+        FrozenBackbone(backbone, prompt_length=3), preprocessor
+    )
+
+
+def seq2seq_data():
+    rng = np.random.default_rng(0)
+    inputs, targets = toy.task_pairs(rng, GLOBAL_BATCH * STEPS)
+    # Uneven padding: the replicas see different numbers of real tokens.
+    inputs = [x if i % 4 else x.split()[0] for i, x in enumerate(inputs)]
+    return tf.data.Dataset.from_tensor_slices((inputs, targets))
+
+
+def causal_task(preprocessor):
+    gpt2 = keras_hub.models.GPT2Backbone(
+        vocabulary_size=40,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        dropout=0.0,
+        max_sequence_length=16,
+    )
+    return keras_prompt.PromptCausalLM(
+        FrozenBackbone(gpt2, prompt_length=3), None
+    )
+
+
+def causal_data():
+    rng = np.random.default_rng(0)
+    count = GLOBAL_BATCH * STEPS
+    tokens = rng.integers(3, 40, size=(count, 8)).astype("int32")
+    mask = np.ones_like(tokens, dtype=bool)
+    mask[: count // 4, 5:] = False  # Uneven padding across replicas.
+    x = {"token_ids": tokens, "padding_mask": mask}
+    y = np.roll(tokens, -1, axis=1)
+    return tf.data.Dataset.from_tensor_slices((x, y, mask.astype("float32")))
+
+
+TASKS = {"seq2seq": (seq2seq_task, seq2seq_data)}
+if hasattr(keras_prompt, "PromptCausalLM"):
+    TASKS["causal"] = (causal_task, causal_data)
+
+
+def train(kind, strategy):
+    build, data = TASKS[kind]
+    # Seed first: `tf.random.set_seed` clears TF's kernel cache, which
+    # drops the SentencePiece resource of a tokenizer made before it.
+    keras.utils.set_random_seed(1)
+    # The preprocessor (runs in tf.data on the host) is made outside the
+    # scope; the model inside it.
+    preprocessor = None
+    if kind == "seq2seq":
+        preprocessor = toy.toy_t5_preprocessor(
+            encoder_sequence_length=8, decoder_sequence_length=3
+        )
+    scope = strategy.scope() if strategy is not None else _null_scope()
+    with scope:
+        model = build(preprocessor)
+        # XLA for the replicas when the strategy allows it; the one-device
+        # reference runs without (faster to trace on a busy CPU).
+        options = compile_options(strategy) if strategy else {}
+        options.setdefault("jit_compile", False)
+        model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE), **options)
+    if strategy is not None:
+        prepare_model(model)
+    start = model.backbone.prompt_values().copy()
+    batches = data().batch(GLOBAL_BATCH, drop_remainder=True)
+    history = model.fit(batches, epochs=1, shuffle=False, verbose=0)
+    return {
+        "train_loss": float(history.history["loss"][-1]),
+        "update": (model.backbone.prompt_values() - start).tolist(),
+        "steps": int(model.optimizer.iterations.numpy()),
+        "jit_compile": bool(options["jit_compile"]),
+    }
+
+
+class _null_scope:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def main():
+    result = {
+        "replicas": STRATEGY.num_replicas_in_sync,
+        "strategy": describe_strategy(STRATEGY),
+        "tasks": {},
+    }
+    for kind in TASKS:
+        distributed = train(kind, STRATEGY)
+        single = train(kind, None)
+        result["tasks"][kind] = {"single": single, "distributed": distributed}
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
