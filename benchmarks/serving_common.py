@@ -8,7 +8,7 @@ SentencePiece model over 32,125 made-up words, trained on the spot, so
 that every generated id decodes; inputs are 24-40 such words (padded to
 64 tokens). Nothing is downloaded. Timings are interleaved repeats (so
 that the load of a shared machine hits every variant alike), reported as
-median and best.
+median and best wall time and median CPU time of the process.
 """
 
 import os
@@ -86,20 +86,48 @@ def t5_task(backbone, preprocessor, prompt_length=PROMPT_LENGTH, seed=0):
 
 
 def interleaved(functions, repeats=5, warmup=1):
-    """Runs the functions in turns; returns `(medians, minimums)`, dicts of
-    seconds. On a shared machine the minimum is the less noisy figure."""
+    """Runs the functions in turns; returns `{"median", "best", "cpu"}`,
+    each a dict `name -> seconds`: the median and best wall time, and the
+    median CPU time of this process (all its threads). On a shared machine
+    the CPU time is the figure least disturbed by other processes."""
     for fn in functions.values():
         for _ in range(warmup):
             fn()
-    times = {name: [] for name in functions}
+    wall = {name: [] for name in functions}
+    cpu = {name: [] for name in functions}
     for _ in range(repeats):
         for name, fn in functions.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fn()
-            times[name].append(time.perf_counter() - start)
-    medians = {name: float(np.median(t)) for name, t in times.items()}
-    minimums = {name: float(np.min(t)) for name, t in times.items()}
-    return medians, minimums
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return {
+        "median": {n: float(np.median(t)) for n, t in wall.items()},
+        "best": {n: float(np.min(t)) for n, t in wall.items()},
+        "cpu": {n: float(np.median(t)) for n, t in cpu.items()},
+    }
+
+
+def report(stats, count, unit):
+    """Prints each variant's times (ms) and its median rate."""
+    names = list(stats["median"])
+    width = max(len(n) for n in names) + 2
+    print(f"  {'':{width}s}{'median':>10s}{'best':>10s}{'CPU':>10s}  {unit}")
+    for name in names:
+        row = "".join(
+            f"{stats[key][name] * 1000:8.1f}ms"
+            for key in ("median", "best", "cpu")
+        )
+        print(f"  {name:{width}s}{row}  {count / stats['median'][name]:7.1f}")
+
+
+def ratios(stats, reference, other):
+    """`reference / other` for each statistic: `other`'s throughput (or
+    `reference`'s latency) relative to the other one."""
+    return ", ".join(
+        f"{key} {stats[key][reference] / stats[key][other]:.3f}"
+        for key in ("median", "best", "cpu")
+    )
 
 
 def header(title):

@@ -41,23 +41,17 @@ def main():
         return majority_vote([list(row) for row in zip(*runs)])[0]
 
     assert one_pass() == separate_passes()
-    times, best = common.interleaved(
+    stats = common.interleaved(
         {"one pass": one_pass, "separate passes": separate_passes},
         repeats=5,
     )
     print(
-        f"\n{BATCH} inputs x {MEMBERS} prompts, "
-        f"{common.DECODER_LENGTH} generated tokens (same answers: yes), "
-        "median / best:"
+        f"\n{BATCH} inputs x {MEMBERS} prompts, {common.DECODER_LENGTH} "
+        "generated tokens (same answers: yes):"
     )
-    for name, seconds in times.items():
-        print(
-            f"  {name:16s} {seconds * 1000:8.1f} / {best[name] * 1000:8.1f} ms"
-            f"  {BATCH / seconds:6.1f} / {BATCH / best[name]:6.1f} inputs/s"
-        )
-    for label, values in (("median", times), ("best", best)):
-        speedup = values["separate passes"] / values["one pass"]
-        print(f"  speed-up of one pass ({label}): {speedup:.2f}x")
+    common.report(stats, BATCH, "inputs/s (median)")
+    speedup = common.ratios(stats, "separate passes", "one pass")
+    print(f"  speed-up of one pass: {speedup}")
 
 
 if __name__ == "__main__":

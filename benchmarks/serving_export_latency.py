@@ -1,12 +1,13 @@
 """Latency of the exported SavedModel vs the in-memory model.
 
 A `PromptBank` of 4 tasks on a random T5 (see `serving_common.py`) is
-exported with `export_saved_model` (generation batch 1 and 8) and
-reloaded with `tf.saved_model.load`. Per request (raw strings and task
-names in, strings out) the script times the in-memory `bank.generate`
-(tokenisation in Python, generation in a `tf.function`) and the served
-signature (tokenisation, generation and detokenisation in one graph), for
-one input and for a batch of 8, and checks that all give the same strings.
+exported with `export_saved_model` three times (generation batch 1;
+batch 8; batch 8 with XLA) and reloaded with `tf.saved_model.load`. Per
+request (raw strings and task names in, strings out) the script times the
+in-memory `bank.generate` (tokenisation in Python, generation compiled
+with XLA, its default on CPU) and the served signatures (tokenisation,
+generation and detokenisation in one graph), for one input and for a
+batch of 8, and checks that all give the same strings.
 
     python benchmarks/serving_export_latency.py
 """
@@ -18,7 +19,8 @@ import tempfile
 import serving_common as common
 
 TASKS = 4
-EXPORT_BATCHES = (1, 8)
+# (generation batch size, XLA) of each export.
+EXPORTS = ((1, False), (8, False), (8, True))
 
 
 def main():
@@ -37,14 +39,18 @@ def main():
         bank.add_task(name, common.t5_task(backbone, preprocessor, seed=i))
     folder = tempfile.mkdtemp(prefix="keras_prompt_bench-")
     serving = {}
-    for size in EXPORT_BATCHES:
+    for size, jit in EXPORTS:
+        name = f"SavedModel, batch_size={size}" + (", XLA" if jit else "")
         path = export_saved_model(
-            bank, os.path.join(folder, f"b{size}", "1"), batch_size=size
+            bank,
+            os.path.join(folder, f"b{size}{'x' if jit else ''}", "1"),
+            batch_size=size,
+            jit_compile=jit,
         )
-        served = tf.saved_model.load(path)
-        serving[size] = (served, served.signatures["serving_default"])
+        loaded = tf.saved_model.load(path)
+        serving[name] = (size, loaded, loaded.signatures["serving_default"])
 
-    for batch in (1, max(EXPORT_BATCHES)):
+    for batch in (1, 8):
         texts = common.texts(batch, seed=batch)
         tasks = [names[i % TASKS] for i in range(batch)]
 
@@ -61,23 +67,20 @@ def main():
             return run
 
         functions = {"in-memory": in_memory}
-        for size, (_, serve) in serving.items():
+        for name, (size, _, serve) in serving.items():
             if size >= batch:
-                functions[f"SavedModel, batch_size={size}"] = exported(serve)
+                functions[name] = exported(serve)
         same = all(fn() == in_memory() for fn in functions.values())
-        times, best = common.interleaved(functions, repeats=7)
+        stats = common.interleaved(functions, repeats=7)
         print(
             f"\nrequest of {batch} input(s) (same strings: "
-            f"{'yes' if same else 'NO'}), median / best:"
+            f"{'yes' if same else 'NO'}):"
         )
-        for name, seconds in times.items():
-            ratio = seconds / times["in-memory"]
-            best_ratio = best[name] / best["in-memory"]
-            print(
-                f"  {name:26s} {seconds * 1000:7.1f} / "
-                f"{best[name] * 1000:7.1f} ms   x{ratio:.2f} / "
-                f"x{best_ratio:.2f} of in-memory"
-            )
+        common.report(stats, batch, "inputs/s (median)")
+        for name in functions:
+            if name != "in-memory":
+                latency = common.ratios(stats, name, "in-memory")
+                print(f"  {name} / in-memory latency: {latency}")
     shutil.rmtree(folder, ignore_errors=True)
     print(
         "\nBoth stop at the end token. A SavedModel generates whole chunks "

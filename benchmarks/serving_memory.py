@@ -4,9 +4,9 @@ Computed bytes (float32 weights) for the benchmark T5 (see
 `serving_common.py`), a `t5_base`-shaped and a `t5_1.1_xxl`-shaped model:
 one frozen backbone plus a bank of K prompts (allocated to the next power
 of two of slots, as a growing `PromptBank` is) against K fine-tuned
-copies of the model. Then measured (resident memory of this process) for
-K = 4 on the benchmark T5: building a `PromptBank` of 4 tasks vs building
-4 copies of the backbone.
+copies of the model. Then measured (resident memory of this process) on
+the benchmark T5: a `PromptBank` with 4 tasks, 4 more tasks in it, and 4
+copies of the backbone.
 
     python benchmarks/serving_memory.py
 """
@@ -65,21 +65,33 @@ def computed():
 
 def measured():
     import keras_hub
+    import numpy as np
 
     from keras_prompt.serving import PromptBank
+
+    rng = np.random.default_rng(0)
+    dim = common.CONFIG["hidden_dim"]
+
+    def add_tasks(bank, first):
+        for i in range(first, first + MEASURED_TASKS):
+            prompt = rng.uniform(-0.5, 0.5, (common.PROMPT_LENGTH, dim))
+            bank.add_task(f"task{i}", prompt)
+        bank.generate(common.texts(2), [f"task{first}"] * 2)
 
     gc.collect()
     start = rss_bytes()
     backbone, preprocessor = common.build_t5()
+    gc.collect()
+    backbone_bytes = rss_bytes() - start
     template = common.t5_task(backbone, preprocessor, seed=0)
-    bank = PromptBank(template, capacity=MEASURED_TASKS)
-    for i in range(MEASURED_TASKS):
-        bank.add_task(
-            f"task{i}", common.t5_task(backbone, preprocessor, seed=i)
-        )
-    bank.generate(common.texts(2), ["task0", "task1"])
+    bank = PromptBank(template, capacity=2 * MEASURED_TASKS)
+    add_tasks(bank, 0)
     gc.collect()
     bank_bytes = rss_bytes() - start
+    before = rss_bytes()
+    add_tasks(bank, MEASURED_TASKS)  # within capacity
+    gc.collect()
+    more_bytes = rss_bytes() - before
 
     copies = []
     before = rss_bytes()
@@ -88,20 +100,28 @@ def measured():
     gc.collect()
     copies_bytes = rss_bytes() - before
     parameters = backbone.count_params()
+    k = MEASURED_TASKS
     print(
-        f"\nmeasured (resident memory growth), K={MEASURED_TASKS}, benchmark "
-        f"T5 ({parameters:,} parameters, {mib(4 * parameters):,.1f} MiB of "
+        f"\nmeasured (growth of resident memory), K={k}, benchmark T5 "
+        f"({parameters:,} parameters, {mib(4 * parameters):,.1f} MiB of "
         "float32 weights):"
     )
-    print(
-        f"  one bank of {MEASURED_TASKS} tasks (backbone, tokenizer, bank "
-        f"model, one generation): {mib(bank_bytes):,.1f} MiB"
+    rows = (
+        ("frozen backbone and tokenizer", backbone_bytes),
+        (
+            f"+ bank model, {k} tasks, traced generation (in all)",
+            bank_bytes,
+        ),
+        (f"{k} more tasks in the same bank", more_bytes),
+        (f"{k} backbone copies, weights only", copies_bytes),
     )
+    for name, value in rows:
+        print(f"  {name:52s} {mib(value):8,.1f} MiB")
     print(
-        f"  {MEASURED_TASKS} backbone copies (weights only):"
-        f"{' ' * 23}{mib(copies_bytes):,.1f} MiB"
+        f"  {k} copies / bank of {k} tasks: {copies_bytes / bank_bytes:.2f} "
+        "(the bank's figure includes one-time runtime costs: tracing, "
+        "tokenizer)"
     )
-    print(f"  copies / bank: {copies_bytes / bank_bytes:.2f}")
 
 
 def main():

@@ -45,7 +45,7 @@ def main():
     def run(fn, inputs):
         return lambda: [t.numpy() for t in tf.nest.flatten(fn(inputs))]
 
-    forward, forward_best = common.interleaved(
+    forward = common.interleaved(
         {
             "plain single-prompt model": run(forward_single, x),
             "bank, one task": run(forward_bank, dict(x, prompt_ids=one_task)),
@@ -57,7 +57,7 @@ def main():
     def gen(fn, inputs):
         return run(lambda v: fn(v, stop_token_ids=None), inputs)
 
-    generation, generation_best = common.interleaved(
+    generation = common.interleaved(
         {
             "plain single-prompt model": gen(generate_single, x),
             "bank, one task": gen(generate_bank, dict(x, prompt_ids=one_task)),
@@ -68,29 +68,21 @@ def main():
         repeats=5,
     )
     steps = common.DECODER_LENGTH
-    for title, times, best in (
-        (f"forward pass, batch {BATCH}", forward, forward_best),
-        (
-            f"generation of {steps} tokens, batch {BATCH}",
-            generation,
-            generation_best,
-        ),
+    for title, stats in (
+        (f"forward pass, batch {BATCH}", forward),
+        (f"generation of {steps} tokens, batch {BATCH}", generation),
     ):
-        print(f"\n{title} (median / best of the repeats):")
-        for name, seconds in times.items():
-            fast = best[name]
-            print(
-                f"  {name:26s} {seconds * 1000:7.1f} / {fast * 1000:7.1f} ms"
-                f"  {BATCH / seconds:6.1f} / {BATCH / fast:6.1f} examples/s"
-            )
-        for label, values in (("median", times), ("best", best)):
-            mixed_time = values["bank, 8 tasks mixed"]
-            ratio = values["bank, one task"] / mixed_time
-            plain = values["plain single-prompt model"] / mixed_time
-            print(
-                f"  {label}: mixed / single-task throughput {ratio:.3f} "
-                f"(goal >= 0.95); mixed / plain model {plain:.3f}"
-            )
+        print(f"\n{title}:")
+        common.report(stats, BATCH, "examples/s (median)")
+        mixed = "bank, 8 tasks mixed"
+        print(
+            "  mixed / single-task throughput: "
+            f"{common.ratios(stats, 'bank, one task', mixed)} (goal >= 0.95)"
+        )
+        print(
+            "  mixed / plain single-prompt model: "
+            f"{common.ratios(stats, 'plain single-prompt model', mixed)}"
+        )
 
 
 if __name__ == "__main__":

@@ -440,40 +440,50 @@ def gradient_matmuls(model, data):
 
 
 def before_after(args):
-    """The T5 prompt-tuning step without and with the fixes, alternating
-    fresh models (the first step is only first once)."""
+    """The T5 prompt-tuning step without and with the fixes.
+
+    Each round builds a fresh model of each version (a first step is only
+    first once) and times: the first step, then the compiled steps and
+    the eager steps of the two versions in alternation. Figures are
+    medians over `--repeats` rounds.
+    """
     import time
 
     data = t5_batch(args)
-    results = {}
+    fixes = {"before": without_fixes, "after": with_fixes}
+    results = {version: {} for version in fixes}
 
-    def timed(run):
-        start = time.perf_counter()
-        run()
-        return time.perf_counter() - start
+    def record(version, metric, value):
+        results[version].setdefault(metric, []).append(value)
 
     for round_index in range(args.repeats):
-        for version, fix in (("before", without_fixes), ("after", with_fixes)):
-            values = results.setdefault(version, {})
+        runners = {}
+        models = {}
+        for version, fix in fixes.items():
             model = build_t5(args, "prompt", jit=False)
             fix(model, jit_compile=False)
             counter = _measure.TraceCounter(model)
-            run = _measure.train_step_runner(model, data)
-            for metric, value in (
-                ("first step (traces + step), s", timed(run)),
-                ("traces of the train step", counter.count),
-                ("compiled step (jit off), s", timed(run)),
-            ):
-                values.setdefault(metric, []).append(value)
+            runners[version] = _measure.train_step_runner(model, data)
+            start = time.perf_counter()
+            runners[version]()
+            first = time.perf_counter() - start
+            record(version, "first step (traces + step), s", first)
+            record(version, "traces of the train step", counter.count)
             if round_index == 0:
                 matmuls, weight = gradient_matmuls(model, data)
-                values["gradient MatMuls in the traced step"] = [matmuls]
-                values["  of them frozen-weight gradients"] = [weight]
-            fix(model, run_eagerly=True)
-            run = _measure.train_step_runner(model, data)
-            run()  # builds the optimizer
-            values.setdefault("eager step (run_eagerly=True), s", []).append(
-                timed(run)
+                record(version, "gradient MatMuls in the traced step", matmuls)
+                record(version, "  of them frozen-weight gradients", weight)
+            models[version] = model
+        wall, _ = _measure.interleaved_times(runners, repeats=3, warmup=0)
+        for version in fixes:
+            record(version, "compiled step (jit off), s", min(wall[version]))
+        for version, fix in fixes.items():
+            fix(models[version], run_eagerly=True)
+            runners[version] = _measure.train_step_runner(models[version], data)
+        wall, _ = _measure.interleaved_times(runners, repeats=2, warmup=1)
+        for version in fixes:
+            record(
+                version, "eager step (run_eagerly=True), s", min(wall[version])
             )
     rows = []
     for metric in results["after"]:

@@ -25,7 +25,7 @@ import time
 from keras_prompt.cli import CliError
 
 DEFAULT_TASK = "glue/sst2"
-DEFAULT_STEPS = 400
+DEFAULT_STEPS = 300
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_PROMPT_LENGTH = 20
 DEFAULT_SEQUENCE_LENGTH = 128
@@ -67,7 +67,10 @@ def add_parser(subparsers):
         "which downloads the dataset when it is missing)",
     )
     parser.add_argument(
-        "--prompt-length", type=int, default=DEFAULT_PROMPT_LENGTH
+        "--prompt-length",
+        type=int,
+        default=DEFAULT_PROMPT_LENGTH,
+        help=f"prompt vectors (default: {DEFAULT_PROMPT_LENGTH})",
     )
     parser.add_argument(
         "--init",
@@ -82,7 +85,12 @@ def add_parser(subparsers):
         default=DEFAULT_STEPS,
         help=f"training steps (default: {DEFAULT_STEPS})",
     )
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"examples per step (default: {DEFAULT_BATCH_SIZE})",
+    )
     parser.add_argument(
         "--learning-rate",
         type=float,
@@ -124,7 +132,12 @@ def add_parser(subparsers):
         default=None,
         help="output folder (default: runs/<task>)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the prompt, head, data subset and order (default: 0)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -665,6 +678,9 @@ def _run(args):
     output = args.output or default_output(task.name)
     check_output(output)
     preset = resolve_preset(args.preset)
+    # TFDS reads TFDS_DATA_DIR once, at import: resolve it here so the
+    # variable set at any time (or by a caller) is honoured.
+    args.data_dir = args.data_dir or os.environ.get("TFDS_DATA_DIR") or None
     check_dataset(task, args.data_dir)
 
     import keras

@@ -37,6 +37,7 @@ from keras_prompt import initializers as prompt_initializers
 from keras_prompt import prompt_files
 from keras_prompt.adapters.t5 import T5Adapter
 from keras_prompt.frozen_backbone import FrozenBackbone
+from keras_prompt.frozen_backbone import _prompt_dtype_policy
 from keras_prompt.layers.prompt_embedding import PromptEmbedding
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
 
@@ -141,7 +142,7 @@ class _LengthMaskedBackbone(FrozenBackbone):
             prompt_length,
             initializer=initializer,
             num_prompts=num_prompts,
-            dtype=backbone.dtype_policy,
+            dtype=_prompt_dtype_policy(backbone.dtype_policy),
             name="prompt_embedding",
         )
         inputs = adapter.inputs()
@@ -339,7 +340,12 @@ class PromptBank:
         if self._compile_kwargs is not None:
             model.compile(**_rebuilt_compile_kwargs(self._compile_kwargs))
         elif getattr(template, "sampler", None) is not None:
-            model.compile(sampler=template.sampler)
+            # The template's decoding: its sampler, and XLA generation
+            # unless it was compiled with `jit_compile=False`.
+            model.compile(
+                sampler=template.sampler,
+                jit_compile=getattr(template, "_generate_jit_compile", "auto"),
+            )
         if self.kind == "seq2seq":
             # Free slots are fully masked.
             backbone.prompt_embedding.prompt_mask.assign(

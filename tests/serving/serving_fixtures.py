@@ -135,7 +135,11 @@ def seq2seq_task(prompt_length, seed):
 
     backbone, preprocessor = t5()
     wrapped = FrozenBackbone(backbone, prompt_length=prompt_length)
-    return random_prompt(PromptSeq2SeqLM(wrapped, preprocessor), seed)
+    model = PromptSeq2SeqLM(wrapped, preprocessor)
+    # No XLA: compiling generation for every tiny test model costs more
+    # than it saves. Banks built from these models inherit the setting.
+    model.compile(jit_compile=False)
+    return random_prompt(model, seed)
 
 
 def causal_task(prompt_length, seed):
@@ -143,7 +147,9 @@ def causal_task(prompt_length, seed):
 
     backbone, preprocessor = gpt2()
     wrapped = FrozenBackbone(backbone, prompt_length=prompt_length)
-    return random_prompt(PromptCausalLM(wrapped, preprocessor), seed, 0.5)
+    model = PromptCausalLM(wrapped, preprocessor)
+    model.compile(jit_compile=False)
+    return random_prompt(model, seed, 0.5)
 
 
 def classifier_task(prompt_length, seed, num_classes=3):

@@ -88,7 +88,9 @@ def exported_more(tmp_path_factory):
     causal_texts = fixtures.causal_texts()
     export_saved_model(causal, f"{root}/causal/1", batch_size=4)
     single = tasks["b"]
-    export_saved_model(single, f"{root}/single/1", batch_size=16)
+    export_saved_model(
+        single, f"{root}/single/1", batch_size=16, jit_compile=True
+    )
     expected = {
         "ensemble": ensemble.generate(TEXTS, return_members=True),
         "causal": causal.generate(causal_texts),
@@ -185,5 +187,6 @@ class TestExport(TestCase):
     def test_causal_and_single_prompt_generation(self, exported_more):
         _, expected, served = exported_more
         assert served["causal"]["outputs"] == expected["causal"]
-        # Fewer inputs (10) than the fixed batch (16).
+        # Fewer inputs (10) than the fixed batch (16); decoding under XLA.
         assert served["single"]["outputs"] == expected["single"]
+        assert read_manifest(f"{exported_more[0]}/single/1")["jit_compile"]
