@@ -33,8 +33,36 @@ resident memory (`resource.getrusage(RUSAGE_SELF).ru_maxrss`) at the end
 wall-clock time of the training steps; "CPU s" is the process CPU time of
 the same steps (more stable than wall time on a shared machine).
 
-    python benchmarks/minilm_sst2.py                   # defaults, ~25 min
+    python benchmarks/minilm_sst2.py                   # defaults, 16 min
     python benchmarks/minilm_sst2.py --steps 50 --seeds 0   # a smoke run
+
+Measured on the shared 2-core CPU (defaults: 200 steps x 32, seeds 0 and 1,
+total 946 s; `keras-prompt tune`'s default run, 300 steps, scores 79.5%):
+
+| configuration                   | trainable  | dev acc %   | train s | CPU s |
+|---------------------------------|------------|-------------|---------|-------|
+| prompt (P=20, class_label) +    | 8,450      | 76.2 ± 0.9  | 170     | 169   |
+| head, Adam 1e-2                 | (0.037%)   |             |         |       |
+| head only, Adam 1e-2            | 770        | 70.4 ± 0.2  | 47      | 42    |
+| full fine-tuning, Adam 5e-5     | 22,713,986 | 85.0 ± 0.2  | 154     | 130   |
+
+Prompt tuning is 5.8 points above the head alone and 8.8 below full
+fine-tuning. What was tried for the prompt (single runs, seed 0, 20-token
+prompt unless said): Adam 1e-2 is best (3e-3 about the same, 3e-2 worse
+from the start; random_uniform init at 1e-1: 69% after 300 steps);
+Adafactor 0.3, the paper's T5 setting, reaches 60.7% after 200 steps (far
+too large a step for MiniLM's embeddings, whose entries have a standard
+deviation of 0.056); class_label init learns fastest (71.3% after 100
+steps, sampled_vocab 66.1%); a 50-token prompt (76.1% after 300 steps,
+against 76.5%, at twice the cost) and no dropout in the backbone (75.5%)
+do not help. Training longer helps a little and plateaus: 78.3 / 79.5 /
+78.7 / 79.0% after 250 / 500 / 750 / 1,000 steps. For reference, logistic
+regression on the frozen model's features (6,400 sentences) gives 75.7% on
+`[CLS]` and 78.8% on the mean of the token states (the pooling MiniLM was
+trained with).
+Note that prompt tuning costs more compute per step than fine-tuning here:
+the 20 prompt vectors more than double SST-2's short sequences (13 tokens
+on average), and the backward pass must still run through every layer.
 """
 
 import argparse
@@ -59,14 +87,14 @@ RESULT_PREFIX = "RESULT "
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=250)
+    parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--prompt-length", type=int, default=20)
     parser.add_argument(
         "--prompt-init",
-        default="sampled_vocab",
+        default="class_label",
         choices=("random_uniform", "sampled_vocab", "class_label"),
     )
     parser.add_argument("--prompt-lr", type=float, default=1e-2)

@@ -232,6 +232,7 @@ def resolve_preset(preset):
     if preset is not None:
         if not isinstance(preset, str) or not preset.strip():
             raise CliError(f"--preset must be non-empty, got {preset!r}")
+        preset = os.path.expanduser(preset)
         if _looks_local(preset) and not os.path.exists(preset):
             raise CliError(f"--preset {preset!r}: no such folder")
         return preset
@@ -274,6 +275,16 @@ def check_dataset(task, data_dir):
 
 
 # -- outputs -----------------------------------------------------------------
+def _default_permissions(folder):
+    """Gives `folder` and its files the permissions of a plain `mkdir` /
+    `open` (temporary files and folders are private to their owner)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    for name in os.listdir(folder):
+        os.chmod(os.path.join(folder, name), 0o666 & ~umask)
+
+
 def write_outputs(output, write_files):
     """Runs `write_files(folder)` in a temporary folder and moves the files
     into `output` (created if needed); on failure nothing is left."""
@@ -291,6 +302,7 @@ def write_outputs(output, write_files):
             dir=parent, prefix=f".{os.path.basename(path)}.tmp-"
         )
         write_files(staging)
+        _default_permissions(staging)
         if not os.path.exists(path):
             os.rename(staging, path)
             staging = None
@@ -704,10 +716,16 @@ def _run(args):
         optimizer_name = DEFAULT_OPTIMIZERS[kind]
     learning_rate = args.learning_rate or DEFAULT_LEARNING_RATES[optimizer_name]
     job.compile(make_optimizer(optimizer_name, learning_rate))
+    seen = args.steps * args.batch_size
+    passes = (
+        f"a random {seen:,} of the {num_train:,} training examples"
+        if seen <= num_train
+        else f"{seen / num_train:.1f} passes over {num_train:,} examples"
+    )
     print(
-        f"Training {args.steps} steps of {args.batch_size} examples "
-        f"({num_train:,} training examples; {args.init} prompt init, "
-        f"{optimizer_name} at learning rate {learning_rate:g})"
+        f"Training {args.steps} steps of {args.batch_size} ({passes}); "
+        f"{args.init} prompt init, {optimizer_name} at learning rate "
+        f"{learning_rate:g}"
     )
     history, train_seconds, eval_seconds = train_and_evaluate(
         job, args, num_eval
@@ -735,6 +753,7 @@ def _run(args):
         },
         "steps": args.steps,
         "train_examples": num_train,
+        "train_examples_used": min(seen, num_train),
         "validation_examples": num_eval,
         "validation_accuracy": validation.get("accuracy"),
         "validation": validation,

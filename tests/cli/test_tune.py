@@ -110,6 +110,12 @@ class TestTuneTinyBert:
         assert code == 0
         assert sorted(os.listdir(output)) == ["prompt.safetensors", "run.json"]
         assert "Validation accuracy" in out
+        umask = os.umask(0)
+        os.umask(umask)
+        assert os.stat(output).st_mode & 0o777 == 0o777 & ~umask
+        for name in os.listdir(output):
+            mode = os.stat(output / name).st_mode & 0o777
+            assert mode == 0o666 & ~umask
 
         info = json.loads((output / "run.json").read_text())
         assert info["task"] == "glue/sst2"
