@@ -68,12 +68,11 @@ def parse_args(argv=None):
 
 # -- models and inputs --------------------------------------------------------
 def seq2seq_models(args):
-    import keras
     import keras_hub
 
     import keras_prompt
 
-    keras.utils.set_random_seed(0)
+    keras_prompt.set_random_seed(0)
     backbone = keras_hub.models.T5Backbone(
         **(T5_TINY if args.quick else T5_SMALL)
     )
@@ -101,12 +100,11 @@ def seq2seq_inputs(args, model, new_tokens):
 
 
 def causal_models(args):
-    import keras
     import keras_hub
 
     import keras_prompt
 
-    keras.utils.set_random_seed(0)
+    keras_prompt.set_random_seed(0)
     backbone = keras_hub.models.GPT2Backbone(
         **(GPT2_TINY if args.quick else GPT2_SMALL)
     )

@@ -162,6 +162,7 @@ def run_worker(config):
     import keras
     import numpy as np
 
+    import keras_prompt
     from keras_prompt.cli import text_batches
     from keras_prompt.data.classification import load_classification
 
@@ -175,7 +176,7 @@ def run_worker(config):
     needed = steps * batch_size
     train = train.select(np.sort(rng.permutation(len(train))[:needed]))
 
-    keras.utils.set_random_seed(seed)
+    keras_prompt.set_random_seed(seed)
     model, preprocessor = build_model(method, config, train.label_strings)
     learning_rate = config[f"{method}_lr"]
     model.compile(

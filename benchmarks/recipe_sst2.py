@@ -163,9 +163,9 @@ def tiny_t5(args, train_examples):
 
 def main(argv=None):
     args = parse_args(argv)
-    import keras
+    import keras_prompt
 
-    keras.utils.set_random_seed(args.seed)  # before any tokenizer exists
+    keras_prompt.set_random_seed(args.seed)  # before any tokenizer exists
     import collections
 
     from keras_prompt.data import evaluate_generation

@@ -49,12 +49,12 @@ def texts(count, seed=0):
 
 def build_t5(seed=0):
     """`(backbone, preprocessor)`: the random T5 and its tokenizer."""
-    import keras
     import keras_hub
 
+    import keras_prompt
     from keras_prompt.toy import sentencepiece_proto
 
-    keras.utils.set_random_seed(seed)
+    keras_prompt.set_random_seed(seed)
     corpus = [" ".join(WORDS[i : i + 100]) for i in range(0, len(WORDS), 100)]
     proto = sentencepiece_proto(corpus, vocab_size=len(WORDS) + 3)
     tokenizer = keras_hub.models.T5Tokenizer(proto=proto)

@@ -34,10 +34,14 @@ The bound printed next to each ratio is the FLOP ratio of the two steps
 weight matmuls instead of 3x) on a sequence P positions longer. The
 simple form of it is 2/3 * (L + P) / L.
 
+The T5 batch defaults to 8 so that the default run finishes in under 10
+minutes on a 2-core CPU; `--t5-batch 32` gives the issue's batch (T5 only:
+about 5 min more). `docs/performance.md` has both.
+
     python benchmarks/train_step_cost.py            # < 10 min here
-    python benchmarks/train_step_cost.py --quick    # < 1 min smoke run
-    python benchmarks/train_step_cost.py --t5-batch 32   # the spec's batch
-    python benchmarks/train_step_cost.py --before-after  # the fixes, ~6 min
+    python benchmarks/train_step_cost.py --quick    # < 1 min, time only
+    python benchmarks/train_step_cost.py --models t5 --t5-batch 32
+    python benchmarks/train_step_cost.py --before-after  # the fixes, ~5 min
 """
 
 import argparse
@@ -85,7 +89,7 @@ def parse_args(argv=None):
         "--jit", default="off,on", help="comma list of off / on"
     )
     parser.add_argument(
-        "--memory-steps", type=int, default=2, help="0 skips memory"
+        "--memory-steps", type=int, default=1, help="0 skips memory"
     )
     parser.add_argument(
         "--quick",
@@ -115,12 +119,11 @@ def t5_config(args):
 
 
 def build_t5(args, method, jit):
-    import keras
     import keras_hub
 
     import keras_prompt
 
-    keras.utils.set_random_seed(0)
+    keras_prompt.set_random_seed(0)
     backbone = keras_hub.models.T5Backbone(**t5_config(args))
     if method == "prompt":
         model = keras_prompt.PromptSeq2SeqLM(
@@ -182,7 +185,7 @@ def build_minilm(args, method, jit):
     import keras_prompt
     from keras_prompt.layers.classification_head import ClassificationHead
 
-    keras.utils.set_random_seed(0)
+    keras_prompt.set_random_seed(0)
     backbone = minilm_backbone()
     if method == "prompt":
         model = keras_prompt.PromptClassifier(
@@ -443,9 +446,12 @@ def before_after(args):
     """The T5 prompt-tuning step without and with the fixes.
 
     Each round builds a fresh model of each version (a first step is only
-    first once) and times: the first step, then the compiled steps and
-    the eager steps of the two versions in alternation. Figures are
-    medians over `--repeats` rounds.
+    first once; the version going first alternates) and times the first
+    step, then the compiled steps and the eager steps of the two versions
+    in alternation. Times are process CPU seconds (steadier than wall time
+    on a loaded machine) with wall seconds next to them; figures are
+    medians over `--repeats` rounds (steady steps: the fastest of each
+    round).
     """
     import time
 
@@ -457,34 +463,38 @@ def before_after(args):
         results[version].setdefault(metric, []).append(value)
 
     for round_index in range(args.repeats):
-        runners = {}
-        models = {}
-        for version, fix in fixes.items():
+        runners, models = {}, {}
+        order = list(fixes)[:: 1 if round_index % 2 == 0 else -1]
+        for version in order:
             model = build_t5(args, "prompt", jit=False)
-            fix(model, jit_compile=False)
+            fixes[version](model, jit_compile=False)
             counter = _measure.TraceCounter(model)
             runners[version] = _measure.train_step_runner(model, data)
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             runners[version]()
-            first = time.perf_counter() - start
-            record(version, "first step (traces + step), s", first)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            record(version, "first step (traces + step), CPU s", cpu)
+            record(version, "first step (traces + step), wall s", wall)
             record(version, "traces of the train step", counter.count)
             if round_index == 0:
                 matmuls, weight = gradient_matmuls(model, data)
                 record(version, "gradient MatMuls in the traced step", matmuls)
                 record(version, "  of them frozen-weight gradients", weight)
             models[version] = model
-        wall, _ = _measure.interleaved_times(runners, repeats=3, warmup=0)
-        for version in fixes:
-            record(version, "compiled step (jit off), s", min(wall[version]))
-        for version, fix in fixes.items():
-            fix(models[version], run_eagerly=True)
-            runners[version] = _measure.train_step_runner(models[version], data)
-        wall, _ = _measure.interleaved_times(runners, repeats=2, warmup=1)
-        for version in fixes:
-            record(
-                version, "eager step (run_eagerly=True), s", min(wall[version])
-            )
+        for label, compile_kwargs in (
+            ("compiled step (jit off)", {"jit_compile": False}),
+            ("eager step (run_eagerly=True)", {"run_eagerly": True}),
+        ):
+            if compile_kwargs.get("run_eagerly"):
+                for version in fixes:
+                    fixes[version](models[version], **compile_kwargs)
+                    runners[version] = _measure.train_step_runner(
+                        models[version], data
+                    )
+            wall, cpu = _measure.interleaved_times(runners, repeats=3, warmup=1)
+            for version in fixes:
+                record(version, f"{label}, CPU s", min(cpu[version]))
+                record(version, f"{label}, wall s", min(wall[version]))
     rows = []
     for metric in results["after"]:
         before = _measure.median(results["before"][metric])

@@ -10,6 +10,7 @@ from keras_prompt import serving
 from keras_prompt.callbacks import BestPromptCheckpoint
 from keras_prompt.frozen_backbone import FrozenBackbone
 from keras_prompt.layers.prompt_embedding import PromptEmbedding
+from keras_prompt.seeding import set_random_seed
 from keras_prompt.serving.export import export_saved_model
 from keras_prompt.tasks.prompt_causal_lm import PromptCausalLM
 from keras_prompt.tasks.prompt_classifier import PromptClassifier
@@ -28,5 +29,6 @@ __all__ = [
     "inspect",
     "recipes",
     "serving",
+    "set_random_seed",
     "__version__",
 ]

@@ -117,9 +117,9 @@ def pretrained_toy_t5(seed=0, steps=400, batch_size=64, epochs=2, verbose=0):
     """Returns `(backbone, preprocessor)` after multi-task pretraining."""
     import keras_hub
 
-    # Keras draws unseeded initialiser seeds from Python's `random`. Not
-    # `keras.utils.set_random_seed`: its `tf.random.set_seed` clears TF's
-    # kernel caches and breaks SentencePiece tokenizers made before it.
+    # Keras draws unseeded initialiser seeds from Python's `random`, so
+    # seeding Python and NumPy is enough here (and leaves TF's kernel cache
+    # alone, see `keras_prompt.set_random_seed`).
     random.seed(seed)
     np.random.seed(seed)
     rng = np.random.default_rng(seed)

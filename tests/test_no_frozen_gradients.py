@@ -27,6 +27,8 @@ table-shaped tensor, so tables are left out of the "every weight matrix"
 count of the unfrozen reference.
 """
 
+import functools
+
 import keras
 import keras_hub
 import numpy as np
@@ -148,7 +150,7 @@ def seq2seq_data():
 def prompt_seq2seq(unfreeze=False):
     """`PromptSeq2SeqLM` on a toy T5 (optionally with the backbone made
     trainable again: the full fine-tuning reference)."""
-    keras.utils.set_random_seed(0)
+    keras_prompt.set_random_seed(0)
     t5 = toy_t5(50)
     model = PromptSeq2SeqLM(FrozenBackbone(t5, prompt_length=PROMPT))
     if unfreeze:
@@ -168,7 +170,7 @@ def encoder_data():
 
 
 def tiny_bert():
-    keras.utils.set_random_seed(0)
+    keras_prompt.set_random_seed(0)
     return keras_hub.models.BertBackbone(
         vocabulary_size=40,
         num_layers=2,
@@ -207,15 +209,18 @@ def custom_encoder_model(unfreeze=False):
     return model, bert
 
 
+SEQ2SEQ = "PromptSeq2SeqLM(T5)"
 CASES = {
-    "PromptSeq2SeqLM(T5)": (prompt_seq2seq, seq2seq_data),
+    SEQ2SEQ: (prompt_seq2seq, seq2seq_data),
     "PromptClassifier(BERT)": (prompt_classifier, encoder_data),
     "Model(FrozenBackbone(BERT))": (custom_encoder_model, encoder_data),
 }
 
 
+@functools.lru_cache(maxsize=None)
 def frozen_weight_gradients(case, unfreeze=False):
-    """Live weight-gradient ops of the backbone, and the traced graph."""
+    """Live weight-gradient ops of the backbone, and the traced graph
+    (traced once per case for the whole module)."""
     build, data = CASES[case]
     model, backbone = build(unfreeze=unfreeze)
     graph = trace_train_step(model, data())
@@ -273,8 +278,8 @@ def test_check_finds_weight_gradients_when_backbone_trains(case):
 
 
 def test_backward_matmuls_are_about_half_of_fine_tuning():
-    prompt_graph = trace_train_step(*_model_and_data(unfreeze=False))
-    full_graph = trace_train_step(*_model_and_data(unfreeze=True))
+    prompt_graph = frozen_weight_gradients(SEQ2SEQ)[1]
+    full_graph = frozen_weight_gradients(SEQ2SEQ, unfreeze=True)[1]
     prompt_flops = backward_matmul_flops(prompt_graph)
     full_flops = backward_matmul_flops(full_graph)
     # Input gradients only (weight gradients cost as much again); the
@@ -283,14 +288,8 @@ def test_backward_matmuls_are_about_half_of_fine_tuning():
     assert prompt_flops > 0.25 * full_flops
 
 
-def _model_and_data(unfreeze):
-    model, _ = prompt_seq2seq(unfreeze=unfreeze)
-    return model, seq2seq_data()
-
-
 def test_train_step_has_no_host_round_trip():
-    model, _ = prompt_seq2seq()
-    graph = trace_train_step(model, seq2seq_data())
+    graph = frozen_weight_gradients(SEQ2SEQ)[1]
     host = [op.name for op in graph.get_operations() if op.type in HOST_OPS]
     assert not host
 
@@ -299,7 +298,7 @@ def test_fit_traces_the_train_step_once():
     """Padded text batches have one shape: one trace for all batches."""
     # Seed first: `set_random_seed` clears TensorFlow's caches, which drops
     # an already built SentencePiece tokenizer's resource.
-    keras.utils.set_random_seed(0)
+    keras_prompt.set_random_seed(0)
     preprocessor = toy_t5_preprocessor()
     t5 = toy_t5(preprocessor.tokenizer.vocabulary_size())
     model = PromptSeq2SeqLM(

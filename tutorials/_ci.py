@@ -44,13 +44,14 @@ def tiny_t5_checkpoint(path=None, seed=0, hidden_dim=32, num_layers=2):
     vocabulary is the toy world's (`keras_prompt.toy`), 21 words.
     """
     import keras
+    import keras_prompt
 
     from keras_prompt import toy
     from keras_prompt.convert import save_hf_t5_checkpoint
 
     if path is None:
         path = output_dir("tiny_t5_checkpoint")
-    keras.utils.set_random_seed(seed)
+    keras_prompt.set_random_seed(seed)
     tokenizer = toy.toy_t5_preprocessor().tokenizer
     backbone = toy.toy_t5(
         tokenizer.vocabulary_size(),

@@ -699,7 +699,7 @@ def _run(args):
 
     import keras_prompt
 
-    keras.utils.set_random_seed(args.seed)
+    keras_prompt.set_random_seed(args.seed)
     job, kind = build_job(args, task, preset)
     model = job.model
     trainable, total = count_parameters(model)

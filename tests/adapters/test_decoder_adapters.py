@@ -12,6 +12,7 @@ import keras_hub
 import numpy as np
 import pytest
 
+import keras_prompt
 from keras_prompt import FrozenBackbone
 from keras_prompt import initializers
 from keras_prompt.adapters import get_adapter
@@ -141,7 +142,7 @@ class Named:
 
 @pytest.fixture(scope="module")
 def backbones():
-    keras.utils.set_random_seed(0)
+    keras_prompt.set_random_seed(0)
     return {name: make() for name, make in FAMILIES.items()}
 
 

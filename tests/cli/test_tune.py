@@ -8,11 +8,11 @@ the slow test runs the real default (all-MiniLM-L6-v2) for 20 steps.
 import json
 import os
 
-import keras
 import keras_hub
 import numpy as np
 import pytest
 
+import keras_prompt
 from keras_prompt.cli import main
 from keras_prompt.cli import text_batches
 from keras_prompt.cli import tune
@@ -32,7 +32,7 @@ SEQUENCE_LENGTH = 16
 
 def tiny_bert_preset(folder, seed=0):
     """Saves a tiny random BERT and its WordPiece tokenizer as a preset."""
-    keras.utils.set_random_seed(seed)
+    keras_prompt.set_random_seed(seed)
     vocabulary = wordpiece_vocabulary(SENTIMENT_WORDS)
     backbone = keras_hub.models.BertBackbone(
         vocabulary_size=len(vocabulary),
@@ -233,7 +233,7 @@ def test_train_batches_cover_the_data_once_per_epoch():
 def test_t5_preset_trains_a_prompt_seq2seq_lm(tmp_path, capsys):
     from keras_prompt import toy
 
-    keras.utils.set_random_seed(0)
+    keras_prompt.set_random_seed(0)
     preprocessor = toy.toy_t5_preprocessor()
     folder = str(tmp_path / "t5")
     toy.toy_t5(

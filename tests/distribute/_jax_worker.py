@@ -16,6 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+import keras_prompt  # noqa: E402
 from keras_prompt import FrozenBackbone  # noqa: E402
 from keras_prompt import PromptSeq2SeqLM  # noqa: E402
 from keras_prompt.toy import toy_t5  # noqa: E402
@@ -35,7 +36,7 @@ def data():
 
 
 def train(distribution):
-    keras.utils.set_random_seed(1)
+    keras_prompt.set_random_seed(1)
     keras.distribution.set_distribution(distribution)
     try:
         backbone = FrozenBackbone(toy_t5(32, hidden_dim=16), prompt_length=4)

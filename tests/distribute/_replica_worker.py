@@ -106,7 +106,7 @@ def train(kind, strategy):
     build, data = TASKS[kind]
     # Seed first: `tf.random.set_seed` clears TF's kernel cache, which
     # drops the SentencePiece resource of a tokenizer made before it.
-    keras.utils.set_random_seed(1)
+    keras_prompt.set_random_seed(1)
     # The preprocessor (runs in tf.data on the host) is made outside the
     # scope; the model inside it.
     preprocessor = None

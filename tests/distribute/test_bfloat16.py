@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_prompt
 from keras_prompt import FrozenBackbone
 from keras_prompt import PromptSeq2SeqLM
 from keras_prompt import toy
@@ -24,7 +25,7 @@ PROBABILITY_ATOL = 0.02
 
 @pytest.fixture(scope="module")
 def models():
-    keras.utils.set_random_seed(0)  # Before the SentencePiece tokenizer.
+    keras_prompt.set_random_seed(0)  # Before the SentencePiece tokenizer.
     preprocessor = toy.toy_t5_preprocessor()
     vocabulary = preprocessor.tokenizer.vocabulary_size()
     full = toy.toy_t5(vocabulary, hidden_dim=32)

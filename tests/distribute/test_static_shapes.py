@@ -8,11 +8,11 @@ shows the train step is traced once across epochs; keeping the partial
 batch costs a second trace.
 """
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_prompt
 from keras_prompt import FrozenBackbone
 from keras_prompt import PromptSeq2SeqLM
 from keras_prompt import toy
@@ -31,7 +31,7 @@ class TPUStrategyStandIn:
 
 @pytest.fixture(scope="module")
 def task_parts():
-    keras.utils.set_random_seed(0)  # Before the SentencePiece tokenizer.
+    keras_prompt.set_random_seed(0)  # Before the SentencePiece tokenizer.
     preprocessor = toy.toy_t5_preprocessor(
         encoder_sequence_length=8, decoder_sequence_length=3
     )

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_prompt
 from keras_prompt.optimizers import Adafactor
 
 REPO_ROOT = os.path.dirname(
@@ -232,7 +233,7 @@ def test_sparse_gradients_match_dense():
     kwargs = {"beta1": 0.9, "weight_decay_rate": 1e-2}
 
     def train(densify):
-        keras.utils.set_random_seed(0)
+        keras_prompt.set_random_seed(0)
         layer = keras.layers.Embedding(5, 4)
         layer.build()
         init = keras.ops.convert_to_numpy(layer.embeddings)
@@ -343,7 +344,7 @@ def test_model_save_and_load(tmp_path):
 
 
 def _fit_dense(jit_compile, steps=8):
-    keras.utils.set_random_seed(1)
+    keras_prompt.set_random_seed(1)
     rng = np.random.default_rng(1)
     x = rng.normal(size=(16 * steps, 128)).astype("float32")
     w = rng.normal(size=(128, 1)).astype("float32") / 10.0

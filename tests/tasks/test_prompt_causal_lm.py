@@ -6,6 +6,7 @@ import keras_hub
 import numpy as np
 import pytest
 
+import keras_prompt
 from keras_prompt import FrozenBackbone
 from keras_prompt import PromptCausalLM
 from keras_prompt import initializers
@@ -77,7 +78,7 @@ def seeded():
     # Seed once, before any tokenizer of this module exists: resetting TF's
     # global seed later drops the SentencePiece resource that the tf.data
     # pipeline of `fit` uses.
-    keras.utils.set_random_seed(0)
+    keras_prompt.set_random_seed(0)
 
 
 @pytest.fixture(scope="module")

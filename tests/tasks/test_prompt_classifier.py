@@ -38,7 +38,7 @@ def tiny_bert(seed=0):
     1/sqrt(fan-in) kernels) so that, as in a pretrained model, its [CLS]
     state depends on the input; with BERT's 0.02 initialisation it hardly
     does."""
-    keras.utils.set_random_seed(seed)
+    keras_prompt.set_random_seed(seed)
     vocab = wordpiece_vocabulary()
     bert = keras_hub.models.BertBackbone(
         vocabulary_size=len(vocab), **encoder_config()
