@@ -401,8 +401,8 @@ def time_table(args, family):
 # -- before / after the speed fixes --------------------------------------------
 def without_fixes(model, **compile_kwargs):
     """Undoes this package's two train-step fixes on a `PromptSeq2SeqLM`:
-    the tape watches the frozen weights again (their TensorFlow `trainable`
-    flags back on, `FrozenBackbone.call` no longer resetting them) and the
+    the tape watches the frozen weights again (`FrozenBackbone.call` no
+    longer switching their TensorFlow `trainable` flags off) and the
     optimizer is left unbuilt until the first traced step."""
     import keras_hub
 

@@ -1,3 +1,5 @@
+import contextlib
+
 import keras
 import keras_hub
 import numpy as np
@@ -22,7 +24,8 @@ def _prompt_dtype_policy(policy):
     return policy
 
 
-def _match_tape_watching(variables):
+@contextlib.contextmanager
+def frozen_weights_unwatched(variables):
     """Keeps frozen weights out of TensorFlow gradient computations.
 
     Keras freezes a weight by flagging its Keras variable, but the
@@ -30,18 +33,29 @@ def _match_tape_watching(variables):
     `tf.GradientTape` (Keras' `train_step` included) watches every
     trainable TensorFlow variable read under it: the traced train step
     then builds a weight-gradient matmul for every frozen kernel (pruned
-    before a compiled step runs, but run by eager steps). Called on each
-    call (each trace), this sets the TensorFlow flag to the Keras one, so
-    tapes skip frozen weights and a backbone unfrozen later trains again.
+    before a compiled step runs, but run by eager steps). Inside this
+    context the TensorFlow flag of each frozen weight is off, so tapes skip
+    reading it; on exit the flags are restored, so the wrapped backbone
+    used on its own (and unfrozen) still trains.
     """
     if keras.backend.backend() != "tensorflow":
+        yield
         return
+    switched = []
     for variable in variables:
+        if variable.trainable:
+            continue
         value = getattr(variable, "_value", None)
         # Distributed variables hold one TensorFlow variable per replica.
         for component in getattr(value, "_values", None) or (value,):
-            if hasattr(component, "_trainable"):
-                component._trainable = bool(variable.trainable)
+            if getattr(component, "_trainable", False):
+                component._trainable = False
+                switched.append(component)
+    try:
+        yield
+    finally:
+        for component in switched:
+            component._trainable = True
 
 
 @keras.saving.register_keras_serializable(package="keras_prompt")
@@ -163,8 +177,10 @@ class FrozenBackbone(keras_hub.models.Backbone):
         return self.adapter.family
 
     def call(self, inputs, training=None, mask=None, **kwargs):
-        _match_tape_watching(self.variables)
-        return super().call(inputs, training=training, mask=mask, **kwargs)
+        with frozen_weights_unwatched(self.variables):
+            return super().call(
+                inputs, training=training, mask=mask, **kwargs
+            )
 
     def get_config(self):
         config = super().get_config()

@@ -242,3 +242,55 @@ class TestPromptFiles(TestCase):
         assert embedding_fingerprint(table) != embedding_fingerprint(
             table + 0.05
         )
+
+
+def test_wrapped_backbone_still_trains_on_its_own():
+    """Wrapping must not leave the backbone untrainable elsewhere.
+
+    `FrozenBackbone` hides frozen weights from TensorFlow's tape while it
+    runs; the plain backbone, unfrozen and used in another model after a
+    prompt-tuning step, must get a gradient for every weight again.
+    """
+    from keras_prompt import PromptClassifier
+
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=20,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=16,
+    )
+    x = {
+        "token_ids": np.tile(np.arange(2, 8, dtype="int32"), (4, 1)),
+        "segment_ids": np.zeros((4, 6), "int32"),
+        "padding_mask": np.ones((4, 6), "int32"),
+    }
+    y = np.array([0, 1, 0, 1])
+    classifier = PromptClassifier(
+        FrozenBackbone(backbone, prompt_length=2), num_classes=2
+    )
+    classifier.fit(x, y, epochs=1, verbose=0)
+
+    backbone.trainable = True
+    inputs = {k: keras.Input((6,), dtype="int32", name=k) for k in x}
+    outputs = keras.layers.Dense(2)(backbone(inputs)["pooled_output"])
+    plain = keras.Model(inputs, outputs)
+    plain.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    before = [keras.ops.convert_to_numpy(v) for v in backbone.weights]
+    plain.fit(x, y, epochs=1, verbose=0)
+    after = [keras.ops.convert_to_numpy(v) for v in backbone.weights]
+    unchanged = [
+        v.path
+        for v, a, b in zip(backbone.weights, before, after)
+        if np.array_equal(a, b)
+    ]
+    # Rows of the embedding tables never looked up keep their values, but
+    # the looked-up rows move; every dense weight moves.
+    assert not [name for name in unchanged if "embedding" not in name]
+    for v, a, b in zip(backbone.weights, before, after):
+        if "token_embedding" in v.path:
+            assert not np.array_equal(a[2:8], b[2:8])

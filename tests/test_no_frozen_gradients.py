@@ -10,7 +10,7 @@ and inspect the graph:
   backbone unfrozen finds one per weight matrix (so the check can fail);
 - no weight-gradient `MatMul` of a frozen kernel is even built, dead or
   live: the tape does not watch frozen weights (see
-  `keras_prompt.frozen_backbone._match_tape_watching`), which also keeps
+  `keras_prompt.frozen_backbone.frozen_weights_unwatched`), which also keeps
   eager steps (`run_eagerly=True`, custom loops) from computing them;
 - the backward pass has fewer matmul FLOPs than full fine-tuning's: with
   no weight gradients, about half (the input gradients only);

@@ -3,6 +3,7 @@
 import keras
 
 from keras_prompt.frozen_backbone import FrozenBackbone
+from keras_prompt.frozen_backbone import frozen_weights_unwatched
 
 
 def check_frozen_backbone(task_name, backbone, kind):
@@ -31,6 +32,13 @@ class PromptTaskMixin:
     `load_prompts`, and passes a `"prompt_ids"` feature of its inputs
     through preprocessing untouched, so banks can mix tasks in a batch.
     """
+
+    def call(self, *args, **kwargs):
+        # The task reads frozen weights outside the backbone too (T5 and
+        # decoder LMs project onto the frozen token embedding): keep all of
+        # them out of TensorFlow's gradient tape, as `FrozenBackbone` does.
+        with frozen_weights_unwatched(self.variables):
+            return super().call(*args, **kwargs)
 
     def compile(self, *args, **kwargs):
         super().compile(*args, **kwargs)
