@@ -34,22 +34,38 @@ wall-clock time of the training steps; "CPU s" is the process CPU time of
 the same steps (more stable than wall time on a shared machine).
 
     python benchmarks/minilm_sst2.py                   # defaults, 16 min
+    python benchmarks/minilm_sst2.py --pooling mean    # the mean-pooling head
     python benchmarks/minilm_sst2.py --steps 50 --seeds 0   # a smoke run
 
-Measured on the shared 2-core CPU (defaults: 200 steps x 32, seeds 0 and 1,
-total 946 s; `keras-prompt tune`'s default run, 300 steps, scores 79.5%):
+Measured on the shared 2-core CPU (defaults: 200 steps x 32, seeds 0 and
+1; mean +- half the spread of the two seeds):
 
-| configuration                   | trainable  | dev acc %   | train s | CPU s |
-|---------------------------------|------------|-------------|---------|-------|
-| prompt (P=20, class_label) +    | 8,450      | 76.2 ± 0.9  | 170     | 169   |
-| head, Adam 1e-2                 | (0.037%)   |             |         |       |
-| head only, Adam 1e-2            | 770        | 70.4 ± 0.2  | 47      | 42    |
-| full fine-tuning, Adam 5e-5     | 22,713,986 | 85.0 ± 0.2  | 154     | 130   |
+| configuration (Adam)       | trainable      | [CLS] head  | mean head   |
+|----------------------------|----------------|-------------|-------------|
+| prompt (P=20, class_label) | 8,450 (0.037%) | 76.2 +- 0.9 | 80.3 +- 0.5 |
+| + head, lr 1e-2            |                |             |             |
+| head only, lr 1e-2         | 770            | 70.4 +- 0.2 | 78.7 +- 0.9 |
+| full fine-tuning, lr 5e-5  | 22,713,986     | 85.0 +- 0.2 | 86.3 +- 0.4 |
 
-Prompt tuning is 5.8 points above the head alone and 8.8 below full
-fine-tuning. What was tried for the prompt (single runs, seed 0, 20-token
-prompt unless said): Adam 1e-2 is best (3e-3 about the same, 3e-2 worse
-from the start; random_uniform init at 1e-1: 69% after 300 steps);
+(dev accuracy %)
+
+Train wall time per run (200 steps): prompt 84 s, head only 36 s, full
+85 s; peak RSS 2.07 / 1.31 / 2.41 GB (mean head run).
+
+The mean head (`PromptClassifier(pooling="mean")`: the mean over [CLS],
+the prompt and the real tokens, the pooling all-MiniLM-L6-v2 was trained
+with) is the better choice for this sentence-embedding model: +4.1 points
+for prompt tuning and +8.3 for the head alone; `keras-prompt tune` uses
+it by default. With it the prompt adds 1.6 points over the head alone at
+200 steps, and 3.6 at 800 steps (seed 0: prompt 81.8%, head only 78.2%;
+336 s and 146 s of training): the head alone saturates, the prompt keeps
+learning. The goal "within 3 points of full fine-tuning" is not met:
+-6.0 points at 200 steps (full fine-tuning, which also improves with
+steps, was not run at 800).
+
+What was tried for the prompt with the [CLS] head (single runs, seed 0,
+20-token prompt unless said): Adam 1e-2 is best (3e-3 about the same, 3e-2
+worse from the start; random_uniform init at 1e-1: 69% after 300 steps);
 Adafactor 0.3, the paper's T5 setting, reaches 60.7% after 200 steps (far
 too large a step for MiniLM's embeddings, whose entries have a standard
 deviation of 0.056); class_label init learns fastest (71.3% after 100
@@ -58,8 +74,7 @@ against 76.5%, at twice the cost) and no dropout in the backbone (75.5%)
 do not help. Training longer helps a little and plateaus: 78.3 / 79.5 /
 78.7 / 79.0% after 250 / 500 / 750 / 1,000 steps. For reference, logistic
 regression on the frozen model's features (6,400 sentences) gives 75.7% on
-`[CLS]` and 78.8% on the mean of the token states (the pooling MiniLM was
-trained with).
+`[CLS]` and 78.8% on the mean of the token states.
 Note that prompt tuning costs more compute per step than fine-tuning here:
 the 20 prompt vectors more than double SST-2's short sequences (13 tokens
 on average), and the backward pass must still run through every layer.
@@ -107,6 +122,13 @@ def parse_args(argv=None):
         help="dropout inside the backbone for every configuration "
         "(default: the checkpoint's, 0.1)",
     )
+    parser.add_argument(
+        "--pooling",
+        default="cls",
+        choices=("cls", "mean"),
+        help="what the head reads, for every configuration: the final "
+        "[CLS] state, or the mean over the attended positions",
+    )
     parser.add_argument("--sequence-length", type=int, default=128)
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     parser.add_argument("--json", default=None, help="also write results")
@@ -125,6 +147,7 @@ def build_model(method, config, label_strings):
     from keras_prompt import initializers
     from keras_prompt.layers.classification_head import ClassificationHead
     from keras_prompt.pretrained import minilm_preset_dir
+    from keras_prompt.tasks.prompt_classifier import masked_mean
 
     preset = minilm_preset_dir()
     preprocessor = keras_hub.models.TextClassifierPreprocessor.from_preset(
@@ -148,12 +171,18 @@ def build_model(method, config, label_strings):
         frozen = FrozenBackbone(
             backbone, prompt_length=config["prompt_length"], initializer=init
         )
-        model = PromptClassifier(frozen, num_classes=2, compile=False)
+        model = PromptClassifier(
+            frozen, num_classes=2, pooling=config["pooling"], compile=False
+        )
         return model, preprocessor
     backbone.trainable = method == "full"
     inputs = backbone.input
-    cls_state = backbone(inputs)["sequence_output"][:, 0, :]
-    x = keras.layers.Dropout(0.1, name="classifier_dropout")(cls_state)
+    sequence = backbone(inputs)["sequence_output"]
+    if config["pooling"] == "mean":
+        pooled = masked_mean(sequence, inputs["padding_mask"])
+    else:
+        pooled = sequence[:, 0, :]
+    x = keras.layers.Dropout(0.1, name="classifier_dropout")(pooled)
     outputs = ClassificationHead(2, activation="softmax", name="logits")(x)
     return keras.Model(inputs, outputs), preprocessor
 
@@ -335,6 +364,7 @@ def main(argv=None):
         "full_lr": args.full_lr,
         "sequence_length": args.sequence_length,
         "backbone_dropout": args.backbone_dropout,
+        "pooling": args.pooling,
         "data_dir": args.data_dir,
     }
     start = time.time()

@@ -334,6 +334,7 @@ class PromptBank:
                 preprocessor=self.preprocessor,
                 activation=template.activation,
                 dropout=template.dropout,
+                pooling=template.pooling,
             )
         else:
             model = self.task_class(backbone, preprocessor=self.preprocessor)
@@ -597,6 +598,7 @@ class PromptBank:
             )
         if "prompt" not in tensors:
             raise ValueError(f"The prompt file {path!r} holds no prompt.")
+        self._check_pooling(metadata.get("pooling", "cls"), path)
         state = {"prompt": tensors["prompt"]}
         for name, value in tensors.items():
             if name.startswith("extra/"):
@@ -630,6 +632,7 @@ class PromptBank:
                 f"`source` is a {type(model).__name__}, but this bank serves "
                 f"a {self.task_class.__name__}."
             )
+        self._check_pooling(getattr(model, "pooling", "cls"), model.name)
         state = {"prompt": backbone.prompt_values()}
         state.update(model.extra_prompt_tensors())
         count = backbone.num_prompts if backbone.num_prompts > 1 else None
@@ -676,6 +679,15 @@ class PromptBank:
                 )
         return state
 
+    def _check_pooling(self, pooling, source):
+        """A classifier head only fits the pooling it was trained with."""
+        if self.kind != "encoder" or pooling == self.model.pooling:
+            return
+        raise ValueError(
+            f"The task from {source!r} was trained with pooling={pooling!r}, "
+            f"but this bank's classifiers use pooling={self.model.pooling!r}."
+        )
+
     # -- saving ---------------------------------------------------------------
     def _file_metadata(self, names, prompt_length, lengths):
         metadata = self.model.backbone.prompt_metadata(names)
@@ -684,6 +696,8 @@ class PromptBank:
             num_prompts=len(names),
             task_class=self.task_class.__name__,
         )
+        if self.kind == "encoder":
+            metadata["pooling"] = self.model.pooling
         if lengths is not None:
             metadata["prompt_lengths"] = lengths
         return metadata

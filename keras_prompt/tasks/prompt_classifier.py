@@ -11,7 +11,8 @@ from keras_prompt.tasks.prompt_task import PromptTaskMixin
 from keras_prompt.tasks.prompt_task import check_frozen_backbone
 
 HEAD_TENSORS = ("head/kernel", "head/bias")
-TASK_KWARGS = ("activation", "dropout", "name", "compile")
+TASK_KWARGS = ("activation", "dropout", "pooling", "name", "compile")
+POOLINGS = ("cls", "mean")
 
 
 def default_optimizer():
@@ -52,6 +53,12 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
     is not trained at all in sentence-embedding checkpoints like MiniLM),
     so passing through it adds nothing a trainable head could use.
 
+    `pooling="mean"` instead averages the final hidden states of every
+    position attention sees (`[CLS]`, the prompt, the real tokens; padding
+    left out), the pooling sentence-embedding models such as
+    all-MiniLM-L6-v2 were trained with (`benchmarks/minilm_sst2.py`
+    compares the two).
+
     `fit` / `evaluate` take raw strings (or pairs of strings as a tuple)
     with integer labels in `[0, num_classes)`; `predict` takes strings and
     returns class probabilities of shape `(N, num_classes)` (with the
@@ -81,8 +88,12 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
             backbone's positions.
         activation: activation of the outputs. Defaults to `"softmax"`
             (probabilities); `None` gives logits.
-        dropout: float in `[0, 1)`, dropout on the `[CLS]` state before the
+        dropout: float in `[0, 1)`, dropout on the pooled state before the
             head. Defaults to `0.1`.
+        pooling: `"cls"` (the final `[CLS]` / `<s>` state) or `"mean"`
+            (the mean over `[CLS]`, the prompt and the real tokens).
+            Defaults to `"cls"`. Saved in the prompt file, and checked when
+            one is loaded.
         **kwargs: passed to `keras_hub.models.TextClassifier` (`name`,
             `compile`, ...).
 
@@ -122,9 +133,15 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         preprocessor=None,
         activation="softmax",
         dropout=0.1,
+        pooling="cls",
         **kwargs,
     ):
         check_frozen_backbone("PromptClassifier", backbone, "encoder")
+        if pooling not in POOLINGS:
+            raise ValueError(
+                f"`pooling` must be one of {POOLINGS}. "
+                f"Received: pooling={pooling!r}"
+            )
         num_classes = _check_int("num_classes", num_classes, 2)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
             raise TypeError(
@@ -141,6 +158,7 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         self.num_classes = num_classes
         self.activation = keras.activations.get(activation)
         self.dropout = dropout
+        self.pooling = pooling
 
         # === Layers ===
         self.backbone = backbone
@@ -163,7 +181,14 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         outputs = backbone(inputs)
         if isinstance(outputs, dict):
             outputs = outputs["sequence_output"]
-        x = self.output_dropout(outputs[:, 0, :])
+        if pooling == "mean":
+            mask = backbone.adapter.extend_padding_mask(
+                inputs["padding_mask"], backbone.prompt_embedding
+            )
+            x = masked_mean(outputs, mask)
+        else:
+            x = outputs[:, 0, :]
+        x = self.output_dropout(x)
         outputs = self.head(x, head_ids=inputs.get("prompt_ids"))
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
 
@@ -174,6 +199,7 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
                 "num_classes": self.num_classes,
                 "activation": keras.activations.serialize(self.activation),
                 "dropout": self.dropout,
+                "pooling": self.pooling,
             }
         )
         return config
@@ -348,6 +374,16 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         self.head.kernel.assign(kernel)
         self.head.bias.assign(bias)
 
+    def save_prompts(self, path, task_names=None):
+        """Writes the prompt(s) and head(s) to a small file (atomically)."""
+        self.backbone.save_prompts(
+            path,
+            task_names=task_names,
+            extra_tensors=self.extra_prompt_tensors(),
+            task_class=type(self).__name__,
+            pooling=self.pooling,
+        )
+
     def load_prompts(self, path):
         """Loads the prompt(s) and head(s) written by `save_prompts`.
 
@@ -363,6 +399,14 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
                 f"The prompt file {path!r} was saved by a {found}, not a "
                 f"{type(self).__name__}."
             )
+        pooling = metadata.get("pooling", "cls")
+        if pooling != self.pooling:
+            raise ValueError(
+                f"The prompt file {path!r} was trained with "
+                f"pooling={pooling!r}, but this classifier has "
+                f"pooling={self.pooling!r}: its head would read the wrong "
+                f"state. Build the classifier with pooling={pooling!r}."
+            )
         expected = tuple(self.backbone.prompt_embedding.embeddings.shape)
         if tuple(np.shape(prompt)) != expected:
             raise ValueError(
@@ -376,6 +420,15 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         self.head.kernel.assign(kernel)
         self.head.bias.assign(bias)
         return metadata
+
+
+def masked_mean(sequence, mask):
+    """Mean of `sequence` `(batch, length, dim)` over positions where
+    `mask` `(batch, length)` is true."""
+    mask = keras.ops.cast(mask, sequence.dtype)[:, :, None]
+    total = keras.ops.sum(sequence * mask, axis=1)
+    count = keras.ops.maximum(keras.ops.sum(mask, axis=1), 1)
+    return total / count
 
 
 def check_preprocessor_length(backbone, preprocessor):

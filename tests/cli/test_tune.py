@@ -122,6 +122,7 @@ class TestTuneTinyBert:
         assert info["model_class"] == "PromptClassifier"
         assert info["steps"] == 4
         assert info["config"]["batch_size"] == 8
+        assert info["config"]["pooling"] == "mean"
         assert info["train_examples"] == 64
         assert info["validation_examples"] == 24
         assert [h["step"] for h in info["history"]] == [2, 4]
@@ -143,6 +144,7 @@ class TestTuneTinyBert:
                 num_classes=2,
                 prompt_length=3,
                 sequence_length=SEQUENCE_LENGTH,
+                pooling=info["config"]["pooling"],
             )
             model.load_prompts(str(output / "prompt.safetensors"))
             return model

@@ -152,13 +152,16 @@ def causal_task(prompt_length, seed):
     return random_prompt(model, seed, 0.5)
 
 
-def classifier_task(prompt_length, seed, num_classes=3):
+def classifier_task(prompt_length, seed, num_classes=3, pooling="cls"):
     from keras_prompt import PromptClassifier
 
     backbone, preprocessor = bert()
     wrapped = FrozenBackbone(backbone, prompt_length=prompt_length)
     model = PromptClassifier(
-        wrapped, num_classes=num_classes, preprocessor=preprocessor
+        wrapped,
+        num_classes=num_classes,
+        preprocessor=preprocessor,
+        pooling=pooling,
     )
     return random_prompt(model, seed)
 

@@ -276,6 +276,31 @@ class TestClassifierBank(TestCase):
         with pytest.raises(ValueError, match="share `num_classes`"):
             bank.add_task("c", fixtures.classifier_task(3, 3, num_classes=2))
 
+    def test_mean_pooling_bank(self, tmp_path):
+        tasks = {
+            n: fixtures.classifier_task(3, seed, pooling="mean")
+            for n, seed in (("a", 4), ("b", 5))
+        }
+        bank = PromptBank(tasks["a"], capacity=2)
+        for name, model in tasks.items():
+            bank.add_task(name, model)
+        names = ["a", "b"] * 5
+        mixed = bank.predict(fixtures.TEXTS, names)
+        for name, model in tasks.items():
+            rows = np.asarray(names) == name
+            alone = model.predict(fixtures.TEXTS, verbose=0)
+            self.assertAllClose(mixed[rows], alone[rows], 1e-6)
+        # A head trained on the [CLS] state does not fit a mean-pooled bank,
+        # from a model or from its file.
+        cls_task = fixtures.classifier_task(3, 6)
+        with pytest.raises(ValueError, match="pooling='cls'"):
+            bank.add_task("c", cls_task)
+        path = str(tmp_path / "cls.prompt.safetensors")
+        cls_task.save_prompts(path)
+        with pytest.raises(ValueError, match="pooling='cls'"):
+            bank.add_task("c", path)
+        assert bank.task_names == ["a", "b"]
+
     def test_fit_with_task_names(self):
         bank = PromptBank(fixtures.classifier_task(3, 1), capacity=2)
         bank.add_task("a", fixtures.classifier_task(3, 1))

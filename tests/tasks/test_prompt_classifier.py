@@ -183,6 +183,57 @@ class TestPromptClassifier(TestCase):
         kernel, bias = (to_numpy(w) for w in model.head.weights)
         self.assertAllClose(model(x), cls @ kernel + bias)
 
+    def test_mean_pooling_averages_cls_prompt_and_real_tokens(self, bert):
+        model = make_classifier(
+            bert, prompt_length=3, activation=None, dropout=0.0, pooling="mean"
+        )
+        randomize(model, 2)
+        x = features(model, ["red cat dog", "sun"])
+        sequence = to_numpy(model.backbone(x)["sequence_output"])
+        # Reference: [CLS], the 3 prompt positions, then the tokens after
+        # [CLS] where the padding mask is on.
+        mask = np.concatenate(
+            [
+                x["padding_mask"][:, :1],
+                np.ones((2, 3)),
+                x["padding_mask"][:, 1:],
+            ],
+            axis=1,
+        ).astype("float32")
+        assert mask[1].sum() < mask[0].sum() < mask.shape[1]  # padding
+        pooled = (sequence * mask[..., None]).sum(1) / mask.sum(
+            1, keepdims=True
+        )
+        kernel, bias = (to_numpy(w) for w in model.head.weights)
+        self.assertAllClose(model(x), pooled @ kernel + bias, atol=1e-5)
+        # Padding positions do not count: changing a padded token id
+        # changes nothing.
+        changed = dict(x)
+        changed["token_ids"] = x["token_ids"].copy()
+        changed["token_ids"][1, -1] = 7
+        self.assertAllClose(model(changed), model(x), atol=1e-6)
+
+    def test_pooling_travels_in_config_and_prompt_file(self, bert, tmp_path):
+        model = make_classifier(bert, pooling="mean")
+        assert self.run_serialization_test(model).pooling == "mean"
+        randomize(model, 8)
+        path = os.path.join(str(tmp_path), "mean.prompt.safetensors")
+        model.save_prompts(path)
+        texts = ["red cat", "blue dog bird"]
+        restored = make_classifier(bert, pooling="mean")
+        assert restored.load_prompts(path)["pooling"] == "mean"
+        np.testing.assert_array_equal(
+            restored.predict(texts, verbose=0), model.predict(texts, verbose=0)
+        )
+        cls_model = make_classifier(bert)
+        before = weights_of(cls_model)
+        with pytest.raises(ValueError, match="pooling='mean'"):
+            cls_model.load_prompts(path)
+        for b, a in zip(before, weights_of(cls_model)):
+            np.testing.assert_array_equal(a, b)
+        with pytest.raises(ValueError, match="pooling"):
+            make_classifier(bert, pooling="max")
+
     def test_prompt_file_restores_classifier_via_from_preset(
         self, bert, tmp_path
     ):
