@@ -178,9 +178,7 @@ class FrozenBackbone(keras_hub.models.Backbone):
 
     def call(self, inputs, training=None, mask=None, **kwargs):
         with frozen_weights_unwatched(self.variables):
-            return super().call(
-                inputs, training=training, mask=mask, **kwargs
-            )
+            return super().call(inputs, training=training, mask=mask, **kwargs)
 
     def get_config(self):
         config = super().get_config()

@@ -42,8 +42,8 @@ def test_sentencepiece_tokenizer_survives_seeding():
     before = run()
     keras_prompt.set_random_seed(0)
     assert run() == before
-    assert keras.ops.convert_to_numpy(tokenizer("red cat")).tolist() == (
-        before[0]
+    assert (
+        keras.ops.convert_to_numpy(tokenizer("red cat")).tolist() == (before[0])
     )
 
 

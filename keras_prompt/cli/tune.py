@@ -735,6 +735,7 @@ def _run(args):
         f"Training {args.steps} steps of {args.batch_size} ({passes}); "
         f"{args.init} prompt init, {optimizer_name} at learning rate "
         f"{learning_rate:g}"
+        + (f"; {args.pooling}-pooling head" if kind == "encoder" else "")
     )
     history, train_seconds, eval_seconds = train_and_evaluate(
         job, args, num_eval
