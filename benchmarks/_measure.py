@@ -268,6 +268,25 @@ def forward_runner(function, inputs):
 RESULT_PREFIX = "@@RESULT@@ "
 
 
+def t5_generate_inputs(batch, input_length, new_tokens, vocabulary_size):
+    """Token-id inputs for `T5Seq2SeqLM.generate` without a preprocessor:
+    random encoder tokens, and a decoder holding only the start token (every
+    row generates `new_tokens` tokens)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    decoder_mask = np.zeros((batch, new_tokens + 1), "bool")
+    decoder_mask[:, 0] = True
+    return {
+        "encoder_token_ids": rng.integers(
+            2, vocabulary_size, (batch, input_length), "int32"
+        ),
+        "encoder_padding_mask": np.ones((batch, input_length), "bool"),
+        "decoder_token_ids": np.zeros((batch, new_tokens + 1), "int32"),
+        "decoder_padding_mask": decoder_mask,
+    }
+
+
 def emit_result(result):
     """Prints a child's result for `run_child` to pick up."""
     print(RESULT_PREFIX + json.dumps(result), flush=True)

@@ -1061,19 +1061,8 @@ def forward_section(args, results, clock):
 
 # -- generation ---------------------------------------------------------------
 def generate_inputs(args, batch, new_tokens):
-    import numpy as np
-
-    rng = np.random.default_rng(0)
     vocab = t5_config(args)["vocabulary_size"]
-    s = args.t5_input
-    decoder_mask = np.zeros((batch, new_tokens + 1), "bool")
-    decoder_mask[:, 0] = True  # the start token; the rest is generated
-    return {
-        "encoder_token_ids": rng.integers(2, vocab, (batch, s), "int32"),
-        "encoder_padding_mask": np.ones((batch, s), "bool"),
-        "decoder_token_ids": np.zeros((batch, new_tokens + 1), "int32"),
-        "decoder_padding_mask": decoder_mask,
-    }
+    return _measure.t5_generate_inputs(batch, args.t5_input, new_tokens, vocab)
 
 
 class GenerateRunner:

@@ -84,19 +84,9 @@ def seq2seq_models(args):
 
 
 def seq2seq_inputs(args, model, new_tokens):
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    vocab = model.backbone.vocabulary_size
-    b, s = args.batch, args.t5_input
-    decoder_mask = np.zeros((b, new_tokens + 1), "bool")
-    decoder_mask[:, 0] = True  # the start token; the rest is generated
-    return {
-        "encoder_token_ids": rng.integers(2, vocab, (b, s), "int32"),
-        "encoder_padding_mask": np.ones((b, s), "bool"),
-        "decoder_token_ids": np.zeros((b, new_tokens + 1), "int32"),
-        "decoder_padding_mask": decoder_mask,
-    }
+    return _measure.t5_generate_inputs(
+        args.batch, args.t5_input, new_tokens, model.backbone.vocabulary_size
+    )
 
 
 def causal_models(args):
