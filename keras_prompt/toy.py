@@ -61,7 +61,9 @@ def sentences(rng, count):
 
 
 def answer(words, prefix):
-    pool = ANIMALS if prefix == "animal:" else COLORS
+    """The word `prefix` asks for: the color for `"color:"`, else (for
+    `"animal:"` and for a plain sentence) the animal."""
+    pool = COLORS if prefix == "color:" else ANIMALS
     return next(w for w in words if w in pool)
 
 
@@ -113,7 +115,7 @@ def toy_t5(vocabulary_size, hidden_dim=32, num_layers=2, **kwargs):
     return keras_hub.models.T5Backbone(**config)
 
 
-def pretrained_toy_t5(seed=0, steps=400, batch_size=64, epochs=2, verbose=0):
+def pretrained_toy_t5(seed=0, steps=800, batch_size=64, epochs=2, verbose=0):
     """Returns `(backbone, preprocessor)` after multi-task pretraining."""
     import keras_hub
 

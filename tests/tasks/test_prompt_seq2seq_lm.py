@@ -9,6 +9,7 @@ import tensorflow as tf
 from keras_prompt import FrozenBackbone
 from keras_prompt import PromptSeq2SeqLM
 from keras_prompt import initializers
+from keras_prompt import toy
 from keras_prompt.optimizers import Adafactor
 from tests.tasks.seq2seq_fixtures import build_pretrained_t5
 from tests.tasks.seq2seq_fixtures import color_pairs
@@ -91,12 +92,22 @@ class TestPromptSeq2SeqLM(TestCase):
         task.compile(jit_compile=True)
         before = weights_of(backbone)
         inputs, targets = color_pairs(np.random.default_rng(1), 256)
+        # The frozen model alone (no prompt) answers a plain sentence with
+        # its animal, never its color: the color task is new to it.
+        plain = keras_hub.models.T5Seq2SeqLM(backbone, pretrained[1])
+        animals = [
+            next(w for w in text.split() if w in toy.ANIMALS)
+            for text in inputs[:64]
+        ]
+        alone = plain.generate(inputs[:64], max_length=3)
+        assert accuracy(alone, animals) >= 0.9
+        assert accuracy(alone, targets[:64]) == 0.0
         start = accuracy(task.generate(inputs[:64]), targets[:64])
         history = task.fit(inputs, targets, batch_size=32, epochs=6, verbose=0)
         losses = history.history["loss"]
         assert losses[-1] < 0.5 * losses[0]
         end = accuracy(task.generate(inputs[:64]), targets[:64])
-        assert start < 0.6  # the frozen model does not do this task alone
+        assert start < 0.6
         assert end >= 0.9
         for b, a in zip(before, weights_of(backbone)):
             np.testing.assert_array_equal(a, b)
