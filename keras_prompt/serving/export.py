@@ -34,6 +34,7 @@ import tempfile
 
 import numpy as np
 
+from keras_prompt.validation import check_int
 from keras_prompt.version import __version__
 
 FORMAT = "keras_prompt.saved_model"
@@ -375,16 +376,6 @@ class _Serving:
         return {"outputs": voted, "member_outputs": rows}
 
 
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"`{name}` must be an int. Received: {name}={value!r}")
-    if value < minimum:
-        raise ValueError(
-            f"`{name}` must be at least {minimum}. Received: {name}={value}"
-        )
-    return int(value)
-
-
 def _prepare_target(path, overwrite):
     path = os.path.abspath(os.fspath(path))
     parent = os.path.dirname(path)
@@ -484,14 +475,14 @@ def export_saved_model(
     import tensorflow_text  # noqa: F401
 
     spec = _resolve(model)
-    batch_size = _check_int("batch_size", batch_size, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
     if not isinstance(jit_compile, bool):
         raise TypeError(
             "`jit_compile` must be a bool. Received: "
             f"jit_compile={jit_compile!r}"
         )
     if max_length is not None:
-        max_length = _check_int("max_length", max_length, 1)
+        max_length = check_int("max_length", max_length, 1)
     if spec["model"].preprocessor is None:
         raise ValueError(
             "Exporting needs the model's preprocessor (tokenisation runs in "

@@ -696,8 +696,7 @@ class PromptBank:
             num_prompts=len(names),
             task_class=self.task_class.__name__,
         )
-        if self.kind == "encoder":
-            metadata["pooling"] = self.model.pooling
+        metadata.update(self.model.prompt_file_info())
         if lengths is not None:
             metadata["prompt_lengths"] = lengths
         return metadata

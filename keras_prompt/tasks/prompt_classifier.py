@@ -9,6 +9,7 @@ from keras_prompt.layers.classification_head import ClassificationHead
 from keras_prompt.presets import load_preprocessor
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
 from keras_prompt.tasks.prompt_task import check_frozen_backbone
+from keras_prompt.validation import check_int
 
 HEAD_TENSORS = ("head/kernel", "head/bias")
 TASK_KWARGS = ("activation", "dropout", "pooling", "name", "compile")
@@ -23,16 +24,6 @@ def default_optimizer():
     `TextClassifier` default, Adam 5e-5, barely moves a prompt).
     """
     return keras.optimizers.Adam(learning_rate=1e-2)
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"`{name}` must be an int. Received: {name}={value!r}")
-    if value < minimum:
-        raise ValueError(
-            f"`{name}` must be at least {minimum}. Received: {name}={value}"
-        )
-    return int(value)
 
 
 @keras.saving.register_keras_serializable(package="keras_prompt")
@@ -142,7 +133,7 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
                 f"`pooling` must be one of {POOLINGS}. "
                 f"Received: pooling={pooling!r}"
             )
-        num_classes = _check_int("num_classes", num_classes, 2)
+        num_classes = check_int("num_classes", num_classes, 2)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
             raise TypeError(
                 f"`dropout` must be a float. Received: dropout={dropout!r}"
@@ -256,8 +247,8 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         model.fit(x=["a great movie", "dull"], y=[1, 0])
         ```
         """
-        prompt_length = _check_int("prompt_length", prompt_length, 1)
-        sequence_length = _check_int("sequence_length", sequence_length, 2)
+        prompt_length = check_int("prompt_length", prompt_length, 1)
+        sequence_length = check_int("sequence_length", sequence_length, 2)
         task_kwargs = {
             key: kwargs.pop(key) for key in TASK_KWARGS if key in kwargs
         }
@@ -374,15 +365,9 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         self.head.kernel.assign(kernel)
         self.head.bias.assign(bias)
 
-    def save_prompts(self, path, task_names=None):
-        """Writes the prompt(s) and head(s) to a small file (atomically)."""
-        self.backbone.save_prompts(
-            path,
-            task_names=task_names,
-            extra_tensors=self.extra_prompt_tensors(),
-            task_class=type(self).__name__,
-            pooling=self.pooling,
-        )
+    def prompt_file_info(self):
+        """The head only fits the pooling it was trained with."""
+        return {"pooling": self.pooling}
 
     def load_prompts(self, path):
         """Loads the prompt(s) and head(s) written by `save_prompts`.

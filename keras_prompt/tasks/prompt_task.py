@@ -84,6 +84,10 @@ class PromptTaskMixin:
                 f"{sorted(tensors)} that {type(self).__name__} does not use."
             )
 
+    def prompt_file_info(self):
+        """Task settings a prompt file records (JSON-able metadata)."""
+        return {}
+
     def save_prompts(self, path, task_names=None):
         """Writes the trained prompt(s) to a small file (atomically).
 
@@ -96,6 +100,7 @@ class PromptTaskMixin:
             task_names=task_names,
             extra_tensors=self.extra_prompt_tensors(),
             task_class=type(self).__name__,
+            **self.prompt_file_info(),
         )
 
     def load_prompts(self, path):
