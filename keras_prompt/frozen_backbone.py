@@ -90,6 +90,11 @@ class FrozenBackbone(keras_hub.models.Backbone):
             vocabulary are bound to this backbone's embedding table.
         num_prompts: int, prompts in the bank (one per task or ensemble
             member). Defaults to `1`.
+        variable_length: bool, for a bank on a family whose adapter
+            `supports_mixed_prompt_lengths` (T5): prompts may be shorter
+            than `prompt_length` (right-aligned, the free positions
+            masked; see `PromptEmbedding`). `PromptBank` sets it. Defaults
+            to `False`.
         **kwargs: `name`, `trainable`, `dtype` of `keras.Model`.
 
     Example:
@@ -121,6 +126,7 @@ class FrozenBackbone(keras_hub.models.Backbone):
         prompt_length,
         initializer="random_uniform",
         num_prompts=1,
+        variable_length=False,
         **kwargs,
     ):
         if not isinstance(backbone, keras_hub.models.Backbone):
@@ -134,6 +140,12 @@ class FrozenBackbone(keras_hub.models.Backbone):
                 "keras-hub backbone instead."
             )
         adapter = get_adapter(backbone)
+        if variable_length and not adapter.supports_mixed_prompt_lengths:
+            raise ValueError(
+                f"{type(backbone).__name__} cannot hold prompts of different "
+                "lengths in one bank (its positions are not relative). "
+                f"Received: variable_length={variable_length!r}"
+            )
         initializer = prompt_initializers.get(initializer)
         if isinstance(initializer, prompt_initializers.EmbeddingInitializer):
             initializer.bind(backbone.token_embedding)
@@ -142,6 +154,7 @@ class FrozenBackbone(keras_hub.models.Backbone):
             prompt_length,
             initializer=initializer,
             num_prompts=num_prompts,
+            variable_length=variable_length,
             dtype=_prompt_dtype_policy(backbone.dtype_policy),
             name="prompt_embedding",
         )
@@ -159,6 +172,7 @@ class FrozenBackbone(keras_hub.models.Backbone):
         self.prompt_embedding = prompt
         self.prompt_length = prompt_length
         self.num_prompts = num_prompts
+        self.variable_length = variable_length
         self.initializer = initializer
         self.token_embedding = backbone.token_embedding
 
@@ -188,6 +202,7 @@ class FrozenBackbone(keras_hub.models.Backbone):
                 "prompt_length": self.prompt_length,
                 "initializer": keras.initializers.serialize(self.initializer),
                 "num_prompts": self.num_prompts,
+                "variable_length": self.variable_length,
             }
         )
         return config
@@ -298,9 +313,7 @@ class FrozenBackbone(keras_hub.models.Backbone):
         """
         tensors, metadata = prompt_files.read_prompt_file(path)
         prompt_files.check_same_backbone(metadata, self.prompt_metadata(), path)
-        prompt = tensors.pop("prompt", None)
-        if prompt is None:
-            raise ValueError(f"The prompt file {path!r} holds no prompt.")
+        prompt = tensors.pop("prompt")
         extras = {
             name[len("extra/") :]: value
             for name, value in tensors.items()

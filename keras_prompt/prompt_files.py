@@ -79,53 +79,216 @@ def atomic_write_bytes(path, data):
 
 
 def write_prompt_file(path, tensors, metadata):
-    """Writes named float tensors and a JSON-able metadata dict atomically."""
+    """Writes named float tensors and a JSON-able metadata dict atomically.
+
+    Refuses non-finite values: a diverged prompt is never written.
+    """
     from safetensors.numpy import save
 
-    arrays = {
-        name: np.ascontiguousarray(np.asarray(value, dtype="float32"))
-        for name, value in tensors.items()
-    }
+    arrays = {}
+    for name, value in tensors.items():
+        array = np.ascontiguousarray(np.asarray(value, dtype="float32"))
+        _check_finite(array, name, path)
+        arrays[name] = array
     header = {"format": FORMAT, "format_version": str(FORMAT_VERSION)}
     header["metadata"] = json.dumps(metadata, sort_keys=True)
     atomic_write_bytes(path, save(arrays, metadata=header))
 
 
+def _check_finite(array, name, path):
+    if not np.all(np.isfinite(array)):
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise ValueError(
+            f"The tensor {name!r} of prompt file path={os.fspath(path)!r} "
+            f"holds {bad} non-finite values (NaN or Inf); a diverged prompt "
+            "is never saved or loaded. Train again with a smaller learning "
+            "rate."
+        )
+
+
+# What the trained tensors besides the prompt are, by name prefix.
+_TENSOR_KINDS = {"head/": "a classification head"}
+
+
+def describe_tensors(names):
+    """`names` of extra tensors in words, for messages."""
+    for prefix, words in _TENSOR_KINDS.items():
+        if names and all(n.startswith(prefix) for n in names):
+            return f"{words} {names}"
+    return f"extra tensors {names}"
+
+
+# The metadata fields a reader relies on, with the type each must have.
+_FIELDS = {
+    "prompt_length": int,
+    "num_prompts": int,
+    "hidden_dim": int,
+    "vocabulary_size": int,
+}
+_OPTIONAL_FIELDS = {
+    "backbone_class": str,
+    "embedding_fingerprint": str,
+    "task_class": str,
+    "family": str,
+    "pooling": str,
+}
+
+
+def _schema_error(path, field, problem):
+    return ValueError(
+        f"Malformed prompt file path={path!r}: field {field!r} {problem}"
+    )
+
+
+def _check_metadata(metadata, path):
+    if not isinstance(metadata, dict):
+        raise _schema_error(path, "metadata", "is not a JSON object")
+    for field, kind in _FIELDS.items():
+        value = metadata.get(field)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise _schema_error(
+                path, field, f"must be an int. Found: {value!r}"
+            )
+        if value < 1:
+            raise _schema_error(path, field, f"must be >= 1. Found: {value}")
+    for field, kind in _OPTIONAL_FIELDS.items():
+        value = metadata.get(field)
+        if value is not None and not isinstance(value, kind):
+            raise _schema_error(
+                path, field, f"must be a {kind.__name__}. Found: {value!r}"
+            )
+    names = metadata.get("task_names")
+    if names is not None:
+        if not isinstance(names, list) or not all(
+            isinstance(n, str) and n for n in names
+        ):
+            raise _schema_error(
+                path, "task_names", f"must list non-empty strings: {names!r}"
+            )
+        if len(names) != metadata["num_prompts"]:
+            raise _schema_error(
+                path,
+                "task_names",
+                f"names {len(names)} tasks for "
+                f"{metadata['num_prompts']} prompts: {names!r}",
+            )
+        if len(set(names)) != len(names):
+            raise _schema_error(
+                path, "task_names", f"repeats a name: {names!r}"
+            )
+    lengths = metadata.get("prompt_lengths")
+    if lengths is not None:
+        if (
+            not isinstance(lengths, list)
+            or len(lengths) != metadata["num_prompts"]
+            or not all(
+                isinstance(n, int)
+                and not isinstance(n, bool)
+                and 1 <= n <= metadata["prompt_length"]
+                for n in lengths
+            )
+        ):
+            raise _schema_error(
+                path,
+                "prompt_lengths",
+                "must give one length in [1, prompt_length] per prompt. "
+                f"Found: {lengths!r}",
+            )
+
+
+def _expected_prompt_shape(metadata):
+    shape = (metadata["prompt_length"], metadata["hidden_dim"])
+    if metadata["num_prompts"] > 1:
+        shape = (metadata["num_prompts"],) + shape
+    return shape
+
+
 def read_prompt_file(path):
-    """Reads a prompt file; returns `(tensors, metadata)`."""
+    """Reads and validates a prompt file; returns `(tensors, metadata)`.
+
+    The one reader of prompt files in the library. The header is checked
+    before any tensor is read (format, version, the metadata schema, tensor
+    names, dtypes and shapes), then every tensor is checked to be finite.
+    Any problem is a `ValueError` naming the file and the field or tensor.
+    """
     from safetensors import SafetensorError
-    from safetensors.numpy import load
+    from safetensors import safe_open
 
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No prompt file at path={path!r}")
-    with open(path, "rb") as f:
-        data = f.read()
     try:
-        tensors = load(data)
-        header = _read_header(data)
-    except (SafetensorError, ValueError, json.JSONDecodeError) as error:
+        with safe_open(path, framework="numpy") as f:
+            header = f.metadata() or {}
+            names = list(f.keys())
+            if header.get("format") != FORMAT:
+                raise ValueError(
+                    f"Not a keras_prompt prompt file (no '{FORMAT}' header): "
+                    f"path={path!r}"
+                )
+            metadata = _parse_header(header, path)
+            slices = {name: f.get_slice(name) for name in names}
+            _check_tensors(slices, metadata, path)
+            tensors = {name: f.get_tensor(name) for name in names}
+    except (SafetensorError, OSError, UnicodeDecodeError) as error:
         raise ValueError(
             f"Not a keras_prompt prompt file: path={path!r} ({error})"
         ) from error
-    if header.get("format") != FORMAT:
-        raise ValueError(
-            f"Not a keras_prompt prompt file (no '{FORMAT}' header): "
-            f"path={path!r}"
-        )
-    version = int(header.get("format_version", 0))
+    for name, value in tensors.items():
+        _check_finite(value, name, path)
+    return tensors, metadata
+
+
+def _parse_header(header, path):
+    raw = header.get("format_version", "0")
+    try:
+        version = int(raw)
+    except ValueError:
+        raise _schema_error(
+            path, "format_version", f"is not an int. Found: {raw!r}"
+        ) from None
     if version > FORMAT_VERSION:
         raise ValueError(
             f"The prompt file has format version {version}, newer than this "
             f"keras_prompt reads ({FORMAT_VERSION}): path={path!r}"
         )
-    return tensors, json.loads(header["metadata"])
+    if "metadata" not in header:
+        raise _schema_error(path, "metadata", "is missing")
+    try:
+        metadata = json.loads(header["metadata"])
+    except json.JSONDecodeError as error:
+        raise _schema_error(
+            path, "metadata", f"is not valid JSON ({error})"
+        ) from None
+    _check_metadata(metadata, path)
+    return metadata
 
 
-def _read_header(data):
-    length = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + length])
-    return header.get("__metadata__", {})
+def _check_tensors(slices, metadata, path):
+    if "prompt" not in slices:
+        raise ValueError(f"The prompt file {path!r} holds no prompt.")
+    for name, tensor in slices.items():
+        if name != "prompt" and not (
+            name.startswith("extra/") and len(name) > len("extra/")
+        ):
+            raise ValueError(
+                f"The prompt file {path!r} holds an unknown tensor {name!r} "
+                "(only 'prompt' and 'extra/...' tensors are allowed)."
+            )
+        dtype = tensor.get_dtype()
+        if dtype != "F32":
+            raise ValueError(
+                f"The tensor {name!r} of prompt file {path!r} has dtype "
+                f"{dtype}; prompt files hold float32 tensors."
+            )
+    shape = tuple(slices["prompt"].get_shape())
+    expected = _expected_prompt_shape(metadata)
+    if shape != expected:
+        raise ValueError(
+            f"The prompt of prompt file {path!r} has shape {shape}, but its "
+            f"metadata says {expected} (num_prompts, prompt_length, "
+            "hidden_dim)."
+        )
 
 
 def check_same_backbone(metadata, expected, path):

@@ -53,12 +53,17 @@ class PromptAdapter:
         kind: `"seq2seq"`, `"causal"` or `"encoder"`; tasks check it.
         prompt_position: where the prompt sits in the sequence, documented
             per family (`0` for the start of the sequence).
+        supports_mixed_prompt_lengths: whether one bank may hold prompts
+            of different lengths (right-aligned, the free leading
+            positions masked by `PromptEmbedding(variable_length=True)`).
+            Only true where attention sees relative positions alone.
     """
 
     family = None
     backbone_classes = ()
     kind = None
     prompt_position = 0
+    supports_mixed_prompt_lengths = False
 
     def __init__(self, backbone):
         self.backbone = backbone
@@ -91,6 +96,20 @@ class PromptAdapter:
             prompt positions.
         """
         raise NotImplementedError
+
+    def check_prompt_length(self, length, bank_length, model_name):
+        """Raises unless a prompt of `length` may join a bank of prompts of
+        `bank_length` on this family."""
+        if length == bank_length or self.supports_mixed_prompt_lengths:
+            return
+        raise ValueError(
+            f"The prompt has length {length} but this {model_name} bank "
+            f"holds prompts of length {bank_length}. Only T5 banks mix "
+            "prompt lengths: absolute positions (GPT-2, BERT, RoBERTa, "
+            "DistilBERT) shift when a prompt is padded, and a decoder-only "
+            "generation cache attends to every cached position, so padding "
+            "would change the outputs. Build a bank per prompt length."
+        )
 
     # -- positions ----------------------------------------------------------
     def max_sequence_length(self):

@@ -17,6 +17,9 @@ class T5Adapter(PromptAdapter):
     family = "t5"
     backbone_classes = ("T5Backbone",)
     kind = "seq2seq"
+    # Relative position buckets see only distances, so a shorter prompt
+    # right-aligned in a bank and masked in front is exactly that prompt.
+    supports_mixed_prompt_lengths = True
 
     def encode(self, token_ids, padding_mask, prompt, prompt_ids=None):
         """Runs the encoder with the prompt.
@@ -27,7 +30,7 @@ class T5Adapter(PromptAdapter):
         backbone = self.backbone
         x = backbone.token_embedding(token_ids)
         x = prompt(x, prompt_ids=prompt_ids)
-        padding_mask = prompt.extend_mask(padding_mask)
+        padding_mask = prompt.extend_mask(padding_mask, prompt_ids)
         x = backbone.encoder_embedding_dropout(x)
         attention_mask = padding_mask[:, None, :]
         position_bias = None

@@ -29,6 +29,14 @@ class PromptEmbedding(keras.layers.Layer):
         num_prompts: int. Number of prompts in the bank. `1` gives a single
             prompt of shape `(length, dim)`; more gives a bank of shape
             `(num_prompts, length, dim)`.
+        variable_length: bool. For a bank only: each prompt may be shorter
+            than `length`. The layer then also holds a non-trainable
+            `prompt_mask` `(num_prompts, length)` (ones where a prompt has
+            a vector, zeros at the leading positions it leaves free; a new
+            bank starts fully masked) and `extend_mask(mask, prompt_ids)`
+            prepends each example's row of it. Only adapters whose
+            attention sees relative positions may use it (T5). Defaults to
+            `False`.
         **kwargs: other keyword arguments of `keras.layers.Layer`
             (`name`, `dtype`, `trainable`).
 
@@ -61,6 +69,7 @@ class PromptEmbedding(keras.layers.Layer):
         length,
         initializer="random_uniform",
         num_prompts=1,
+        variable_length=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -82,8 +91,15 @@ class PromptEmbedding(keras.layers.Layer):
                 "`num_prompts` must be at least 1. "
                 f"Received: num_prompts={num_prompts}"
             )
+        if variable_length and num_prompts < 2:
+            raise ValueError(
+                "`variable_length=True` needs a bank (`num_prompts` >= 2). "
+                f"Received: num_prompts={num_prompts}"
+            )
         self.length = length
         self.num_prompts = num_prompts
+        self.variable_length = bool(variable_length)
+        self.prompt_mask = None
         self.initializer = prompt_initializers.get(initializer)
         self.supports_masking = True
         self.embeddings = None
@@ -112,7 +128,22 @@ class PromptEmbedding(keras.layers.Layer):
             initializer=self.initializer,
             trainable=True,
         )
+        if self.variable_length:
+            self.prompt_mask = self.add_weight(
+                name="prompt_mask",
+                shape=self.prompt_shape,
+                initializer="zeros",
+                trainable=False,
+            )
         self.built = True
+
+    def state_variables(self):
+        """The variables that hold the prompt(s): `{"prompt": ...}`, and
+        `"prompt_mask"` for a variable-length bank."""
+        variables = {"prompt": self.embeddings}
+        if self.prompt_mask is not None:
+            variables["prompt_mask"] = self.prompt_mask
+        return variables
 
     @property
     def dim(self):
@@ -176,14 +207,20 @@ class PromptEmbedding(keras.layers.Layer):
         prompt = self.prompts_for(prompt_ids, batch_size, dtype=inputs.dtype)
         return ops.concatenate([prompt, inputs], axis=1)
 
-    def extend_mask(self, mask):
+    def extend_mask(self, mask, prompt_ids=None):
         """Extends a padding mask `(batch, L)` to `(batch, length + L)`.
 
-        The prompt positions are always attended to (ones, or `True` for a
-        boolean mask); the mask keeps its dtype.
+        The prompt positions are attended to (ones, or `True` for a boolean
+        mask); for a variable-length bank given `prompt_ids`, each example
+        gets its prompt's row of `prompt_mask` instead. The mask keeps its
+        dtype.
         """
         if mask is None:
             return None
+        if self.prompt_mask is not None and prompt_ids is not None:
+            prompt_ids = ops.reshape(ops.cast(prompt_ids, "int32"), (-1,))
+            rows = ops.take(self.prompt_mask, prompt_ids, axis=0)
+            return ops.concatenate([ops.cast(rows, mask.dtype), mask], axis=1)
         # `ones_like` + `repeat` (not `ones(shape)`) so that this also works
         # on symbolic tensors while a functional model is built.
         ones = ops.ones_like(mask[:, :1])
@@ -191,7 +228,7 @@ class PromptEmbedding(keras.layers.Layer):
         return ops.concatenate([ones, mask], axis=1)
 
     def compute_mask(self, inputs, mask=None, prompt_ids=None):
-        return self.extend_mask(mask)
+        return self.extend_mask(mask, prompt_ids)
 
     def compute_output_shape(self, inputs_shape, prompt_ids_shape=None):
         input_shape = inputs_shape
@@ -207,6 +244,7 @@ class PromptEmbedding(keras.layers.Layer):
                 "length": self.length,
                 "initializer": keras.initializers.serialize(self.initializer),
                 "num_prompts": self.num_prompts,
+                "variable_length": self.variable_length,
             }
         )
         return config

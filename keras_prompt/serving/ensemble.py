@@ -2,8 +2,8 @@
 
 import numpy as np
 
+from keras_prompt.serving.naming import as_texts
 from keras_prompt.serving.prompt_bank import PromptBank
-from keras_prompt.serving.prompt_bank import _as_texts
 
 
 def majority_vote(outputs):
@@ -81,14 +81,11 @@ class PromptEnsemble:
                 f"`paths` must list at least one prompt file. Received: "
                 f"paths={paths}"
             )
-        prompt_length = None
-        if model.backbone.adapter.kind == "seq2seq":
-            from keras_prompt import prompt_files
-
-            prompt_length = max(
-                prompt_files.read_prompt_file(p)[0]["prompt"].shape[-2]
-                for p in paths
-            )
+        # The longest prompt sizes the bank (which refuses mixed lengths
+        # where the family cannot mix them).
+        prompt_length = max(
+            model.read_prompt_file(p)[0]["prompt"].shape[-2] for p in paths
+        )
         bank = PromptBank(
             model,
             capacity=capacity or max(2, len(paths)),
@@ -109,7 +106,7 @@ class PromptEnsemble:
         return len(self.members)
 
     def _replicated(self, inputs):
-        texts = list(_as_texts(inputs))
+        texts = list(as_texts(inputs))
         replicated = [t for t in texts for _ in self.members]
         return texts, replicated, self.members * len(texts)
 

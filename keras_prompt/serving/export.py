@@ -9,8 +9,10 @@ causal models) or class probabilities (classifiers). It loads with
 Serving; see `docs/serving.md`.
 
 Prompt-only updates: the prompts (and classifier heads) and the task-name
-table are read from two small asset files, `assets/keras_prompt_state.tsv`
-and `assets/keras_prompt_tasks.tsv`, not from the graph. The state file
+table are read from two small asset files, `assets/keras_prompt_state.pb`
+(the task model's `state_variables()`, each written with
+`tf.io.serialize_tensor`) and `assets/keras_prompt_tasks.tsv`, not from
+the graph. The state file
 fills the prompt variables on the first request (a flag variable guards
 the copy); the task table is a lookup table initialised from its file at
 load time. `update_exported_prompts` writes a new version folder in which
@@ -26,7 +28,6 @@ signature takes any number of inputs, pads them to a multiple of
 Classifiers take any batch size directly.
 """
 
-import base64
 import json
 import os
 import shutil
@@ -38,21 +39,13 @@ from keras_prompt.validation import check_int
 from keras_prompt.version import __version__
 
 FORMAT = "keras_prompt.saved_model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = os.path.join("assets.extra", "keras_prompt.json")
-STATE_ASSET = "keras_prompt_state.tsv"
+STATE_ASSET = "keras_prompt_state.pb"
 TASKS_ASSET = "keras_prompt_tasks.tsv"
 
 
 # -- what is exported ---------------------------------------------------------
-def _single_state_variables(model):
-    variables = {"prompt": model.backbone.prompt_embedding.embeddings}
-    if model.backbone.adapter.kind == "encoder":
-        variables["head/kernel"] = model.head.kernel
-        variables["head/bias"] = model.head.bias
-    return variables
-
-
 def _resolve(obj):
     """What to export: model, state variables, tasks and ensemble members."""
     from keras_prompt.frozen_backbone import FrozenBackbone
@@ -67,7 +60,6 @@ def _resolve(obj):
     if isinstance(obj, PromptBank):
         return {
             "model": obj.model,
-            "kind": obj.kind,
             "variables": obj.state_variables(),
             # An ensemble's inputs name no task: its members are baked in.
             "tasks": obj.slots if members is None else None,
@@ -85,8 +77,7 @@ def _resolve(obj):
             )
         return {
             "model": obj,
-            "kind": obj.backbone.adapter.kind,
-            "variables": _single_state_variables(obj),
+            "variables": obj.state_variables(),
             "tasks": None,
             "members": None,
         }
@@ -97,15 +88,16 @@ def _resolve(obj):
     )
 
 
-def _state_lines(variables):
-    lines = []
-    for key, variable in variables.items():
-        value = np.asarray(_to_numpy(variable), dtype="float32").astype(
-            "<f4", copy=False
-        )
-        encoded = base64.urlsafe_b64encode(value.tobytes()).decode("ascii")
-        lines.append(f"{key}\t{encoded}\n")
-    return "".join(lines)
+def _state_bytes(variables):
+    """The state variables, in order, as one serialized string tensor of
+    serialized float32 tensors (`tf.io.serialize_tensor`)."""
+    import tensorflow as tf
+
+    parts = [
+        tf.io.serialize_tensor(np.asarray(_to_numpy(variable), dtype="float32"))
+        for variable in variables.values()
+    ]
+    return tf.io.serialize_tensor(tf.stack(parts)).numpy()
 
 
 def _task_lines(tasks):
@@ -128,7 +120,7 @@ def _manifest(spec, batch_size, max_length, jit_compile, output):
         "format_version": FORMAT_VERSION,
         "keras_prompt_version": __version__,
         "task_class": type(model).__name__,
-        "kind": spec["kind"],
+        "kind": model.backbone.adapter.kind,
         "output": output,
         "batch_size": batch_size,
         "max_length": max_length,
@@ -157,13 +149,6 @@ def _strings_out(preprocessor, token_ids, padding_mask):
     return tokenizer.detokenize(ragged)
 
 
-def _stop_token_ids(tokenizer):
-    ids = [tokenizer.end_token_id]
-    if getattr(tokenizer, "end_token2_id", None) is not None:
-        ids.append(tokenizer.end_token2_id)
-    return ids
-
-
 def _fixed_shape(x, batch_size):
     import tensorflow as tf
 
@@ -175,23 +160,18 @@ def _fixed_shape(x, batch_size):
     }
 
 
-def _generate_chunk(model, step, kind, texts, prompt_ids, batch_size, length):
+def _generate_chunk(model, step, texts, prompt_ids, batch_size, length):
     """Strings `(batch_size,)` generated for one fixed-size chunk."""
     preprocessor = model.preprocessor
     x = preprocessor.generate_preprocess(texts, sequence_length=length)
     x = _fixed_shape(dict(x), batch_size)
     if prompt_ids is not None:
         x["prompt_ids"] = prompt_ids
-    outputs = step(x)
-    if kind == "seq2seq":
-        token_ids = outputs["decoder_token_ids"]
-        padding_mask = outputs["decoder_padding_mask"]
-    else:
-        token_ids, padding_mask = outputs["token_ids"], outputs["padding_mask"]
+    token_ids, padding_mask = model.generated_tokens(step(x))
     return _strings_out(preprocessor, token_ids, padding_mask)
 
 
-def _generate(model, step, kind, texts, prompt_ids, batch_size, max_length):
+def _generate(model, step, texts, prompt_ids, batch_size, max_length):
     """Generation on any number of inputs in chunks of `batch_size`."""
     import tensorflow as tf
 
@@ -211,7 +191,6 @@ def _generate(model, step, kind, texts, prompt_ids, batch_size, max_length):
         return _generate_chunk(
             model,
             step,
-            kind,
             chunk_texts,
             None if prompt_ids is None else chunk_ids,
             batch_size,
@@ -247,12 +226,11 @@ class _Serving:
 
         self.spec = spec
         self.model = spec["model"]
-        self.kind = spec["kind"]
         self.batch_size = batch_size
         self.max_length = max_length
         model = self.model
-        if self.kind != "encoder":
-            stop = _stop_token_ids(model.preprocessor.tokenizer)
+        if model.generates_text:
+            stop = model.stop_token_ids()
 
             def step(x):
                 return model.generate_step(x, stop_token_ids=stop)
@@ -262,15 +240,8 @@ class _Serving:
                 tf.function(step, jit_compile=True) if jit_compile else step
             )
         self.holder = tf.Module()
-        self.holder.state_table = tf.lookup.StaticHashTable(
-            tf.lookup.TextFileInitializer(
-                os.path.join(asset_dir, STATE_ASSET),
-                key_dtype=tf.string,
-                key_index=0,
-                value_dtype=tf.string,
-                value_index=1,
-            ),
-            default_value="",
+        self.holder.state_asset = tf.saved_model.Asset(
+            os.path.join(asset_dir, STATE_ASSET)
         )
         if spec["tasks"] is not None:
             self.holder.task_table = tf.lookup.StaticHashTable(
@@ -294,11 +265,11 @@ class _Serving:
         holder = self.holder
 
         def load():
-            for key, variable in self.spec["variables"].items():
-                raw = tf.io.decode_base64(
-                    holder.state_table.lookup(tf.constant(key))
-                )
-                value = tf.io.decode_raw(raw, tf.float32, little_endian=True)
+            parts = tf.io.parse_tensor(
+                tf.io.read_file(holder.state_asset.asset_path), tf.string
+            )
+            for index, variable in enumerate(self.spec["variables"].values()):
+                value = tf.io.parse_tensor(parts[index], tf.float32)
                 variable.assign(tf.reshape(value, variable.shape))
             holder.loaded.assign(True)
             return tf.constant(True)
@@ -347,7 +318,7 @@ class _Serving:
                 tf.constant(members, tf.int32),
                 [tf.shape(inputs)[0] // len(members)],
             )
-        if self.kind == "encoder":
+        if not self.model.generates_text:
             x = dict(self.model.preprocessor(inputs))
             if prompt_ids is not None:
                 x["prompt_ids"] = prompt_ids
@@ -364,7 +335,6 @@ class _Serving:
         outputs = _generate(
             self.model,
             self.step,
-            self.kind,
             inputs,
             prompt_ids,
             self.batch_size,
@@ -488,16 +458,16 @@ def export_saved_model(
             "Exporting needs the model's preprocessor (tokenisation runs in "
             "the graph). Received a model with preprocessor=None."
         )
-    if spec["kind"] == "causal" and max_length is not None:
-        spec["model"].check_sequence_length(max_length)
+    if max_length is not None:
+        spec["model"].check_generation_length(max_length)
     path, parent = _prepare_target(path, overwrite)
-    output = "probabilities" if spec["kind"] == "encoder" else "outputs"
+    output = "outputs" if spec["model"].generates_text else "probabilities"
 
     tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}-")
     staging = tempfile.mkdtemp(prefix="keras_prompt_assets-")
     try:
-        with open(os.path.join(staging, STATE_ASSET), "w") as f:
-            f.write(_state_lines(spec["variables"]))
+        with open(os.path.join(staging, STATE_ASSET), "wb") as f:
+            f.write(_state_bytes(spec["variables"]))
         with open(os.path.join(staging, TASKS_ASSET), "w") as f:
             f.write(_task_lines(spec["tasks"]))
         serving = _Serving(spec, staging, batch_size, max_length, jit_compile)
@@ -598,6 +568,11 @@ def update_exported_prompts(model, export_dir, new_dir, overwrite=False):
         "embedding_fingerprint"
     ]
     problems = []
+    if manifest.get("format_version") != FORMAT_VERSION:
+        problems.append(
+            f"export format {manifest.get('format_version')} vs "
+            f"{FORMAT_VERSION} written by this keras_prompt"
+        )
     if type(spec["model"]).__name__ != manifest["task_class"]:
         problems.append(
             f"task class {type(spec['model']).__name__} vs exported "
@@ -640,8 +615,8 @@ def update_exported_prompts(model, export_dir, new_dir, overwrite=False):
                 )
         os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
         os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
-        with open(os.path.join(tmp, "assets", STATE_ASSET), "w") as f:
-            f.write(_state_lines(spec["variables"]))
+        with open(os.path.join(tmp, "assets", STATE_ASSET), "wb") as f:
+            f.write(_state_bytes(spec["variables"]))
         if spec["tasks"] is not None:
             with open(os.path.join(tmp, "assets", TASKS_ASSET), "w") as f:
                 f.write(_task_lines(spec["tasks"]))

@@ -180,6 +180,14 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
             **kwargs,
         )
 
+    # -- the prompt-state protocol ------------------------------------------
+    text_key = "prompts"
+
+    def check_generation_length(self, max_length):
+        if max_length is None and self.preprocessor is not None:
+            max_length = self.preprocessor.sequence_length
+        self.check_sequence_length(max_length)
+
     def check_sequence_length(self, sequence_length):
         """Raises a `ValueError` if `prompt_length + sequence_length` does
         not fit the backbone's positions (absolute-position families)."""
@@ -211,10 +219,7 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
         `sequence_length` when `None`) counts the text tokens only: the
         prompt comes on top.
         """
-        if max_length is None and self.preprocessor is not None:
-            self.check_sequence_length(self.preprocessor.sequence_length)
-        elif max_length is not None:
-            self.check_sequence_length(max_length)
+        self.check_generation_length(max_length)
         if isinstance(inputs, dict) and "prompt_ids" in inputs:
             return self._generate_with_prompt_ids(
                 inputs, max_length, stop_token_ids, strip_prompt
@@ -250,17 +255,8 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
                 f"input ({len(text)} inputs). Received: "
                 f"prompt_ids={prompt_ids.tolist()}"
             )
-        if stop_token_ids == "auto":
-            tokenizer = self.preprocessor.tokenizer
-            stop_token_ids = [tokenizer.end_token_id]
-            if hasattr(tokenizer, "end_token2_id"):
-                stop_token_ids.append(tokenizer.end_token2_id)
-        x = self.preprocessor.generate_preprocess(
-            text, sequence_length=max_length
-        )
-        x = dict(x, prompt_ids=ops.convert_to_tensor(prompt_ids))
-        outputs = self.make_generate_function()(
-            x, stop_token_ids=stop_token_ids
+        x, outputs = self.generate_tokens(
+            text, prompt_ids, max_length, stop_token_ids
         )
         if strip_prompt:
             outputs = dict(outputs)

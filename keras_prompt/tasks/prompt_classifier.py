@@ -11,7 +11,6 @@ from keras_prompt.tasks.prompt_task import PromptTaskMixin
 from keras_prompt.tasks.prompt_task import check_frozen_backbone
 from keras_prompt.validation import check_int
 
-HEAD_TENSORS = ("head/kernel", "head/bias")
 TASK_KWARGS = ("activation", "dropout", "pooling", "name", "compile")
 POOLINGS = ("cls", "mean")
 
@@ -321,90 +320,36 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
                 )
         return outputs
 
-    # -- prompt files -------------------------------------------------------
-    def extra_prompt_tensors(self):
-        """The head (kernel and bias) travels with the prompt."""
+    # -- the prompt-state protocol ------------------------------------------
+    text_key = "text"
+    generates_text = False
+    extras_description = "classification head"
+    # Files written before `pooling` existed were trained on [CLS].
+    prompt_file_defaults = {"pooling": "cls"}
+
+    def head_variables(self):
+        """The head (kernel and bias) trains and travels with the prompt."""
+        return {"head/kernel": self.head.kernel, "head/bias": self.head.bias}
+
+    def task_config(self):
         return {
-            "head/kernel": keras.ops.convert_to_numpy(self.head.kernel),
-            "head/bias": keras.ops.convert_to_numpy(self.head.bias),
+            "num_classes": self.num_classes,
+            "activation": self.activation,
+            "dropout": self.dropout,
+            "pooling": self.pooling,
         }
-
-    def checked_head_tensors(self, tensors, source):
-        """The head arrays of a prompt file, checked against this head."""
-        missing = [name for name in HEAD_TENSORS if name not in tensors]
-        if missing:
-            raise ValueError(
-                f"The prompt file {source!r} holds no classification head "
-                f"(missing {missing}); it was not saved by a PromptClassifier."
-            )
-        unknown = sorted(set(tensors) - set(HEAD_TENSORS))
-        if unknown:
-            raise ValueError(
-                f"The prompt file {source!r} holds extra tensors {unknown} "
-                "that PromptClassifier does not use."
-            )
-        values = []
-        for name, variable in zip(
-            HEAD_TENSORS, (self.head.kernel, self.head.bias)
-        ):
-            value = np.asarray(tensors[name], dtype="float32")
-            expected = tuple(variable.shape)
-            if value.shape != expected:
-                raise ValueError(
-                    f"The head {name!r} in {source!r} has shape "
-                    f"{value.shape}, but this classifier's has shape "
-                    f"{expected} (num_classes={self.num_classes}, "
-                    f"num_prompts={self.backbone.num_prompts}, "
-                    f"hidden_dim={self.backbone.hidden_dim})."
-                )
-            values.append(value)
-        return values
-
-    def assign_extra_prompt_tensors(self, tensors, source):
-        kernel, bias = self.checked_head_tensors(tensors, source)
-        self.head.kernel.assign(kernel)
-        self.head.bias.assign(bias)
 
     def prompt_file_info(self):
         """The head only fits the pooling it was trained with."""
         return {"pooling": self.pooling}
 
-    def load_prompts(self, path):
-        """Loads the prompt(s) and head(s) written by `save_prompts`.
-
-        Everything is checked before anything is assigned: a file from
-        another backbone, another kind of task, or with a prompt or head of
-        another shape raises a `ValueError` and leaves the model unchanged.
-        Returns the file's metadata.
-        """
-        prompt, extras, metadata = self.backbone.read_prompts(path)
-        found = metadata.get("task_class")
-        if found is not None and found != type(self).__name__:
-            raise ValueError(
-                f"The prompt file {path!r} was saved by a {found}, not a "
-                f"{type(self).__name__}."
-            )
-        pooling = metadata.get("pooling", "cls")
-        if pooling != self.pooling:
-            raise ValueError(
-                f"The prompt file {path!r} was trained with "
-                f"pooling={pooling!r}, but this classifier has "
-                f"pooling={self.pooling!r}: its head would read the wrong "
-                f"state. Build the classifier with pooling={pooling!r}."
-            )
-        expected = tuple(self.backbone.prompt_embedding.embeddings.shape)
-        if tuple(np.shape(prompt)) != expected:
-            raise ValueError(
-                f"The prompt from {path!r} has shape {np.shape(prompt)}, but "
-                f"this model's prompt has shape {expected} (prompt_length="
-                f"{self.backbone.prompt_length}, num_prompts="
-                f"{self.backbone.num_prompts})."
-            )
-        kernel, bias = self.checked_head_tensors(extras, path)
-        self.backbone.assign_prompts(prompt, source=path)
-        self.head.kernel.assign(kernel)
-        self.head.bias.assign(bias)
-        return metadata
+    def infer(self, texts, prompt_ids=None, **kwargs):
+        """Class probabilities `(N, num_classes)` (logits with
+        `activation=None`); `prompt_ids` picks each text's prompt and head
+        in a bank. Other arguments go to `predict`."""
+        x, _ = self.prompt_inputs(texts, prompt_ids)
+        kwargs.setdefault("verbose", 0)
+        return self.predict(x, **kwargs)
 
 
 def masked_mean(sequence, mask):

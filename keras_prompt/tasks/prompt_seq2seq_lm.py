@@ -129,6 +129,13 @@ class PromptSeq2SeqLM(PromptTaskMixin, keras_hub.models.T5Seq2SeqLM):
             **kwargs,
         )
 
+    # -- the prompt-state protocol ------------------------------------------
+    text_key = "encoder_text"
+    target_key = "decoder_text"
+
+    def generated_tokens(self, outputs):
+        return outputs["decoder_token_ids"], outputs["decoder_padding_mask"]
+
     def preprocess_samples(self, x, y=None, sample_weight=None):
         # Raw (input, target) string pairs become keras-hub's dict.
         if y is not None and _is_text(x) and _is_text(y):

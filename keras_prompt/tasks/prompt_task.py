@@ -1,7 +1,9 @@
 """What every prompt-tuned task shares: prompt files and `prompt_ids`."""
 
 import keras
+import numpy as np
 
+from keras_prompt import prompt_files
 from keras_prompt.frozen_backbone import FrozenBackbone
 from keras_prompt.frozen_backbone import frozen_weights_unwatched
 
@@ -25,12 +27,19 @@ def check_frozen_backbone(task_name, backbone, kind):
 
 
 class PromptTaskMixin:
-    """Prompt files and per-example prompt ids for keras-hub tasks.
+    """The prompt-state protocol every keras_prompt task shares.
 
-    A task mixing this in saves and loads its prompts (and any extra trained
-    tensors it declares in `extra_prompt_tensors`) with `save_prompts` /
-    `load_prompts`, and passes a `"prompt_ids"` feature of its inputs
-    through preprocessing untouched, so banks can mix tasks in a batch.
+    The task is the one owner of its prompt state: its variables
+    (`trained_variables`, `state_variables`: the prompt, and a head for
+    classifiers), the metadata a prompt file records
+    (`prompt_file_metadata`), a validated read of a prompt file that checks
+    everything before anything is assigned (`read_prompt_file`,
+    `load_prompts`), the input dict for texts + `prompt_ids` + targets
+    (`prompt_inputs`) and one entry point for outputs (`infer`: generated
+    strings, or class probabilities). Prompt banks, ensembles, export,
+    the training recipe and the CLI use only these, so a new task kind is
+    one class implementing them. A `"prompt_ids"` feature of the inputs
+    passes through preprocessing untouched, so banks mix tasks in a batch.
     """
 
     def call(self, *args, **kwargs):
@@ -73,20 +82,157 @@ class PromptTaskMixin:
             )
         return super().make_generate_function()
 
-    def extra_prompt_tensors(self):
-        """Trained tensors besides the prompt that a prompt file carries."""
+    # == The prompt-state protocol ============================================
+    # Everything outside the task classes (banks, ensembles, export, the
+    # training path, the CLI) reads, checks, assigns, batches and runs
+    # prompts through these methods and never asks which kind of task it
+    # holds. A new task kind implements them; a new family is an adapter.
+
+    #: The key of the input texts in the task's dict inputs.
+    text_key = "text"
+    #: Where targets go: `None` for `y`, else a key of the dict inputs.
+    target_key = None
+    #: Whether `infer` returns generated strings (else class scores).
+    generates_text = True
+    #: What an empty head means in messages (tasks with trained extras).
+    extras_description = "extra tensors"
+    #: Values of `prompt_file_info` keys implied by files that predate them.
+    prompt_file_defaults = {}
+
+    def head_variables(self):
+        """Trained variables besides the prompt: `{name: variable}` (a
+        classifier's head). A bank holds one row of each per prompt."""
         return {}
 
-    def assign_extra_prompt_tensors(self, tensors, source):
-        if tensors:
-            raise ValueError(
-                f"The prompt file {source!r} holds extra tensors "
-                f"{sorted(tensors)} that {type(self).__name__} does not use."
-            )
+    def trained_variables(self):
+        """What trains and what a prompt file holds: `{"prompt": ...}` and
+        the task's `head_variables()`."""
+        variables = {"prompt": self.backbone.prompt_embedding.embeddings}
+        variables.update(self.head_variables())
+        return variables
+
+    def state_variables(self):
+        """Every variable holding prompt state (the trained ones, and a
+        variable-length bank's `"prompt_mask"`): what banks write and what
+        export serves from its asset."""
+        variables = self.backbone.prompt_embedding.state_variables()
+        variables.update(self.head_variables())
+        return variables
+
+    def task_config(self):
+        """Constructor arguments besides `backbone` and `preprocessor`."""
+        return {}
+
+    def with_backbone(self, backbone):
+        """A task of the same class and settings on another
+        `FrozenBackbone` (a bank's), sharing the preprocessor."""
+        return type(self)(
+            backbone, preprocessor=self.preprocessor, **self.task_config()
+        )
 
     def prompt_file_info(self):
-        """Task settings a prompt file records (JSON-able metadata)."""
+        """Task settings a prompt file records and a loader must match
+        (JSON-able metadata)."""
         return {}
+
+    def prompt_file_metadata(self, task_names=None):
+        """The metadata `save_prompts` writes."""
+        metadata = self.backbone.prompt_metadata(task_names)
+        metadata["task_class"] = type(self).__name__
+        metadata.update(self.prompt_file_info())
+        return metadata
+
+    def settings_description(self):
+        """The settings that fix the state's shapes, for messages."""
+        backbone = self.backbone
+        settings = {
+            "prompt_length": backbone.prompt_length,
+            "num_prompts": backbone.num_prompts,
+        }
+        settings.update(
+            {
+                key: value
+                for key, value in self.task_config().items()
+                if isinstance(value, int) and not isinstance(value, bool)
+            }
+        )
+        return ", ".join(f"{k}={v}" for k, v in settings.items())
+
+    def check_prompt_metadata(self, metadata, source):
+        """Raises unless a prompt source's metadata (a file's, or another
+        task's `prompt_file_metadata()`) fits this task: same backbone,
+        same task class, same settings."""
+        prompt_files.check_same_backbone(
+            metadata, self.backbone.prompt_metadata(), source
+        )
+        expected = type(self).__name__
+        found = metadata.get("task_class")
+        if found is not None and found != expected:
+            raise ValueError(
+                f"The prompt file {source!r} was saved by a {found}, not a "
+                f"{expected}."
+            )
+        for key, value in self.prompt_file_info().items():
+            theirs = metadata.get(key, self.prompt_file_defaults.get(key))
+            if theirs != value:
+                raise ValueError(
+                    f"The prompt file {source!r} was trained with "
+                    f"{key}={theirs!r}, but this {expected} has "
+                    f"{key}={value!r}: build it with {key}={theirs!r}."
+                )
+
+    def check_state_names(self, state, source):
+        """Raises unless `state` holds exactly the prompt and this task's
+        `head_variables()`."""
+        expected = set(self.head_variables())
+        missing = sorted(expected - set(state))
+        if missing:
+            raise ValueError(
+                f"The prompt file {source!r} holds no "
+                f"{self.extras_description} (missing {missing}); it was not "
+                f"saved by a {type(self).__name__}."
+            )
+        unknown = sorted(set(state) - expected - {"prompt"})
+        if unknown:
+            raise ValueError(
+                f"The prompt file {source!r} holds "
+                f"{prompt_files.describe_tensors(unknown)} that "
+                f"{type(self).__name__} does not use."
+            )
+
+    def read_prompt_file(self, path):
+        """Reads and checks a prompt file for this task without assigning
+        anything; returns `(state, metadata)`, `state` being
+        `{"prompt": ..., **heads}` as stored (a bank file has a leading
+        prompt axis)."""
+        tensors, metadata = prompt_files.read_prompt_file(path)
+        self.check_prompt_metadata(metadata, path)
+        state = {
+            name[len("extra/") :] if name != "prompt" else name: value
+            for name, value in tensors.items()
+        }
+        self.check_state_names(state, path)
+        return state, metadata
+
+    def check_state_shapes(self, state, source):
+        """Raises unless every array of `state` has its variable's shape."""
+        for key, variable in self.trained_variables().items():
+            shape = tuple(np.shape(state[key]))
+            expected = tuple(variable.shape)
+            if shape != expected:
+                what = "prompt" if key == "prompt" else f"tensor {key!r}"
+                raise ValueError(
+                    f"The {what} from {source!r} has shape {shape}, but "
+                    f"this model's {what} has shape {expected} "
+                    f"({self.settings_description()})."
+                )
+
+    def assign_prompt_state(self, state, source="values"):
+        """Checks, then assigns, every trained array of `state`."""
+        self.check_state_names(state, source)
+        self.check_state_shapes(state, source)
+        for key, variable in self.trained_variables().items():
+            variable.assign(np.asarray(state[key], dtype="float32"))
 
     def save_prompts(self, path, task_names=None):
         """Writes the trained prompt(s) to a small file (atomically).
@@ -98,7 +244,10 @@ class PromptTaskMixin:
         self.backbone.save_prompts(
             path,
             task_names=task_names,
-            extra_tensors=self.extra_prompt_tensors(),
+            extra_tensors={
+                key: keras.ops.convert_to_numpy(variable)
+                for key, variable in self.head_variables().items()
+            },
             task_class=type(self).__name__,
             **self.prompt_file_info(),
         )
@@ -106,20 +255,74 @@ class PromptTaskMixin:
     def load_prompts(self, path):
         """Loads a prompt file written by `save_prompts`.
 
-        Raises a `ValueError` when the file comes from another backbone or
-        another kind of task. Returns the file's metadata.
+        Everything is checked before anything is assigned: a file from
+        another backbone, another kind of task or other settings, or with
+        tensors of other shapes or non-finite values, raises a
+        `ValueError` and leaves the model unchanged. Returns the file's
+        metadata.
         """
-        prompt, extras, metadata = self.backbone.read_prompts(path)
-        expected = type(self).__name__
-        found = metadata.get("task_class")
-        if found is not None and found != expected:
-            raise ValueError(
-                f"The prompt file {path!r} was saved by a {found}, not a "
-                f"{expected}."
-            )
-        self.assign_extra_prompt_tensors(extras, path)
-        self.backbone.assign_prompts(prompt, source=path)
+        state, metadata = self.read_prompt_file(path)
+        self.assign_prompt_state(state, source=path)
         return metadata
+
+    # -- batches and outputs ------------------------------------------------
+    def prompt_inputs(self, texts, prompt_ids=None, targets=None):
+        """`(x, y)` for `fit` / `evaluate` / `predict` from raw texts, the
+        prompt id of each example (banks) and optional targets."""
+        x = {self.text_key: texts}
+        if prompt_ids is not None:
+            x["prompt_ids"] = prompt_ids
+        if targets is not None and self.target_key is not None:
+            x[self.target_key] = targets
+            targets = None
+        return x, targets
+
+    def stop_token_ids(self):
+        """The tokenizer's end token(s): what `stop_token_ids="auto"`
+        means."""
+        tokenizer = self.preprocessor.tokenizer
+        ids = [tokenizer.end_token_id]
+        if getattr(tokenizer, "end_token2_id", None) is not None:
+            ids.append(tokenizer.end_token2_id)
+        return ids
+
+    def generated_tokens(self, outputs):
+        """`(token_ids, padding_mask)` of `generate_step`'s outputs."""
+        return outputs["token_ids"], outputs["padding_mask"]
+
+    def check_generation_length(self, max_length):
+        """Raises before any compute if `max_length` cannot be served."""
+
+    def generate_tokens(
+        self, texts, prompt_ids=None, max_length=None, stop_token_ids="auto"
+    ):
+        """Preprocesses `texts` and runs the compiled generation function;
+        returns `(inputs, outputs)` as token dicts."""
+        if self.preprocessor is None:
+            raise ValueError("`generate` needs the model's preprocessor.")
+        self.check_generation_length(max_length)
+        if stop_token_ids == "auto":
+            stop_token_ids = self.stop_token_ids()
+        x = self.preprocessor.generate_preprocess(
+            texts, sequence_length=max_length
+        )
+        if prompt_ids is not None:
+            x = dict(x, prompt_ids=keras.ops.convert_to_tensor(prompt_ids))
+        outputs = self.make_generate_function()(
+            x, stop_token_ids=stop_token_ids
+        )
+        return x, outputs
+
+    def infer(
+        self, texts, prompt_ids=None, max_length=None, stop_token_ids="auto"
+    ):
+        """The task's outputs for raw texts: generated strings, one per
+        text (classifiers: class probabilities); `prompt_ids` picks each
+        text's prompt in a bank."""
+        _, outputs = self.generate_tokens(
+            texts, prompt_ids, max_length, stop_token_ids
+        )
+        return self.preprocessor.generate_postprocess(outputs)
 
     def preprocess_samples(self, x, y=None, sample_weight=None):
         prompt_ids = None
