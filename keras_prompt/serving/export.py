@@ -9,10 +9,12 @@ causal models) or class probabilities (classifiers). It loads with
 Serving; see `docs/serving.md`.
 
 Prompt-only updates: the prompts (and classifier heads) and the task-name
-table are read from two small asset files, `assets/keras_prompt_state.pb`
-(the task model's `state_variables()`, each written with
-`tf.io.serialize_tensor`) and `assets/keras_prompt_tasks.tsv`, not from
-the graph. The state file
+table are read from two small asset files, `assets/keras_prompt_state.tsv`
+(the task model's `state_variables()`, one line each: its name and its
+`tf.io.serialize_tensor` bytes in URL-safe base64, since a lookup table
+initialised from an asset file, the one asset reader that survives
+`ExportArchive`, reads text lines) and `assets/keras_prompt_tasks.tsv`,
+not from the graph. The state file
 fills the prompt variables on the first request (a flag variable guards
 the copy); the task table is a lookup table initialised from its file at
 load time. `update_exported_prompts` writes a new version folder in which
@@ -41,7 +43,7 @@ from keras_prompt.version import __version__
 FORMAT = "keras_prompt.saved_model"
 FORMAT_VERSION = 2
 MANIFEST = os.path.join("assets.extra", "keras_prompt.json")
-STATE_ASSET = "keras_prompt_state.pb"
+STATE_ASSET = "keras_prompt_state.tsv"
 TASKS_ASSET = "keras_prompt_tasks.tsv"
 
 
@@ -88,16 +90,16 @@ def _resolve(obj):
     )
 
 
-def _state_bytes(variables):
-    """The state variables, in order, as one serialized string tensor of
-    serialized float32 tensors (`tf.io.serialize_tensor`)."""
+def _state_lines(variables):
+    """`name<TAB>base64(tf.io.serialize_tensor(value))` per variable."""
     import tensorflow as tf
 
-    parts = [
-        tf.io.serialize_tensor(np.asarray(_to_numpy(variable), dtype="float32"))
-        for variable in variables.values()
-    ]
-    return tf.io.serialize_tensor(tf.stack(parts)).numpy()
+    lines = []
+    for key, variable in variables.items():
+        value = np.asarray(_to_numpy(variable), dtype="float32")
+        encoded = tf.io.encode_base64(tf.io.serialize_tensor(value))
+        lines.append(f"{key}\t{encoded.numpy().decode('ascii')}\n")
+    return "".join(lines)
 
 
 def _task_lines(tasks):
@@ -240,8 +242,15 @@ class _Serving:
                 tf.function(step, jit_compile=True) if jit_compile else step
             )
         self.holder = tf.Module()
-        self.holder.state_asset = tf.saved_model.Asset(
-            os.path.join(asset_dir, STATE_ASSET)
+        self.holder.state_table = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(
+                os.path.join(asset_dir, STATE_ASSET),
+                key_dtype=tf.string,
+                key_index=0,
+                value_dtype=tf.string,
+                value_index=1,
+            ),
+            default_value="",
         )
         if spec["tasks"] is not None:
             self.holder.task_table = tf.lookup.StaticHashTable(
@@ -265,11 +274,9 @@ class _Serving:
         holder = self.holder
 
         def load():
-            parts = tf.io.parse_tensor(
-                tf.io.read_file(holder.state_asset.asset_path), tf.string
-            )
-            for index, variable in enumerate(self.spec["variables"].values()):
-                value = tf.io.parse_tensor(parts[index], tf.float32)
+            for key, variable in self.spec["variables"].items():
+                raw = holder.state_table.lookup(tf.constant(key))
+                value = tf.io.parse_tensor(tf.io.decode_base64(raw), "float32")
                 variable.assign(tf.reshape(value, variable.shape))
             holder.loaded.assign(True)
             return tf.constant(True)
@@ -466,8 +473,8 @@ def export_saved_model(
     tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}-")
     staging = tempfile.mkdtemp(prefix="keras_prompt_assets-")
     try:
-        with open(os.path.join(staging, STATE_ASSET), "wb") as f:
-            f.write(_state_bytes(spec["variables"]))
+        with open(os.path.join(staging, STATE_ASSET), "w") as f:
+            f.write(_state_lines(spec["variables"]))
         with open(os.path.join(staging, TASKS_ASSET), "w") as f:
             f.write(_task_lines(spec["tasks"]))
         serving = _Serving(spec, staging, batch_size, max_length, jit_compile)
@@ -615,8 +622,8 @@ def update_exported_prompts(model, export_dir, new_dir, overwrite=False):
                 )
         os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
         os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
-        with open(os.path.join(tmp, "assets", STATE_ASSET), "wb") as f:
-            f.write(_state_bytes(spec["variables"]))
+        with open(os.path.join(tmp, "assets", STATE_ASSET), "w") as f:
+            f.write(_state_lines(spec["variables"]))
         if spec["tasks"] is not None:
             with open(os.path.join(tmp, "assets", TASKS_ASSET), "w") as f:
                 f.write(_task_lines(spec["tasks"]))
