@@ -16,3 +16,14 @@ def check_int(name, value, minimum):
             f"`{name}` must be at least {minimum}. Received: {name}={value}"
         )
     return int(value)
+
+
+def check_positive_int(name, value):
+    """Raises a `ValueError` naming `name` unless `value` is an int >= 1.
+
+    A bool is not an int here; NumPy integers are not accepted either.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"`{name}` must be a positive int. Received: {name}={value!r}"
+        )
