@@ -27,3 +27,17 @@ def check_positive_int(name, value):
         raise ValueError(
             f"`{name}` must be a positive int. Received: {name}={value!r}"
         )
+
+
+def known_last_dim(input_shape, layer_name):
+    """The last dimension of `input_shape` as an int, for `build`.
+
+    Raises a `ValueError` naming `layer_name` when it is unknown.
+    """
+    dim = input_shape[-1]
+    if dim is None:
+        raise ValueError(
+            f"The last dimension of the inputs to `{layer_name}` must be "
+            f"known. Received: input_shape={input_shape}"
+        )
+    return int(dim)
