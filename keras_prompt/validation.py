@@ -16,3 +16,28 @@ def check_int(name, value, minimum):
             f"`{name}` must be at least {minimum}. Received: {name}={value}"
         )
     return int(value)
+
+
+def check_positive_int(name, value):
+    """Raises a `ValueError` naming `name` unless `value` is an int >= 1.
+
+    A bool is not an int here; NumPy integers are not accepted either.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"`{name}` must be a positive int. Received: {name}={value!r}"
+        )
+
+
+def known_last_dim(input_shape, layer_name):
+    """The last dimension of `input_shape` as an int, for `build`.
+
+    Raises a `ValueError` naming `layer_name` when it is unknown.
+    """
+    dim = input_shape[-1]
+    if dim is None:
+        raise ValueError(
+            f"The last dimension of the inputs to `{layer_name}` must be "
+            f"known. Received: input_shape={input_shape}"
+        )
+    return int(dim)

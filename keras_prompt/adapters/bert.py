@@ -2,7 +2,8 @@
 
 `EncoderPromptAdapter` holds what BERT, RoBERTa and DistilBERT share; each
 family has its own registered subclass (`BertAdapter` here, `RobertaAdapter`
-in `roberta.py`, `DistilBertAdapter` in `distil_bert.py`).
+in `roberta.py`, `DistilBertAdapter` in `distil_bert.py`, both through
+`TokenAndPositionEncoderAdapter`).
 """
 
 import keras
@@ -146,6 +147,30 @@ class EncoderPromptAdapter(PromptAdapter):
         for layer in backbone.transformer_layers:
             x = layer(x, padding_mask=padding_mask)
         return x
+
+
+class TokenAndPositionEncoderAdapter(EncoderPromptAdapter):
+    """An encoder embedding `token + position` with one `embeddings` layer.
+
+    keras-hub's RoBERTa and DistilBERT backbones embed through a
+    `TokenAndPositionEmbedding` (no segment embeddings), apply layer norm
+    and dropout and run the encoder; their output is the sequence output
+    alone (no pooler). The prompt replaces token embeddings right after
+    the first token (see `EncoderPromptAdapter`), which keeps position 0;
+    the output is the sequence output with `1 + P + L` positions, as the
+    backbone's. `prompt_length + sequence_length` must not exceed the
+    backbone's `max_sequence_length`.
+    """
+
+    def forward(self, inputs, prompt, prompt_ids=None):
+        embeddings = self.backbone.embeddings
+        token_ids = inputs["token_ids"]
+        self.check_static_length(token_ids, prompt)
+        tokens = embeddings.token_embedding(token_ids)
+        tokens = self.insert_prompt(tokens, prompt, prompt_ids)
+        x = ops.add(tokens, embeddings.position_embedding(tokens))
+        padding_mask = self.extend_padding_mask(inputs["padding_mask"], prompt)
+        return self.encode(x, padding_mask)
 
 
 @register_adapter

@@ -20,10 +20,77 @@ continue after the prompt. Generation inputs must be right-padded, as
 keras-hub's samplers require.
 """
 
+import textwrap
+
 import keras
 from keras import ops
 
 from keras_prompt.adapters.base import PromptAdapter
+
+_EXAMPLE = """
+    Example:
+
+    ```python
+    import keras_hub
+    import numpy as np
+    import keras_prompt
+
+    {name} = keras_hub.models.{backbone_class}(
+{arguments}
+    )
+    backbone = keras_prompt.FrozenBackbone({name}, prompt_length=4)
+    hidden = backbone({{
+        "token_ids": np.ones((2, 6), "int32"),
+        "padding_mask": np.ones((2, 6), "int32"),
+    }})  # (2, 10, 16): 4 prompt and 6 token positions
+    ```
+    """
+
+
+# The sizes every example backbone shares, and the grouped-query heads of
+# those that have them.
+_TINY = dict(
+    vocabulary_size=50, num_layers=2, hidden_dim=16, intermediate_dim=32
+)
+EXAMPLE_HEADS = dict(num_query_heads=2, num_key_value_heads=1)
+
+
+def with_example(name, backbone_class, **config):
+    """Class decorator ending a decoder adapter's docstring with an example.
+
+    The example builds a tiny `keras_hub.models.<backbone_class>` (50
+    tokens, 2 layers, width 16, `intermediate_dim=32`, and `config`)
+    called `name`, wraps it in a `FrozenBackbone` with a 4-vector prompt
+    and runs it on two rows of 6 tokens.
+
+    Args:
+        name: str, the variable holding the plain backbone.
+        backbone_class: str, the keras-hub backbone class.
+        **config: the family's other constructor arguments (heads, ...).
+    """
+    config = {**_TINY, **config}
+    arguments = ", ".join(f"{key}={value!r}" for key, value in config.items())
+    indent = " " * 8
+    arguments = "\n".join(
+        textwrap.wrap(
+            arguments + ",",
+            width=72,
+            initial_indent=indent,
+            subsequent_indent=indent,
+        )
+    )
+
+    def decorate(cls):
+        cls.__doc__ = (
+            cls.__doc__.rstrip()
+            + "\n"
+            + _EXAMPLE.format(
+                name=name, backbone_class=backbone_class, arguments=arguments
+            )
+        )
+        return cls
+
+    return decorate
 
 
 def _leading_padding(padding_mask):
@@ -135,10 +202,12 @@ class _DropPrompt(keras.layers.Layer):
 class DecoderAdapter(PromptAdapter):
     """Base of the decoder-only adapters (`kind = "causal"`).
 
-    Subclasses implement the family hooks `transformer`,
-    `transformer_with_cache` and, when the family needs them,
-    `finish_embedding` (embedding scale, absolute positions), `cache_heads`
-    and `init_cache`. Everything about the prompt (placement with left
+    Subclasses name their decoder layers' arguments
+    (`padding_mask_argument`, `cache_argument`, `cache_index_argument`;
+    keras-hub's GPT-2 / Llama names by default) and, when the family needs
+    them, override `finish_embedding` (embedding scale, absolute
+    positions), `transformer`, `transformer_with_cache`, `cache_heads` and
+    `init_cache`. Everything about the prompt (placement with left
     padding, mask extension, removal, the prompt in the generation cache)
     is shared here.
 
@@ -158,6 +227,10 @@ class DecoderAdapter(PromptAdapter):
 
     kind = "causal"
     prompt_position = "before_first_token"
+    # The keyword arguments of the family's decoder layer.
+    padding_mask_argument = "decoder_padding_mask"
+    cache_argument = "self_attention_cache"
+    cache_index_argument = "self_attention_cache_update_index"
 
     def __init__(self, backbone):
         super().__init__(backbone)
@@ -181,13 +254,25 @@ class DecoderAdapter(PromptAdapter):
 
     def transformer(self, x, padding_mask):
         """The transformer layers without cache."""
-        raise NotImplementedError
+        for layer in self.backbone.transformer_layers:
+            x = layer(x, **{self.padding_mask_argument: padding_mask})
+        return x
 
     def transformer_with_cache(
         self, x, cache, cache_update_index, padding_mask=None
     ):
         """The transformer layers with a cache; returns `(x, cache)`."""
-        raise NotImplementedError
+
+        def call(layer, x, layer_cache):
+            return layer(
+                x,
+                **{
+                    self.cache_argument: layer_cache,
+                    self.cache_index_argument: cache_update_index,
+                },
+            )
+
+        return self.stacked_cache_pass(x, cache, call)
 
     def cache_heads(self):
         """`(num_key_value_heads, head_dim)` of the attention cache."""

@@ -12,10 +12,16 @@ embeddings of real tokens.
 from keras import ops
 
 from keras_prompt.adapters.base import register_adapter
+from keras_prompt.adapters.decoder import EXAMPLE_HEADS
 from keras_prompt.adapters.decoder import DecoderAdapter
+from keras_prompt.adapters.decoder import with_example
 
 
 class _ScaledEmbeddingAdapter(DecoderAdapter):
+    padding_mask_argument = "padding_mask"
+    cache_argument = "cache"
+    cache_index_argument = "cache_update_index"
+
     def finish_embedding(self, x, start_index=0):
         # The same expression as the backbone, for bit-identical scaling.
         return x * ops.cast(ops.sqrt(self.backbone.hidden_dim), x.dtype)
@@ -25,6 +31,7 @@ class _ScaledEmbeddingAdapter(DecoderAdapter):
 
 
 @register_adapter
+@with_example("gemma", "GemmaBackbone", **EXAMPLE_HEADS, head_dim=8)
 class GemmaAdapter(_ScaledEmbeddingAdapter):
     """Gemma and Gemma 2: the prompt is stored before the embedding scale.
 
@@ -34,47 +41,21 @@ class GemmaAdapter(_ScaledEmbeddingAdapter):
     `keras_prompt.adapters.decoder`. Rotary positions need no change.
     Gemma 2's alternating sliding-window layers and logit soft caps count
     prompt positions like token positions.
-
-    Example:
-
-    ```python
-    import keras_hub
-    import numpy as np
-    import keras_prompt
-
-    gemma = keras_hub.models.GemmaBackbone(
-        vocabulary_size=50, num_layers=2, num_query_heads=2,
-        num_key_value_heads=1, hidden_dim=16, intermediate_dim=32,
-        head_dim=8,
-    )
-    backbone = keras_prompt.FrozenBackbone(gemma, prompt_length=4)
-    hidden = backbone({
-        "token_ids": np.ones((2, 6), "int32"),
-        "padding_mask": np.ones((2, 6), "int32"),
-    })  # (2, 10, 16)
-    ```
     """
 
     family = "gemma"
     backbone_classes = ("GemmaBackbone",)
 
-    def transformer(self, x, padding_mask):
-        for layer in self.backbone.transformer_layers:
-            x = layer(x, padding_mask=padding_mask)
-        return x
-
-    def transformer_with_cache(
-        self, x, cache, cache_update_index, padding_mask=None
-    ):
-        def call(layer, x, layer_cache):
-            return layer(
-                x, cache=layer_cache, cache_update_index=cache_update_index
-            )
-
-        return self.stacked_cache_pass(x, cache, call)
-
 
 @register_adapter
+@with_example(
+    "gemma3",
+    "Gemma3Backbone",
+    image_size=16,
+    **EXAMPLE_HEADS,
+    head_dim=8,
+    vision_encoder=None,
+)
 class Gemma3Adapter(_ScaledEmbeddingAdapter):
     """Gemma 3 text-only: the prompt is stored before the embedding scale.
 
@@ -89,20 +70,6 @@ class Gemma3Adapter(_ScaledEmbeddingAdapter):
     Only text-only, causal backbones are supported: a `Gemma3Backbone` with
     a vision encoder, or an embedding model (bidirectional attention,
     pooled output) raises a `ValueError`.
-
-    Example:
-
-    ```python
-    import keras_hub
-    import keras_prompt
-
-    gemma3 = keras_hub.models.Gemma3Backbone(
-        vocabulary_size=50, image_size=16, num_layers=2,
-        num_query_heads=2, num_key_value_heads=1, hidden_dim=16,
-        intermediate_dim=32, head_dim=8, vision_encoder=None,
-    )
-    backbone = keras_prompt.FrozenBackbone(gemma3, prompt_length=4)
-    ```
     """
 
     family = "gemma3"

@@ -10,7 +10,9 @@ needs nothing for positions and there is no length limit to check.
 """
 
 from keras_prompt.adapters.base import register_adapter
+from keras_prompt.adapters.decoder import EXAMPLE_HEADS
 from keras_prompt.adapters.decoder import DecoderAdapter
+from keras_prompt.adapters.decoder import with_example
 
 
 class RotaryDecoderAdapter(DecoderAdapter):
@@ -18,52 +20,22 @@ class RotaryDecoderAdapter(DecoderAdapter):
 
     The prompt is inserted right after the token lookup, before each row's
     first real token (after any left padding), and the padding mask is
-    extended with ones; see `keras_prompt.adapters.decoder`. Sliding-window
-    attention (Mistral, Qwen) counts prompt positions like token positions.
+    extended with ones; see `keras_prompt.adapters.decoder`. The prompt
+    goes between the token lookup and the first decoder layer; rotary
+    positions need no change. Sliding-window attention (Mistral, Qwen)
+    counts prompt positions like token positions.
+    The layers take keras-hub's `decoder_padding_mask` and stacked
+    `self_attention_cache`, `DecoderAdapter`'s defaults.
     """
-
-    def transformer(self, x, padding_mask):
-        for layer in self.backbone.transformer_layers:
-            x = layer(x, decoder_padding_mask=padding_mask)
-        return x
-
-    def transformer_with_cache(
-        self, x, cache, cache_update_index, padding_mask=None
-    ):
-        def call(layer, x, layer_cache):
-            return layer(
-                x,
-                self_attention_cache=layer_cache,
-                self_attention_cache_update_index=cache_update_index,
-            )
-
-        return self.stacked_cache_pass(x, cache, call)
 
 
 @register_adapter
+@with_example("llama", "LlamaBackbone", **EXAMPLE_HEADS)
 class LlamaAdapter(RotaryDecoderAdapter):
     """Llama 2 and Llama 3 (`LlamaBackbone`, `Llama3Backbone`).
 
-    The prompt goes between the token lookup and the first decoder layer,
-    before the first real token; rotary positions need no change.
-
-    Example:
-
-    ```python
-    import keras_hub
-    import numpy as np
-    import keras_prompt
-
-    llama = keras_hub.models.LlamaBackbone(
-        vocabulary_size=50, num_layers=2, num_query_heads=2,
-        num_key_value_heads=1, hidden_dim=16, intermediate_dim=32,
-    )
-    backbone = keras_prompt.FrozenBackbone(llama, prompt_length=4)
-    hidden = backbone({
-        "token_ids": np.ones((2, 6), "int32"),
-        "padding_mask": np.ones((2, 6), "int32"),
-    })  # (2, 10, 16)
-    ```
+    `Llama3Backbone` subclasses `LlamaBackbone` and so matches this
+    adapter; Llama 3's larger rotary base changes nothing for the prompt.
     """
 
     family = "llama"
@@ -71,24 +43,12 @@ class LlamaAdapter(RotaryDecoderAdapter):
 
 
 @register_adapter
+@with_example("mistral", "MistralBackbone", **EXAMPLE_HEADS)
 class MistralAdapter(RotaryDecoderAdapter):
     """Mistral (`MistralBackbone`), sliding-window attention included.
 
-    The prompt goes between the token lookup and the first decoder layer,
-    before the first real token; rotary positions need no change.
-
-    Example:
-
-    ```python
-    import keras_hub
-    import keras_prompt
-
-    mistral = keras_hub.models.MistralBackbone(
-        vocabulary_size=50, num_layers=2, num_query_heads=2,
-        num_key_value_heads=1, hidden_dim=16, intermediate_dim=32,
-    )
-    backbone = keras_prompt.FrozenBackbone(mistral, prompt_length=4)
-    ```
+    Each layer's sliding window counts the prompt positions like token
+    positions, in the prompted pass and in the generation cache.
     """
 
     family = "mistral"
@@ -96,24 +56,12 @@ class MistralAdapter(RotaryDecoderAdapter):
 
 
 @register_adapter
+@with_example("qwen", "QwenBackbone", **EXAMPLE_HEADS)
 class QwenAdapter(RotaryDecoderAdapter):
     """Qwen 2 / 2.5 (keras-hub's `QwenBackbone`).
 
-    The prompt goes between the token lookup and the first decoder layer,
-    before the first real token; rotary positions need no change.
-
-    Example:
-
-    ```python
-    import keras_hub
-    import keras_prompt
-
-    qwen = keras_hub.models.QwenBackbone(
-        vocabulary_size=50, num_layers=2, num_query_heads=2,
-        num_key_value_heads=1, hidden_dim=16, intermediate_dim=32,
-    )
-    backbone = keras_prompt.FrozenBackbone(qwen, prompt_length=4)
-    ```
+    With `use_sliding_window_attention=True` the window counts the prompt
+    positions like token positions.
     """
 
     family = "qwen"
@@ -121,25 +69,13 @@ class QwenAdapter(RotaryDecoderAdapter):
 
 
 @register_adapter
+@with_example("qwen3", "Qwen3Backbone", **EXAMPLE_HEADS, head_dim=8)
 class Qwen3Adapter(RotaryDecoderAdapter):
     """Qwen 3 (`Qwen3Backbone`, dense models).
 
-    The prompt goes between the token lookup and the first decoder layer,
-    before the first real token; rotary positions need no change.
-
-    Example:
-
-    ```python
-    import keras_hub
-    import keras_prompt
-
-    qwen3 = keras_hub.models.Qwen3Backbone(
-        vocabulary_size=50, num_layers=2, num_query_heads=2,
-        num_key_value_heads=1, head_dim=8, hidden_dim=16,
-        intermediate_dim=32,
-    )
-    backbone = keras_prompt.FrozenBackbone(qwen3, prompt_length=4)
-    ```
+    The per-head query and key norms act on the prompt positions as on
+    the tokens'; `head_dim` is the backbone's own, not
+    `hidden_dim // num_query_heads`.
     """
 
     family = "qwen3"

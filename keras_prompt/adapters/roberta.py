@@ -1,34 +1,18 @@
-from keras import ops
-
 from keras_prompt.adapters.base import register_adapter
-from keras_prompt.adapters.bert import EncoderPromptAdapter
+from keras_prompt.adapters.bert import TokenAndPositionEncoderAdapter
 
 
 @register_adapter
-class RobertaAdapter(EncoderPromptAdapter):
+class RobertaAdapter(TokenAndPositionEncoderAdapter):
     """RoBERTa (and XLM-RoBERTa, whose keras-hub backbone subclasses it).
 
-    keras-hub's `RobertaBackbone` embeds `token + position` (one
-    `TokenAndPositionEmbedding`, positions from 0), applies layer norm and
-    dropout and runs the encoder; its output is the sequence output alone.
-    The prompt replaces token embeddings right after `<s>` (see
-    `EncoderPromptAdapter`), so `<s>` stays at position 0, where keras-hub's
-    `RobertaTextClassifier` reads it. The output is the sequence output
-    with `1 + P + L` positions, as the backbone's.
-
-    `prompt_length + sequence_length` must not exceed the backbone's
-    `max_sequence_length` (512 for the released RoBERTa models).
+    keras-hub's `RobertaBackbone` embeds `token + position` in one
+    `TokenAndPositionEmbedding` with positions from 0; see
+    `TokenAndPositionEncoderAdapter`. The prompt goes right after `<s>`,
+    which stays at position 0, where keras-hub's `RobertaTextClassifier`
+    reads it. The released RoBERTa models have 512 positions for the
+    prompt and the tokens.
     """
 
     family = "roberta"
     backbone_classes = ("RobertaBackbone",)
-
-    def forward(self, inputs, prompt, prompt_ids=None):
-        embeddings = self.backbone.embeddings
-        token_ids = inputs["token_ids"]
-        self.check_static_length(token_ids, prompt)
-        tokens = embeddings.token_embedding(token_ids)
-        tokens = self.insert_prompt(tokens, prompt, prompt_ids)
-        x = ops.add(tokens, embeddings.position_embedding(tokens))
-        padding_mask = self.extend_padding_mask(inputs["padding_mask"], prompt)
-        return self.encode(x, padding_mask)

@@ -515,63 +515,66 @@ def _feed_forward_map(prefix, layer):
     ]
 
 
+def _block_map(prefix, layer, attentions):
+    """Entries of one block: each of `attentions`, a list of
+    `(hf_name, attention_layer, layer_norm)`, then the feed-forward."""
+    entries = []
+    for index, (hf_name, attention, norm) in enumerate(attentions):
+        entries += _attention_map(f"{prefix}.{index}.{hf_name}", attention)
+        entries.append(
+            (f"{prefix}.{index}.layer_norm.weight", norm.weight, False)
+        )
+    index = len(attentions)
+    entries += _feed_forward_map(f"{prefix}.{index}.DenseReluDense", layer)
+    entries.append(
+        (f"{prefix}.{index}.layer_norm.weight", layer.layer_norm.weight, False)
+    )
+    return entries
+
+
+def _stack_map(stack, layers, final_norm, cross_attention):
+    """Entries of the `"encoder"` or `"decoder"` stack's blocks and norm."""
+    entries = []
+    for i, layer in enumerate(layers):
+        attentions = [
+            (
+                "SelfAttention",
+                layer.self_attention,
+                layer.self_attention_layer_norm,
+            )
+        ]
+        if cross_attention:
+            attentions.append(
+                (
+                    "EncDecAttention",
+                    layer.cross_attention,
+                    layer.cross_attention_layer_norm,
+                )
+            )
+        entries += _block_map(f"{stack}.block.{i}.layer", layer, attentions)
+    entries.append(
+        (f"{stack}.final_layer_norm.weight", final_norm.weight, False)
+    )
+    return entries
+
+
 def _weight_map(backbone):
     """List of `(hf_name, keras_variable, transpose)` for every variable."""
     embedding = backbone.token_embedding
     entries = [("shared.weight", embedding.embeddings, False)]
     if not backbone.tie_embedding_weights:
         entries.append(("lm_head.weight", embedding.reverse_embeddings, True))
-    for i, layer in enumerate(backbone.encoder_transformer_layers):
-        p = f"encoder.block.{i}.layer"
-        entries += _attention_map(f"{p}.0.SelfAttention", layer.self_attention)
-        entries.append(
-            (
-                f"{p}.0.layer_norm.weight",
-                layer.self_attention_layer_norm.weight,
-                False,
-            )
-        )
-        entries += _feed_forward_map(f"{p}.1.DenseReluDense", layer)
-        entries.append(
-            (f"{p}.1.layer_norm.weight", layer.layer_norm.weight, False)
-        )
-    entries.append(
-        (
-            "encoder.final_layer_norm.weight",
-            backbone.encoder_layer_norm.weight,
-            False,
-        )
+    entries += _stack_map(
+        "encoder",
+        backbone.encoder_transformer_layers,
+        backbone.encoder_layer_norm,
+        cross_attention=False,
     )
-    for i, layer in enumerate(backbone.decoder_transformer_layers):
-        p = f"decoder.block.{i}.layer"
-        entries += _attention_map(f"{p}.0.SelfAttention", layer.self_attention)
-        entries.append(
-            (
-                f"{p}.0.layer_norm.weight",
-                layer.self_attention_layer_norm.weight,
-                False,
-            )
-        )
-        entries += _attention_map(
-            f"{p}.1.EncDecAttention", layer.cross_attention
-        )
-        entries.append(
-            (
-                f"{p}.1.layer_norm.weight",
-                layer.cross_attention_layer_norm.weight,
-                False,
-            )
-        )
-        entries += _feed_forward_map(f"{p}.2.DenseReluDense", layer)
-        entries.append(
-            (f"{p}.2.layer_norm.weight", layer.layer_norm.weight, False)
-        )
-    entries.append(
-        (
-            "decoder.final_layer_norm.weight",
-            backbone.decoder_layer_norm.weight,
-            False,
-        )
+    entries += _stack_map(
+        "decoder",
+        backbone.decoder_transformer_layers,
+        backbone.decoder_layer_norm,
+        cross_attention=True,
     )
     # Guard against keras-hub layout drift: every variable mapped exactly once.
     mapped = [id(variable) for _, variable, _ in entries]
@@ -960,20 +963,19 @@ def save_hf_t5_checkpoint(backbone, path, tokenizer_proto=None):
 
     Example:
     ```python
+    import os
     import tempfile
     import keras_hub
     from keras_prompt.convert import save_hf_t5_checkpoint
 
+    # A gated feed-forward (the default) and an untied output head.
     backbone = keras_hub.models.T5Backbone(
-        vocabulary_size=64,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
-        activation="gelu",
-        tie_embedding_weights=False,
+        vocabulary_size=64, num_layers=2, num_heads=2, hidden_dim=16,
+        intermediate_dim=32, activation="gelu", tie_embedding_weights=False,
     )
-    save_hf_t5_checkpoint(backbone, tempfile.mkdtemp())
+    path = tempfile.mkdtemp()
+    save_hf_t5_checkpoint(backbone, path)
+    sorted(os.listdir(path))  # ["config.json", "model.safetensors"]
     ```
     """
     if not isinstance(backbone, keras_hub.models.T5Backbone):

@@ -20,6 +20,13 @@ def _describe(value):
     return text
 
 
+def as_item(value):
+    """The Python scalar of a 0-d NumPy array; other values unchanged."""
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return value.item()
+    return value
+
+
 def _lookup(record, task_name, field):
     """Returns `record[field]`; `field` may be dotted (`idx.question`)."""
     value = record
@@ -37,23 +44,35 @@ def _lookup(record, task_name, field):
     return value
 
 
-def _as_str(value, task_name, field):
-    if isinstance(value, np.ndarray) and value.shape == ():
-        value = value.item()
+def as_text(value, errors="strict"):
+    """`value` (`bytes`, `str` or a 0-d array of one) as a `str`.
+
+    Returns `None` for any other type. `bytes` are decoded as UTF-8 with
+    `errors` (a `UnicodeDecodeError` for invalid bytes by default).
+    """
+    value = as_item(value)
     if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ValueError(
-                f"Task {task_name!r}: field {field!r} is not valid UTF-8: "
-                f"{_describe(value)}."
-            ) from None
+        return value.decode("utf-8", errors=errors)
     if isinstance(value, str):
         return str(value)
-    raise ValueError(
-        f"Task {task_name!r}: field {field!r} must be a string, got "
-        f"{type(value).__name__} {_describe(value)}."
-    )
+    return None
+
+
+def _as_str(value, task_name, field):
+    value = as_item(value)
+    try:
+        text = as_text(value)
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"Task {task_name!r}: field {field!r} is not valid UTF-8: "
+            f"{_describe(value)}."
+        ) from None
+    if text is None:
+        raise ValueError(
+            f"Task {task_name!r}: field {field!r} must be a string, got "
+            f"{type(value).__name__} {_describe(value)}."
+        )
+    return text
 
 
 def get_text(record, task_name, field):
@@ -64,14 +83,18 @@ def get_text(record, task_name, field):
 def get_int(record, task_name, field):
     """Returns the integer field `field` of `record` as a Python `int`."""
     value = _lookup(record, task_name, field)
-    if isinstance(value, np.ndarray) and value.shape == ():
-        value = value.item()
+    value = as_item(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(
             f"Task {task_name!r}: field {field!r} must be an integer, got "
             f"{type(value).__name__} {_describe(value)}."
         )
     return int(value)
+
+
+def get_ints(record, task_name, fields):
+    """Returns the integer fields `fields` of `record` as a tuple of `int`."""
+    return tuple(get_int(record, task_name, field) for field in fields)
 
 
 def get_text_list(record, task_name, field):
@@ -93,8 +116,7 @@ def get_label(record, task_name, label_strings, field="label"):
     which maps to `None`.
     """
     value = _lookup(record, task_name, field)
-    if isinstance(value, np.ndarray) and value.shape == ():
-        value = value.item()
+    value = as_item(value)
     if isinstance(value, (bytes, str)):
         text = _as_str(value, task_name, field)
         if text in label_strings:

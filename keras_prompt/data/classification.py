@@ -30,9 +30,7 @@ from keras_prompt.data._formats import classification_preprocess
 from keras_prompt.data._formats import join_fields
 from keras_prompt.data._formats import remove_html
 from keras_prompt.data.loading import _check_count
-from keras_prompt.data.loading import _iter_records
-from keras_prompt.data.loading import _read_split
-from keras_prompt.data.loading import _resolve_download
+from keras_prompt.data.loading import _convert_records
 from keras_prompt.data.registry import get_task
 
 
@@ -192,26 +190,25 @@ def load_classification(
     fields, html = classification_fields(task)
     _check_count(max_examples, "max_examples", allow_zero=True)
     resolved = task.resolve_split(split)
+
+    def labeled_texts(record):
+        label = _records.get_label(record, task.name, task.label_strings)
+        if label is None:
+            raise ValueError(
+                f"Task {task.name!r}: split {resolved!r} is unlabeled "
+                "(TFDS test splits have no labels); use a labeled split "
+                "such as 'train' or 'validation'."
+            )
+        return label, _segments(record, task.name, fields, html)
+
+    rows = _convert_records(
+        task, resolved, data_dir, download, max_examples, labeled_texts
+    )
+    labels = [label for label, _ in rows]
     segments = [[] for _ in range(min(len(fields), 2))]
-    labels = []
-    if max_examples != 0:
-        dataset = _read_split(
-            task, resolved, data_dir, _resolve_download(download, data_dir)
-        )
-        for record in _iter_records(dataset):
-            label = _records.get_label(record, task.name, task.label_strings)
-            if label is None:
-                raise ValueError(
-                    f"Task {task.name!r}: split {resolved!r} is unlabeled "
-                    "(TFDS test splits have no labels); use a labeled split "
-                    "such as 'train' or 'validation'."
-                )
-            texts = _segments(record, task.name, fields, html)
-            for segment, text in zip(segments, texts):
-                segment.append(text)
-            labels.append(label)
-            if max_examples is not None and len(labels) >= max_examples:
-                break
+    for _, texts in rows:
+        for segment, text in zip(segments, texts):
+            segment.append(text)
     texts = segments[0] if len(segments) == 1 else tuple(segments)
     return ClassificationData(
         texts=texts,

@@ -1,7 +1,6 @@
 """Scoring a text generator on a task's TFDS split."""
 
-import numpy as np
-
+from keras_prompt.data import _records
 from keras_prompt.data.loading import load_examples
 from keras_prompt.data.registry import get_task
 
@@ -9,12 +8,10 @@ from keras_prompt.data.registry import get_task
 def _to_text(value):
     if hasattr(value, "numpy"):  # A scalar tf.Tensor.
         value = value.numpy()
-    if isinstance(value, np.ndarray) and value.shape == ():
-        value = value.item()
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, str):
-        return str(value)
+    value = _records.as_item(value)
+    text = _records.as_text(value, errors="replace")
+    if text is not None:
+        return text
     raise TypeError(
         f"model.generate must return strings, got {type(value).__name__} "
         f"{value!r}."

@@ -1,5 +1,7 @@
 """Reading a task's TFDS split as text-to-text examples or a `tf.data` set."""
 
+import functools
+import itertools
 import os
 
 import tensorflow as tf
@@ -101,20 +103,31 @@ def load_examples(task, split, data_dir=None, max_examples=None, download=None):
     task = get_task(task)
     _check_count(max_examples, "max_examples", allow_zero=True)
     resolved = task.resolve_split(split)
+    return _convert_records(
+        task,
+        resolved,
+        data_dir,
+        download,
+        max_examples,
+        functools.partial(task.to_example, split=resolved),
+    )
+
+
+def _convert_records(task, split, data_dir, download, max_examples, convert):
+    """The first `max_examples` (all for `None`) non-`None` results of
+    `convert(record)` over the records of `task`'s resolved `split`.
+
+    Records are read only as far as needed, and not at all for
+    `max_examples=0`.
+    """
     if max_examples == 0:
         return []
     dataset = _read_split(
-        task, resolved, data_dir, _resolve_download(download, data_dir)
+        task, split, data_dir, _resolve_download(download, data_dir)
     )
-    examples = []
-    for record in _iter_records(dataset):
-        example = task.to_example(record, split=resolved)
-        if example is None:
-            continue
-        examples.append(example)
-        if max_examples is not None and len(examples) >= max_examples:
-            break
-    return examples
+    converted = (convert(record) for record in _iter_records(dataset))
+    kept = (result for result in converted if result is not None)
+    return list(itertools.islice(kept, max_examples))
 
 
 def _rows(batch):

@@ -6,6 +6,7 @@ one of the task's label strings are simply wrong, as in T5.
 """
 
 import collections
+import operator
 import re
 import string
 
@@ -24,6 +25,22 @@ def _check_lengths(predictions, targets):
     return predictions, targets
 
 
+def _check_aligned(values, name, others, others_name):
+    """`values` as a list, checked to hold one item per item of `others`."""
+    values = list(values)
+    if len(values) != len(others):
+        raise ValueError(
+            f"Got {len(values)} {name} for {len(others)} {others_name}."
+        )
+    return values
+
+
+def _mean_over_pairs(score, predictions, targets):
+    """Mean of `score(prediction, target)` over the checked pairs."""
+    predictions, targets = _check_lengths(predictions, targets)
+    return float(np.mean([score(p, t) for p, t in zip(predictions, targets)]))
+
+
 def _f1_from_counts(tp, fp, fn):
     denominator = 2 * tp + fp + fn
     return 0.0 if denominator == 0 else 2.0 * tp / denominator
@@ -33,11 +50,11 @@ def accuracy(predictions, targets):
     """Fraction of predictions exactly equal to their target string.
 
     Args:
-        predictions: list of str.
-        targets: list of str.
+        predictions: list of str, e.g. generated label strings.
+        targets: list of str, the gold string of each prediction.
 
     Returns:
-        float in `[0, 1]`.
+        float in `[0, 1]`, the fraction of exact (case-sensitive) matches.
 
     Example:
 
@@ -48,8 +65,7 @@ def accuracy(predictions, targets):
     assert abs(score - 2 / 3) < 1e-9
     ```
     """
-    predictions, targets = _check_lengths(predictions, targets)
-    return float(np.mean([p == t for p, t in zip(predictions, targets)]))
+    return _mean_over_pairs(operator.eq, predictions, targets)
 
 
 def binary_f1(predictions, targets, positive_label, labels=None):
@@ -191,11 +207,11 @@ def exact_match(predictions, targets):
     """Mean SQuAD-style exact match (after `normalize_answer`).
 
     Args:
-        predictions: list of str.
-        targets: list of str.
+        predictions: list of str, the predicted answers.
+        targets: list of str, one gold answer per prediction.
 
     Returns:
-        float in `[0, 1]`.
+        float in `[0, 1]`: the share of answers equal once normalised.
 
     Example:
 
@@ -205,10 +221,7 @@ def exact_match(predictions, targets):
     assert metrics.exact_match(["The Louvre."], ["louvre"]) == 1.0
     ```
     """
-    predictions, targets = _check_lengths(predictions, targets)
-    return float(
-        np.mean([_pair_exact_match(p, t) for p, t in zip(predictions, targets)])
-    )
+    return _mean_over_pairs(_pair_exact_match, predictions, targets)
 
 
 def token_f1(predictions, targets):
@@ -218,11 +231,11 @@ def token_f1(predictions, targets):
     when both normalise to the empty string).
 
     Args:
-        predictions: list of str.
-        targets: list of str.
+        predictions: list of str, the predicted answers.
+        targets: list of str, one gold answer per prediction.
 
     Returns:
-        float in `[0, 1]`.
+        float in `[0, 1]`, the mean of the per-pair F1 scores.
 
     Example:
 
@@ -234,10 +247,7 @@ def token_f1(predictions, targets):
     assert abs(score - 2 / 3) < 1e-9
     ```
     """
-    predictions, targets = _check_lengths(predictions, targets)
-    return float(
-        np.mean([_pair_token_f1(p, t) for p, t in zip(predictions, targets)])
-    )
+    return _mean_over_pairs(_pair_token_f1, predictions, targets)
 
 
 def record_metrics(predictions, answers):
@@ -304,11 +314,7 @@ def multirc_metrics(predictions, targets, groups, labels=("False", "True")):
     ```
     """
     predictions, targets = _check_lengths(predictions, targets)
-    groups = list(groups)
-    if len(groups) != len(targets):
-        raise ValueError(
-            f"Got {len(groups)} groups for {len(targets)} targets."
-        )
+    groups = _check_aligned(groups, "groups", targets, "targets")
     f1a = binary_f1(predictions, targets, labels[1], labels=labels)
     all_right = {}
     for p, t, g in zip(predictions, targets, groups):
@@ -394,11 +400,7 @@ def wsc_accuracy(predictions, referents, labels):
     ```
     """
     predictions, referents = _check_lengths(predictions, referents)
-    labels = list(labels)
-    if len(labels) != len(referents):
-        raise ValueError(
-            f"Got {len(labels)} labels for {len(referents)} referents."
-        )
+    labels = _check_aligned(labels, "labels", referents, "referents")
     hits = []
     for prediction, referent, label in zip(predictions, referents, labels):
         if not _wsc_clean(prediction):

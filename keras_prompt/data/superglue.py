@@ -77,9 +77,8 @@ _MULTIRC_NAME = "super_glue/multirc"
 def _multirc_annotate(record):
     return {
         "label": _records.get_label(record, _MULTIRC_NAME, _BOOL_LABELS),
-        "group": (
-            _records.get_int(record, _MULTIRC_NAME, "idx.paragraph"),
-            _records.get_int(record, _MULTIRC_NAME, "idx.question"),
+        "group": _records.get_ints(
+            record, _MULTIRC_NAME, ("idx.paragraph", "idx.question")
         ),
     }
 
@@ -162,9 +161,8 @@ def _record_annotate(record):
         "answers": tuple(
             _records.get_text_list(record, _RECORD_NAME, "answers")
         ),
-        "group": (
-            _records.get_int(record, _RECORD_NAME, "idx.passage"),
-            _records.get_int(record, _RECORD_NAME, "idx.query"),
+        "group": _records.get_ints(
+            record, _RECORD_NAME, ("idx.passage", "idx.query")
         ),
     }
 

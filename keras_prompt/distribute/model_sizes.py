@@ -7,9 +7,15 @@ backbone config dict, or from a `ModelSpec`.
 """
 
 import dataclasses
+import functools
+
+from keras_prompt.validation import check_positive_int
 
 GIB = 1024**3
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
+# Whether each `ModelSpec.family` runs a decoder stack next to an encoder
+# (and so reads target sequences) or is decoder-only.
+ENCODER_DECODER = {"t5": True, "decoder": False}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,7 +24,8 @@ class ModelSpec:
 
     Args:
         name: str, a label.
-        family: `"t5"` (encoder-decoder) or `"decoder"` (decoder-only).
+        family: `"t5"` (encoder-decoder) or `"decoder"` (decoder-only);
+            sets the `encoder_decoder` property the planner reads.
         vocabulary_size: int.
         hidden_dim: int, the model width `h`.
         num_layers: int, transformer blocks (the encoder's for T5).
@@ -67,7 +74,7 @@ class ModelSpec:
                 f"`activation` must be one of {ACTIVATIONS}. "
                 f"Received: activation={self.activation!r}"
             )
-        if self.family not in ("t5", "decoder"):
+        if self.family not in ENCODER_DECODER:
             raise ValueError(
                 "`family` must be 't5' or 'decoder'. "
                 f"Received: family={self.family!r}"
@@ -81,21 +88,17 @@ class ModelSpec:
             "intermediate_dim",
             "score_tensors",
         ):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(
-                    f"`{field}` must be a positive int. "
-                    f"Received: {field}={value!r}"
-                )
-            if value < 1:
-                raise ValueError(
-                    f"`{field}` must be a positive int. "
-                    f"Received: {field}={value!r}"
-                )
+            check_positive_int(field, getattr(self, field))
         if self.num_decoder_layers is None:
             object.__setattr__(self, "num_decoder_layers", self.num_layers)
         if self.num_kv_heads is None:
             object.__setattr__(self, "num_kv_heads", self.num_heads)
+
+    @property
+    def encoder_decoder(self):
+        """Whether the model is encoder-decoder (T5): a decoder stack with
+        cross-attention reads target sequences next to the encoder."""
+        return ENCODER_DECODER[self.family]
 
     @property
     def attention_dim(self):
@@ -114,7 +117,7 @@ class ModelSpec:
         """Weights of the model (biases other than GPT-2's are ignored)."""
         h, v = self.hidden_dim, self.vocabulary_size
         embeddings = v * h * (1 if self.tied_embeddings else 2)
-        if self.family == "t5":
+        if self.encoder_decoder:
             attention = 4 * h * self.attention_dim
             encoder = self.num_layers * (attention + self._mlp_params() + 2 * h)
             decoder = self.num_decoder_layers * (
@@ -135,19 +138,26 @@ class ModelSpec:
         return dataclasses.asdict(self)
 
 
-def _t5(name, v, h, layers, heads, d_kv, f, gated, tied):
+def _spec(name, family, v, h, layers, heads, head_dim, f, **fields):
+    """A `ModelSpec` from the sizes every model has, plus other `fields`."""
     return ModelSpec(
         name=name,
-        family="t5",
+        family=family,
         vocabulary_size=v,
         hidden_dim=h,
         num_layers=layers,
         num_heads=heads,
-        head_dim=d_kv,
+        head_dim=head_dim,
         intermediate_dim=f,
-        gated=gated,
-        tied_embeddings=tied,
-        activation="gelu" if gated else "relu",
+        **fields,
+    )
+
+
+def _t5(name, v, h, layers, heads, d_kv, f, gated, tied):
+    sizes = (name, "t5", v, h, layers, heads, d_kv, f)
+    activation = "gelu" if gated else "relu"
+    return _spec(
+        *sizes, gated=gated, tied_embeddings=tied, activation=activation
     )
 
 
@@ -160,16 +170,10 @@ _DECODER_STYLES = {
 
 
 def _decoder(name, style, v, h, layers, heads, kv, d_k, f, tied, pos=0):
-    return ModelSpec(
-        name=name,
-        family="decoder",
-        vocabulary_size=v,
-        hidden_dim=h,
-        num_layers=layers,
-        num_heads=heads,
+    sizes = (name, "decoder", v, h, layers, heads, d_k, f)
+    return _spec(
+        *sizes,
         num_kv_heads=kv,
-        head_dim=d_k,
-        intermediate_dim=f,
         tied_embeddings=tied,
         max_positions=pos,
         **_DECODER_STYLES[style],
@@ -180,42 +184,33 @@ def _decoder(name, style, v, h, layers, heads, kv, d_k, f, tied, pos=0):
 # LM-adapted T5 1.1 checkpoints of the paper and FLAN-T5 share T5 1.1's
 # shapes.
 _T5_V = 32128
+_T5_SHAPES = {
+    # name: (hidden, layers, heads, head dim, feed-forward, gated, tied)
+    "t5_small": (512, 6, 8, 64, 2048, False, True),
+    "t5_base": (768, 12, 12, 64, 3072, False, True),
+    "t5_large": (1024, 24, 16, 64, 4096, False, True),
+    "t5_3b": (1024, 24, 32, 128, 16384, False, True),
+    "t5_11b": (1024, 24, 128, 128, 65536, False, True),
+    "t5_1.1_small": (512, 8, 6, 64, 1024, True, 0),
+    "t5_1.1_base": (768, 12, 12, 64, 2048, True, 0),
+    "t5_1.1_large": (1024, 24, 16, 64, 2816, True, False),
+    "t5_1.1_xl": (2048, 24, 32, 64, 5120, True, False),
+    "t5_1.1_xxl": (4096, 24, 64, 64, 10240, True, False),
+}
+# name: (style, vocabulary, hidden, layers, heads, key/value heads, head
+# dim, feed-forward, tied[, learned positions])
+_DECODER_SHAPES = {
+    "gemma_2b": ("gemma", 256000, 2048, 18, 8, 1, 256, 16384, True),
+    "gemma_7b": ("gemma", 256000, 3072, 28, 16, 16, 256, 24576, True),
+    "llama2_7b": ("llama", 32000, 4096, 32, 32, 32, 128, 11008, False),
+    "llama3_8b": ("llama", 128256, 4096, 32, 32, 8, 128, 14336, False),
+    "llama2_70b": ("llama", 32000, 8192, 80, 64, 8, 128, 28672, False),
+    "llama3_70b": ("llama", 128256, 8192, 80, 64, 8, 128, 28672, False),
+    "gpt2_base": ("gpt2", 50257, 768, 12, 12, 12, 64, 3072, True, 1024),
+}
 MODELS = {
-    "t5_small": _t5("t5_small", _T5_V, 512, 6, 8, 64, 2048, False, True),
-    "t5_base": _t5("t5_base", _T5_V, 768, 12, 12, 64, 3072, False, True),
-    "t5_large": _t5("t5_large", _T5_V, 1024, 24, 16, 64, 4096, False, True),
-    "t5_3b": _t5("t5_3b", _T5_V, 1024, 24, 32, 128, 16384, False, True),
-    "t5_11b": _t5("t5_11b", _T5_V, 1024, 24, 128, 128, 65536, False, True),
-    "t5_1.1_small": _t5("t5_1.1_small", _T5_V, 512, 8, 6, 64, 1024, True, 0),
-    "t5_1.1_base": _t5("t5_1.1_base", _T5_V, 768, 12, 12, 64, 2048, True, 0),
-    "t5_1.1_large": _t5(
-        "t5_1.1_large", _T5_V, 1024, 24, 16, 64, 2816, True, False
-    ),
-    "t5_1.1_xl": _t5("t5_1.1_xl", _T5_V, 2048, 24, 32, 64, 5120, True, False),
-    "t5_1.1_xxl": _t5(
-        "t5_1.1_xxl", _T5_V, 4096, 24, 64, 64, 10240, True, False
-    ),
-    "gemma_2b": _decoder(
-        "gemma_2b", "gemma", 256000, 2048, 18, 8, 1, 256, 16384, True
-    ),
-    "gemma_7b": _decoder(
-        "gemma_7b", "gemma", 256000, 3072, 28, 16, 16, 256, 24576, True
-    ),
-    "llama2_7b": _decoder(
-        "llama2_7b", "llama", 32000, 4096, 32, 32, 32, 128, 11008, False
-    ),
-    "llama3_8b": _decoder(
-        "llama3_8b", "llama", 128256, 4096, 32, 32, 8, 128, 14336, False
-    ),
-    "llama2_70b": _decoder(
-        "llama2_70b", "llama", 32000, 8192, 80, 64, 8, 128, 28672, False
-    ),
-    "llama3_70b": _decoder(
-        "llama3_70b", "llama", 128256, 8192, 80, 64, 8, 128, 28672, False
-    ),
-    "gpt2_base": _decoder(
-        "gpt2_base", "gpt2", 50257, 768, 12, 12, 12, 64, 3072, True, 1024
-    ),
+    **{name: _t5(name, _T5_V, *shape) for name, shape in _T5_SHAPES.items()},
+    **{name: _decoder(name, *shape) for name, shape in _DECODER_SHAPES.items()},
 }
 
 # Other names for the same shapes: keras-hub presets, the paper's names and
@@ -252,74 +247,96 @@ def preset_names():
     return sorted(set(MODELS) | set(ALIASES))
 
 
-# keras-hub backbone classes the planner reads configs of.
-_DECODER_CLASSES = (
-    "GemmaBackbone",
-    "LlamaBackbone",
-    "Llama3Backbone",
-    "MistralBackbone",
-    "QwenBackbone",
-    "GPT2Backbone",
-)
+def _t5_from_config(get, name):
+    activation = str(get("activation", "relu"))
+    if "relu" in activation:
+        activation = "relu"
+    elif "approx" in activation or "tanh" in activation:
+        activation = "gelu_tanh"
+    else:
+        activation = "gelu"
+    h = get("hidden_dim")
+    heads = get("num_heads") or get("num_query_heads")
+    return _spec(
+        name,
+        "t5",
+        get("vocabulary_size"),
+        h,
+        get("num_layers"),
+        heads,
+        get("key_value_dim") or h // heads,
+        get("intermediate_dim"),
+        activation=activation,
+        gated=bool(get("use_gated_activation", True)),
+        tied_embeddings=bool(get("tie_embedding_weights", True)),
+    )
+
+
+def _decoder_from_config(
+    get, name, style, branches=1, tied=False, positions=False
+):
+    """Reads a decoder-only config.
+
+    Args:
+        get: the config's `get`.
+        name: str, the spec's name.
+        style: a key of `_DECODER_STYLES`.
+        branches: int, gated branches `intermediate_dim` holds together.
+        tied: bool, whether embeddings are tied when the config does not
+            say.
+        positions: bool, learned absolute positions (`max_sequence_length`
+            of them); such a model (GPT-2) always ties its embeddings.
+    """
+    h = get("hidden_dim")
+    heads = get("num_heads") or get("num_query_heads")
+    intermediate = get("intermediate_dim")
+    if branches > 1:
+        intermediate //= branches
+    return _spec(
+        name,
+        "decoder",
+        get("vocabulary_size"),
+        h,
+        get("num_layers"),
+        heads,
+        get("head_dim") or h // heads,
+        intermediate,
+        num_kv_heads=get("num_key_value_heads"),
+        tied_embeddings=bool(get("tie_word_embeddings", tied) or positions),
+        max_positions=get("max_sequence_length", 0) if positions else 0,
+        **_DECODER_STYLES[style],
+    )
+
+
+def _reader(style, **options):
+    return functools.partial(_decoder_from_config, style=style, **options)
+
+
+# How the planner reads the config of each keras-hub backbone class it
+# knows. keras-hub's Gemma stores both gated branches in `intermediate_dim`
+# and ties embeddings by default.
+_CONFIG_READERS = {
+    "T5Backbone": _t5_from_config,
+    "GemmaBackbone": _reader("gemma", branches=2, tied=True),
+    "LlamaBackbone": _reader("llama"),
+    "Llama3Backbone": _reader("llama"),
+    "MistralBackbone": _reader("llama"),
+    "QwenBackbone": _reader("llama"),
+    "GPT2Backbone": _reader("gpt2", positions=True),
+}
+_DECODER_CLASSES = tuple(_CONFIG_READERS)[1:]
 
 
 def _spec_from_backbone_config(class_name, config, name):
     """A `ModelSpec` from a keras-hub backbone's class name and config."""
-    get = config.get
-    try:
-        h = get("hidden_dim")
-        heads = get("num_heads") or get("num_query_heads")
-        if class_name == "T5Backbone":
-            activation = str(get("activation", "relu"))
-            if "relu" in activation:
-                activation = "relu"
-            elif "approx" in activation or "tanh" in activation:
-                activation = "gelu_tanh"
-            else:
-                activation = "gelu"
-            return ModelSpec(
-                activation=activation,
-                name=name,
-                family="t5",
-                vocabulary_size=get("vocabulary_size"),
-                hidden_dim=h,
-                num_layers=get("num_layers"),
-                num_heads=heads,
-                head_dim=get("key_value_dim") or h // heads,
-                intermediate_dim=get("intermediate_dim"),
-                gated=bool(get("use_gated_activation", True)),
-                tied_embeddings=bool(get("tie_embedding_weights", True)),
-            )
-        if class_name not in _DECODER_CLASSES:
-            raise ValueError(
-                "The planner reads configs of T5Backbone and "
-                f"{', '.join(_DECODER_CLASSES)}; pass ModelSpec fields for "
-                f"other models. Received: class_name={class_name!r}"
-            )
-        gpt2 = class_name == "GPT2Backbone"
-        style = "gpt2" if gpt2 else "llama"
-        if class_name == "GemmaBackbone":
-            style = "gemma"
-        intermediate = get("intermediate_dim")
-        if class_name == "GemmaBackbone":
-            intermediate //= 2  # keras-hub stores both gated branches.
-        return ModelSpec(
-            name=name,
-            family="decoder",
-            vocabulary_size=get("vocabulary_size"),
-            hidden_dim=h,
-            num_layers=get("num_layers"),
-            num_heads=heads,
-            num_kv_heads=get("num_key_value_heads"),
-            head_dim=get("head_dim") or h // heads,
-            intermediate_dim=intermediate,
-            tied_embeddings=bool(
-                get("tie_word_embeddings", class_name == "GemmaBackbone")
-                or gpt2
-            ),
-            max_positions=get("max_sequence_length", 0) if gpt2 else 0,
-            **_DECODER_STYLES[style],
+    if class_name not in _CONFIG_READERS:
+        raise ValueError(
+            "The planner reads configs of T5Backbone and "
+            f"{', '.join(_DECODER_CLASSES)}; pass ModelSpec fields for "
+            f"other models. Received: class_name={class_name!r}"
         )
+    try:
+        return _CONFIG_READERS[class_name](config.get, name)
     except TypeError as error:
         raise ValueError(
             f"The {class_name} config misses a size the planner needs "

@@ -177,7 +177,7 @@ class Plan:
             f"replica; sequence {s['sequence_length']}"
             + (
                 f" + target {s['target_length']}"
-                if self.model.family == "t5"
+                if self.model.encoder_decoder
                 else ""
             )
             + f"; prompt {s['prompt_length']}",
@@ -255,7 +255,7 @@ def activation_elements(spec, batch, sequence_length, target_length, prompt):
     """
     b, h, d, a = batch, spec.hidden_dim, spec.attention_dim, spec.num_heads
     out = {}
-    if spec.family == "t5":
+    if spec.encoder_decoder:
         s_e, t = sequence_length + prompt, target_length
         for full in (False, True):
             s_full = sequence_length if full else s_e
@@ -432,7 +432,7 @@ def plan(
     _check_positive_int("prompt_length", prompt_length)
     _check_positive_int("replicas", replicas)
     _check_positive_int("num_prompts", num_prompts)
-    if spec.family == "t5":
+    if spec.encoder_decoder:
         if target_length is None:
             target_length = 128
         _check_positive_int("target_length", target_length)

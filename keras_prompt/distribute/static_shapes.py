@@ -16,6 +16,7 @@ import keras
 import tensorflow as tf
 
 from keras_prompt.distribute.strategy import is_tpu_strategy
+from keras_prompt.validation import check_positive_int
 
 
 def _unknown_dims(dataset):
@@ -116,16 +117,7 @@ def make_static(
             "`dataset` must be an unbatched tf.data.Dataset. "
             f"Received: dataset={type(dataset).__name__}"
         )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-        raise ValueError(
-            f"`batch_size` must be a positive int. Received: "
-            f"batch_size={batch_size!r}"
-        )
-    if batch_size < 1:
-        raise ValueError(
-            f"`batch_size` must be a positive int. Received: "
-            f"batch_size={batch_size!r}"
-        )
+    check_positive_int("batch_size", batch_size)
     if drop_remainder not in (None, True, False):
         raise ValueError(
             "`drop_remainder` must be True, False or None. "
@@ -205,19 +197,19 @@ class TraceCounter:
         self.test = 0
         self.shapes = {"train": [], "test": []}
         self._graphs = {"train": weakref.WeakSet(), "test": weakref.WeakSet()}
-        for kind in ("train", "test"):
-            step = getattr(model, f"{kind}_step")
-            setattr(model, f"{kind}_step", self._wrap(kind, step))
-            setattr(model, f"{kind}_function", None)
+        for mode in ("train", "test"):
+            step = getattr(model, f"{mode}_step")
+            setattr(model, f"{mode}_step", self._wrap(mode, step))
+            setattr(model, f"{mode}_function", None)
 
-    def _wrap(self, kind, step):
+    def _wrap(self, mode, step):
         def counted(data):
             graph = tf.compat.v1.get_default_graph()
-            seen = self._graphs[kind]
+            seen = self._graphs[mode]
             if graph not in seen:
                 seen.add(graph)
-                setattr(self, kind, getattr(self, kind) + 1)
-                self.shapes[kind].append(
+                setattr(self, mode, getattr(self, mode) + 1)
+                self.shapes[mode].append(
                     keras.tree.map_structure(
                         lambda t: tuple(t.shape) if t is not None else None,
                         data,

@@ -1,6 +1,9 @@
 import keras
 from keras import ops
 
+from keras_prompt.validation import check_int
+from keras_prompt.validation import known_last_dim
+
 
 @keras.saving.register_keras_serializable(package="keras_prompt")
 class ClassificationHead(keras.layers.Layer):
@@ -55,20 +58,8 @@ class ClassificationHead(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for name, value in (
-            ("num_classes", num_classes),
-            ("num_heads", num_heads),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(
-                    f"`{name}` must be an int. Received: {name}={value!r}"
-                )
-            if value < 1:
-                raise ValueError(
-                    f"`{name}` must be at least 1. Received: {name}={value}"
-                )
-        self.num_classes = num_classes
-        self.num_heads = num_heads
+        self.num_classes = check_int("num_classes", num_classes, 1)
+        self.num_heads = check_int("num_heads", num_heads, 1)
         self.activation = keras.activations.get(activation)
         if kernel_initializer is None:
             kernel_initializer = keras.initializers.TruncatedNormal(stddev=0.02)
@@ -82,15 +73,10 @@ class ClassificationHead(keras.layers.Layer):
         return (self.num_heads,) if self.num_heads > 1 else ()
 
     def build(self, input_shape):
-        dim = input_shape[-1]
-        if dim is None:
-            raise ValueError(
-                "The last dimension of the inputs to `ClassificationHead` "
-                f"must be known. Received: input_shape={input_shape}"
-            )
+        dim = known_last_dim(input_shape, "ClassificationHead")
         self.kernel = self.add_weight(
             name="kernel",
-            shape=self.head_shape + (int(dim), self.num_classes),
+            shape=self.head_shape + (dim, self.num_classes),
             initializer=self.kernel_initializer,
         )
         self.bias = self.add_weight(
