@@ -143,19 +143,19 @@ def _schema_error(path, field, problem):
 def _check_metadata(metadata, path):
     if not isinstance(metadata, dict):
         raise _schema_error(path, "metadata", "is not a JSON object")
-    for field, kind in _FIELDS.items():
+    for field, expected in _FIELDS.items():
         value = metadata.get(field)
-        if isinstance(value, bool) or not isinstance(value, kind):
+        if isinstance(value, bool) or not isinstance(value, expected):
             raise _schema_error(
                 path, field, f"must be an int. Found: {value!r}"
             )
         if value < 1:
             raise _schema_error(path, field, f"must be >= 1. Found: {value}")
-    for field, kind in _OPTIONAL_FIELDS.items():
+    for field, expected in _OPTIONAL_FIELDS.items():
         value = metadata.get(field)
-        if value is not None and not isinstance(value, kind):
+        if value is not None and not isinstance(value, expected):
             raise _schema_error(
-                path, field, f"must be a {kind.__name__}. Found: {value!r}"
+                path, field, f"must be a {expected.__name__}. Found: {value!r}"
             )
     names = metadata.get("task_names")
     if names is not None:

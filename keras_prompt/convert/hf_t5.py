@@ -23,11 +23,12 @@ Layout notes (Hugging Face name -> keras-hub variable):
 import contextlib
 import json
 import os
-import tempfile
 
 import keras
 import keras_hub
 import numpy as np
+
+from keras_prompt.prompt_files import atomic_write_bytes
 
 try:
     import ml_dtypes
@@ -891,39 +892,11 @@ def load_hf_t5_preprocessor(
     )
 
 
-def _atomic_write_bytes(filename, data):
-    directory = os.path.dirname(filename) or "."
-    fd, tmp = tempfile.mkstemp(
-        dir=directory, prefix=f".{os.path.basename(filename)}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, filename)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
 def _atomic_save_safetensors(filename, tensors):
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
-    directory = os.path.dirname(filename) or "."
-    fd, tmp = tempfile.mkstemp(
-        dir=directory, prefix=f".{os.path.basename(filename)}.", suffix=".tmp"
-    )
-    os.close(fd)
-    try:
-        # transformers refuses safetensors files without this metadata.
-        save_file(tensors, tmp, metadata={"format": "pt"})
-        os.replace(tmp, filename)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    # transformers refuses safetensors files without this metadata.
+    atomic_write_bytes(filename, save(tensors, metadata={"format": "pt"}))
 
 
 def _tokenizer_proto_bytes(tokenizer_proto):
@@ -1027,9 +1000,9 @@ def save_hf_t5_checkpoint(backbone, path, tokenizer_proto=None):
     config_bytes = (
         json.dumps(config, indent=2, sort_keys=True) + "\n"
     ).encode()
-    _atomic_write_bytes(os.path.join(path, CONFIG_FILE), config_bytes)
+    atomic_write_bytes(os.path.join(path, CONFIG_FILE), config_bytes)
     if tokenizer_proto is not None:
-        _atomic_write_bytes(
+        atomic_write_bytes(
             os.path.join(path, SPIECE_FILE),
             _tokenizer_proto_bytes(tokenizer_proto),
         )

@@ -220,6 +220,22 @@ def _vote(outputs, num_members):
     return tf.gather(rows, best, batch_dims=1), rows
 
 
+def _asset_table(path, value_dtype, default):
+    """A lookup table `first column -> second column` of a TSV asset."""
+    import tensorflow as tf
+
+    return tf.lookup.StaticHashTable(
+        tf.lookup.TextFileInitializer(
+            path,
+            key_dtype=tf.string,
+            key_index=0,
+            value_dtype=value_dtype,
+            value_index=1,
+        ),
+        default_value=default,
+    )
+
+
 class _Serving:
     """The tracked pieces of the serving graph (tables, flag, functions)."""
 
@@ -242,26 +258,12 @@ class _Serving:
                 tf.function(step, jit_compile=True) if jit_compile else step
             )
         self.holder = tf.Module()
-        self.holder.state_table = tf.lookup.StaticHashTable(
-            tf.lookup.TextFileInitializer(
-                os.path.join(asset_dir, STATE_ASSET),
-                key_dtype=tf.string,
-                key_index=0,
-                value_dtype=tf.string,
-                value_index=1,
-            ),
-            default_value="",
+        self.holder.state_table = _asset_table(
+            os.path.join(asset_dir, STATE_ASSET), tf.string, ""
         )
         if spec["tasks"] is not None:
-            self.holder.task_table = tf.lookup.StaticHashTable(
-                tf.lookup.TextFileInitializer(
-                    os.path.join(asset_dir, TASKS_ASSET),
-                    key_dtype=tf.string,
-                    key_index=0,
-                    value_dtype=tf.int64,
-                    value_index=1,
-                ),
-                default_value=-1,
+            self.holder.task_table = _asset_table(
+                os.path.join(asset_dir, TASKS_ASSET), tf.int64, -1
             )
         self.holder.loaded = tf.Variable(
             False, trainable=False, name="keras_prompt_state_loaded"

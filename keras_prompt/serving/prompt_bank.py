@@ -28,6 +28,7 @@ from keras_prompt.frozen_backbone import FrozenBackbone
 from keras_prompt.serving import naming
 from keras_prompt.serving.task_sources import read_task_state
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
+from keras_prompt.validation import check_int
 
 
 def _rebuilt_compile_kwargs(kwargs):
@@ -96,28 +97,10 @@ class PromptBank:
                 "PromptCausalLM or PromptClassifier). Received: "
                 f"model={type(model).__name__}"
             )
-        if isinstance(capacity, bool) or not isinstance(capacity, int):
-            raise TypeError(
-                f"`capacity` must be an int. Received: capacity={capacity!r}"
-            )
-        if capacity < 2:
-            raise ValueError(
-                f"`capacity` must be at least 2. Received: capacity={capacity}"
-            )
+        capacity = check_int("capacity", capacity, 2)
         if prompt_length is None:
             prompt_length = backbone.prompt_length
-        if isinstance(prompt_length, bool) or not isinstance(
-            prompt_length, int
-        ):
-            raise TypeError(
-                "`prompt_length` must be an int. Received: "
-                f"prompt_length={prompt_length!r}"
-            )
-        if prompt_length < 1:
-            raise ValueError(
-                "`prompt_length` must be at least 1. Received: "
-                f"prompt_length={prompt_length}"
-            )
+        prompt_length = check_int("prompt_length", prompt_length, 1)
         self.task_class = type(model)
         self.preprocessor = model.preprocessor
         self._template = model
