@@ -8,41 +8,12 @@ import pytest
 from keras_prompt import FrozenBackbone
 from keras_prompt import initializers
 from tests.test_case import TestCase
+from tests.test_case import prepend_encoder
+from tests.test_case import t5_inputs
+from tests.test_case import tiny_backbone
 from tests.test_case import tiny_t5
 
 PROMPT_TOKENS = [5, 9, 13]
-
-
-def t5_inputs():
-    return {
-        "encoder_token_ids": np.array(
-            [[8, 9, 10, 11, 1, 0], [12, 13, 1, 0, 0, 0]], "int32"
-        ),
-        "encoder_padding_mask": np.array(
-            [[1, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0]], "int32"
-        ),
-        "decoder_token_ids": np.array([[0, 4, 5, 6], [0, 7, 0, 0]], "int32"),
-        "decoder_padding_mask": np.array([[1, 1, 1, 1], [1, 1, 0, 0]], "int32"),
-    }
-
-
-def prepend_encoder(tokens):
-    def prepend(inputs):
-        batch = inputs["encoder_token_ids"].shape[0]
-        out = dict(inputs)
-        out["encoder_token_ids"] = np.concatenate(
-            [np.tile([tokens], (batch, 1)), inputs["encoder_token_ids"]], 1
-        ).astype("int32")
-        out["encoder_padding_mask"] = np.concatenate(
-            [
-                np.ones((batch, len(tokens)), "int32"),
-                inputs["encoder_padding_mask"],
-            ],
-            1,
-        )
-        return out
-
-    return prepend
 
 
 @pytest.fixture
@@ -253,13 +224,13 @@ def test_wrapped_backbone_still_trains_on_its_own():
     """
     from keras_prompt import PromptClassifier
 
-    backbone = keras_hub.models.BertBackbone(
+    backbone = tiny_backbone(
+        "bert",
         vocabulary_size=20,
         num_layers=1,
-        num_heads=2,
         hidden_dim=8,
         intermediate_dim=16,
-        max_sequence_length=16,
+        dropout=0.1,  # keras-hub's default
     )
     x = {
         "token_ids": np.tile(np.arange(2, 8, dtype="int32"), (4, 1)),

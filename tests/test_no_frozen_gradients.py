@@ -30,7 +30,6 @@ count of the unfrozen reference.
 import functools
 
 import keras
-import keras_hub
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -41,6 +40,7 @@ from keras_prompt import PromptClassifier
 from keras_prompt import PromptSeq2SeqLM
 from keras_prompt.toy import toy_t5
 from keras_prompt.toy import toy_t5_preprocessor
+from tests.test_case import tiny_backbone
 
 # Sizes chosen so that no activation (gradient) shape coincides with a
 # weight shape: batch * positions is never a hidden or vocabulary size.
@@ -171,14 +171,7 @@ def encoder_data():
 
 def tiny_bert():
     keras_prompt.set_random_seed(0)
-    return keras_hub.models.BertBackbone(
-        vocabulary_size=40,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
-        max_sequence_length=24,
-    )
+    return tiny_backbone("bert", max_sequence_length=24, dropout=0.1)
 
 
 def prompt_classifier(unfreeze=False):

@@ -17,40 +17,28 @@ from keras_prompt import FrozenBackbone
 from keras_prompt import initializers
 from keras_prompt.adapters import get_adapter
 from keras_prompt.adapters import supported_families
+from tests.test_case import NamedOutputs as Named
 from tests.test_case import TestCase
+from tests.test_case import insert_before_first_token
+from tests.test_case import padded_inputs
+from tests.test_case import tiny_backbone
 from tests.test_case import to_numpy
 
-VOCAB = 40
 PROMPT_TOKENS = [5, 9, 13]
-COMMON = dict(
-    vocabulary_size=VOCAB,
-    num_layers=2,
-    num_query_heads=2,
-    num_key_value_heads=1,
-    hidden_dim=16,
-    intermediate_dim=32,
-)
 
 
 def tiny_gpt2(max_sequence_length=16):
-    return keras_hub.models.GPT2Backbone(
-        vocabulary_size=VOCAB,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
-        dropout=0.0,
-        max_sequence_length=max_sequence_length,
-    )
+    return tiny_backbone("gpt2", max_sequence_length=max_sequence_length)
 
 
-# Sliding windows of 3 positions make the local layers actually local on
-# these short sequences.
+# The registered families (with `tiny_backbone`'s sliding windows of 3
+# positions) and two variants. The reference test of the registered
+# families themselves runs in tests/test_families.py.
 FAMILIES = {
     "gpt2": tiny_gpt2,
-    "gemma": lambda: keras_hub.models.GemmaBackbone(head_dim=8, **COMMON),
-    "gemma2": lambda: keras_hub.models.GemmaBackbone(
-        head_dim=8,
+    "gemma": lambda: tiny_backbone("gemma"),
+    "gemma2": lambda: tiny_backbone(
+        "gemma",
         query_head_dim_normalize=False,
         use_post_ffw_norm=True,
         use_post_attention_norm=True,
@@ -58,27 +46,15 @@ FAMILIES = {
         final_logit_soft_cap=30.0,
         use_sliding_window_attention=True,
         sliding_window_size=3,
-        **COMMON,
     ),
-    "gemma3": lambda: keras_hub.models.Gemma3Backbone(
-        image_size=16,
-        head_dim=8,
-        use_sliding_window_attention=True,
-        sliding_window_size=3,
-        vision_encoder=None,
-        **COMMON,
+    "gemma3": lambda: tiny_backbone("gemma3"),
+    "llama": lambda: tiny_backbone("llama"),
+    "llama3": lambda: tiny_backbone(
+        "llama", backbone_class=keras_hub.models.Llama3Backbone
     ),
-    "llama": lambda: keras_hub.models.LlamaBackbone(**COMMON),
-    "llama3": lambda: keras_hub.models.Llama3Backbone(**COMMON),
-    "mistral": lambda: keras_hub.models.MistralBackbone(
-        sliding_window=3, **COMMON
-    ),
-    "qwen": lambda: keras_hub.models.QwenBackbone(
-        use_sliding_window_attention=True, sliding_window_size=3, **COMMON
-    ),
-    "qwen3": lambda: keras_hub.models.Qwen3Backbone(
-        head_dim=8, sliding_window_size=3, **COMMON
-    ),
+    "mistral": lambda: tiny_backbone("mistral"),
+    "qwen": lambda: tiny_backbone("qwen"),
+    "qwen3": lambda: tiny_backbone("qwen3"),
 }
 EXPECTED_FAMILY = {
     "gpt2": "gpt2",
@@ -91,53 +67,8 @@ EXPECTED_FAMILY = {
     "qwen": "qwen",
     "qwen3": "qwen3",
 }
-
-
-def padded_inputs(side):
-    """Two rows of unequal length, padded on `side`."""
-    rows = [[3, 4, 6, 7], [8, 9, 10, 11, 12, 2]]
-    length = 7
-    token_ids = np.zeros((2, length), "int32")
-    padding_mask = np.zeros((2, length), "int32")
-    for i, row in enumerate(rows):
-        start = 0 if side == "right" else length - len(row)
-        token_ids[i, start : start + len(row)] = row
-        padding_mask[i, start : start + len(row)] = 1
-    return {"token_ids": token_ids, "padding_mask": padding_mask}
-
-
-def insert_before_first_token(tokens):
-    """Reference inputs: `tokens` inserted before each row's first real
-    token (after any left padding), ones inserted in the mask."""
-
-    def insert(inputs):
-        token_ids, padding_mask = [], []
-        for ids, mask in zip(inputs["token_ids"], inputs["padding_mask"]):
-            k = int(np.argmax(mask)) if mask.any() else len(mask)
-            ones = np.ones(len(tokens), "int32")
-            token_ids.append(np.concatenate([ids[:k], tokens, ids[k:]]))
-            padding_mask.append(np.concatenate([mask[:k], ones, mask[k:]]))
-        return {
-            "token_ids": np.array(token_ids, "int32"),
-            "padding_mask": np.array(padding_mask, "int32"),
-        }
-
-    return insert
-
-
-class Named:
-    """Names a single-tensor output, as `run_prompt_reference_test`
-    compares dict outputs; everything else is the model's."""
-
-    def __init__(self, model, name="sequence_output"):
-        self.model = model
-        self.name = name
-
-    def __call__(self, inputs, training=False):
-        return {self.name: self.model(inputs, training=training)}
-
-    def __getattr__(self, attr):
-        return getattr(self.model, attr)
+# Variants that are not a registered family of their own.
+VARIANTS = ["gemma2", "llama3"]
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +84,7 @@ def embeddings_of(backbone, token_ids):
 
 class TestDecoderAdapters(TestCase):
     @pytest.mark.parametrize("side", ["right", "left"])
-    @pytest.mark.parametrize("name", list(FAMILIES))
+    @pytest.mark.parametrize("name", VARIANTS)
     def test_reference_prompt_equals_inserted_tokens(
         self, backbones, name, side
     ):
@@ -315,12 +246,10 @@ class TestDecoderAdapters(TestCase):
             adapter.check_sequence_length(10**6, 100)
 
     def test_gemma3_must_be_text_only_and_causal(self):
-        embedder = keras_hub.models.Gemma3Backbone(
-            image_size=16,
-            head_dim=8,
-            vision_encoder=None,
+        embedder = tiny_backbone(
+            "gemma3",
+            use_sliding_window_attention=False,
             use_bidirectional_attention=True,
-            **COMMON,
         )
         with pytest.raises(ValueError, match="use_bidirectional_attention"):
             FrozenBackbone(embedder, prompt_length=2)

@@ -1,7 +1,10 @@
-"""BERT, RoBERTa and DistilBERT: the prompt right after the first token."""
+"""BERT, RoBERTa and DistilBERT: the prompt right after the first token.
+
+The reference test (a prompt of token embeddings equals those tokens
+inserted after [CLS]) runs for every family in tests/test_families.py.
+"""
 
 import keras
-import keras_hub
 import numpy as np
 import pytest
 
@@ -12,70 +15,22 @@ from keras_prompt.adapters.bert import BertAdapter
 from keras_prompt.adapters.distil_bert import DistilBertAdapter
 from keras_prompt.adapters.roberta import RobertaAdapter
 from tests.test_case import TestCase
+from tests.test_case import encoder_inputs
+from tests.test_case import tiny_backbone
 from tests.test_case import to_numpy
 
 PROMPT_TOKENS = [5, 9, 13]
 MAX_POSITIONS = 12
-FAMILIES = {
-    "bert": keras_hub.models.BertBackbone,
-    "roberta": keras_hub.models.RobertaBackbone,
-    "distil_bert": keras_hub.models.DistilBertBackbone,
-}
+FAMILIES = ["bert", "roberta", "distil_bert"]
 
 
 def tiny_encoder(family, num_layers=2, **kwargs):
-    config = dict(
-        vocabulary_size=40,
+    return tiny_backbone(
+        family,
         num_layers=num_layers,
-        num_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
         max_sequence_length=MAX_POSITIONS,
-        dropout=0.0,
+        **kwargs,
     )
-    config.update(kwargs)
-    return FAMILIES[family](**config)
-
-
-def encoder_inputs(family):
-    """Two rows with padding; BERT rows also use segment 1."""
-    token_ids = np.array(
-        [[2, 10, 11, 3, 12, 3, 0], [2, 14, 3, 0, 0, 0, 0]], "int32"
-    )
-    inputs = {
-        "token_ids": token_ids,
-        "padding_mask": (token_ids != 0).astype("int32"),
-    }
-    if family == "bert":
-        inputs["segment_ids"] = np.array(
-            [[0, 0, 0, 0, 1, 1, 0], [0, 0, 0, 0, 0, 0, 0]], "int32"
-        )
-    return inputs
-
-
-def insert_after_first(array, values):
-    rows = np.tile(np.asarray([values], array.dtype), (array.shape[0], 1))
-    return np.concatenate([array[:, :1], rows, array[:, 1:]], axis=1)
-
-
-def insert_tokens(tokens):
-    """The reference inputs: `tokens` right after [CLS], mask ones,
-    segment 0."""
-
-    def insert(inputs):
-        out = {
-            "token_ids": insert_after_first(inputs["token_ids"], tokens),
-            "padding_mask": insert_after_first(
-                inputs["padding_mask"], [1] * len(tokens)
-            ),
-        }
-        if "segment_ids" in inputs:
-            out["segment_ids"] = insert_after_first(
-                inputs["segment_ids"], [0] * len(tokens)
-            )
-        return out
-
-    return insert
 
 
 def sequence_output(outputs):
@@ -83,28 +38,6 @@ def sequence_output(outputs):
 
 
 class TestEncoderAdapters(TestCase):
-    @pytest.mark.parametrize("family", list(FAMILIES))
-    def test_reference_prompt_equals_inserted_tokens(self, family):
-        backbone = tiny_encoder(family)
-        wrapped = FrozenBackbone(backbone, prompt_length=len(PROMPT_TOKENS))
-        inputs = encoder_inputs(family)
-        compare = {"sequence_output": lambda x: x}
-        if family == "bert":
-            compare["pooled_output"] = lambda x: x
-        else:
-            # RoBERTa / DistilBERT output the sequence alone; compare it
-            # under the key the helper indexes.
-            wrapped = _DictOutput(wrapped)
-            backbone = _DictOutput(backbone)
-        self.run_prompt_reference_test(
-            backbone,
-            wrapped,
-            inputs,
-            PROMPT_TOKENS,
-            insert_tokens(PROMPT_TOKENS),
-            compare,
-        )
-
     @pytest.mark.parametrize("family", list(FAMILIES))
     def test_cls_keeps_position_zero(self, family):
         # Without transformer layers each output position is its own
@@ -204,16 +137,3 @@ class TestEncoderAdapters(TestCase):
         wrapped = FrozenBackbone(tiny_encoder("bert"), prompt_length=3)
         revived = self.run_serialization_test(wrapped)
         assert isinstance(revived.adapter, BertAdapter)
-
-
-class _DictOutput:
-    """Presents a single-output encoder as `{"sequence_output": x}`."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __getattr__(self, name):
-        return getattr(self.model, name)
-
-    def __call__(self, inputs, **kwargs):
-        return {"sequence_output": self.model(inputs, **kwargs)}

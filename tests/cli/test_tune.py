@@ -17,6 +17,7 @@ from keras_prompt.cli import main
 from keras_prompt.cli import text_batches
 from keras_prompt.cli import tune
 from tests.conftest import SHARED_TFDS_DIR
+from tests.test_case import tiny_backbone
 from tests.test_case import wordpiece_vocabulary
 
 SST2_READY = os.path.isdir(os.path.join(SHARED_TFDS_DIR, "glue", "sst2"))
@@ -34,14 +35,11 @@ def tiny_bert_preset(folder, seed=0):
     """Saves a tiny random BERT and its WordPiece tokenizer as a preset."""
     keras_prompt.set_random_seed(seed)
     vocabulary = wordpiece_vocabulary(SENTIMENT_WORDS)
-    backbone = keras_hub.models.BertBackbone(
+    backbone = tiny_backbone(
+        "bert",
         vocabulary_size=len(vocabulary),
         num_layers=1,
-        num_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
         max_sequence_length=32,
-        dropout=0.0,
     )
     backbone.save_to_preset(folder)
     tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocabulary)
@@ -330,13 +328,14 @@ class TestTuneErrors:
     def test_causal_lm_preset_is_not_supported_yet(self, tmp_path, capsys):
         vocabulary = {"<|endoftext|>": 0, "a": 1, "Ġ": 2, "Ġa": 3}
         folder = str(tmp_path / "gpt2")
-        keras_hub.models.GPT2Backbone(
+        tiny_backbone(
+            "gpt2",
             vocabulary_size=len(vocabulary),
             num_layers=1,
-            num_heads=2,
             hidden_dim=8,
             intermediate_dim=16,
             max_sequence_length=32,
+            dropout=0.1,  # keras-hub's default
         ).save_to_preset(folder)
         keras_hub.models.GPT2Tokenizer(
             vocabulary=vocabulary, merges=["Ġ a"]

@@ -21,6 +21,10 @@ import numpy as np
 from keras_prompt import FrozenBackbone
 from keras_prompt import toy
 from tests.test_case import WORDS
+from tests.test_case import random_prompt
+from tests.test_case import spread_weights
+from tests.test_case import tiny_backbone
+from tests.test_case import word_bpe
 from tests.test_case import wordpiece_vocabulary
 
 TEXTS = [
@@ -40,16 +44,7 @@ CAUSAL_WORDS = WORDS[:10]
 
 def rescale(backbone, seed=0, embedding_std=1.0):
     """Embeddings ~ N(0, embedding_std), kernels ~ N(0, 1 / fan_in)."""
-    rng = np.random.default_rng(seed)
-    for weight in backbone.weights:
-        shape = tuple(weight.shape)
-        if len(shape) < 2:
-            continue
-        if "embedding" in weight.path:
-            std = embedding_std
-        else:
-            std = 1.0 / np.sqrt(np.prod(shape[:-1]))
-        weight.assign(rng.normal(0.0, std, shape).astype("float32"))
+    return spread_weights(backbone, seed=seed, embedding_std=embedding_std)
 
 
 @functools.lru_cache(maxsize=None)
@@ -64,19 +59,7 @@ def t5():
 def gpt2_tokenizer(words=CAUSAL_WORDS):
     """A word-level GPT-2 BPE: each word (with and without the leading
     space marker) is a single token."""
-    forms = [f for w in words for f in ("\u0120" + w, w)]
-    vocabulary = {"<|endoftext|>": 0}
-    merges = []
-    for form in forms:
-        merged = form[0]
-        vocabulary.setdefault(merged, len(vocabulary))
-        for char in form[1:]:
-            vocabulary.setdefault(char, len(vocabulary))
-            rule = f"{merged} {char}"
-            if rule not in merges:
-                merges.append(rule)
-            merged += char
-            vocabulary.setdefault(merged, len(vocabulary))
+    vocabulary, merges = word_bpe(words, ["<|endoftext|>"])
     return keras_hub.models.GPT2Tokenizer(vocabulary=vocabulary, merges=merges)
 
 
@@ -87,14 +70,8 @@ def gpt2():
     preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(
         tokenizer, sequence_length=8
     )
-    backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=tokenizer.vocabulary_size(),
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
-        dropout=0.0,
-        max_sequence_length=16,
+    backbone = tiny_backbone(
+        "gpt2", vocabulary_size=tokenizer.vocabulary_size()
     )
     rescale(backbone, seed=1, embedding_std=0.5)
     return backbone, preprocessor
@@ -104,30 +81,13 @@ def gpt2():
 def bert():
     """`(backbone, preprocessor)`: a random 2-layer BERT, 8 tokens."""
     vocabulary = wordpiece_vocabulary()
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=len(vocabulary),
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
-        max_sequence_length=16,
-        dropout=0.0,
-    )
+    backbone = tiny_backbone("bert", vocabulary_size=len(vocabulary))
     rescale(backbone, seed=2)
     preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
         keras_hub.models.BertTokenizer(vocabulary=vocabulary),
         sequence_length=8,
     )
     return backbone, preprocessor
-
-
-def random_prompt(model, seed, scale=1.0):
-    """Gives a task's prompt (and head) random values, as training would."""
-    rng = np.random.default_rng(seed)
-    for variable in model.trainable_weights:
-        shape = tuple(variable.shape)
-        variable.assign(rng.normal(0.0, scale, shape).astype("float32"))
-    return model
 
 
 def seq2seq_task(prompt_length, seed):

@@ -13,6 +13,7 @@ from keras_prompt import initializers
 from keras_prompt.optimizers import Adafactor
 from tests.test_case import WORDS
 from tests.test_case import TestCase
+from tests.test_case import tiny_backbone
 from tests.test_case import tiny_t5
 from tests.test_case import to_numpy
 
@@ -88,14 +89,8 @@ def gpt2(seeded):
     preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(
         tokenizer, sequence_length=8
     )
-    backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=tokenizer.vocabulary_size(),
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
-        dropout=0.0,
-        max_sequence_length=16,
+    backbone = tiny_backbone(
+        "gpt2", vocabulary_size=tokenizer.vocabulary_size()
     )
     spread_weights(backbone, 0.3)
     return backbone, preprocessor
@@ -108,13 +103,8 @@ def llama(seeded):
     preprocessor = keras_hub.models.LlamaCausalLMPreprocessor(
         tokenizer, sequence_length=8
     )
-    backbone = keras_hub.models.LlamaBackbone(
-        vocabulary_size=tokenizer.vocabulary_size(),
-        num_layers=2,
-        num_query_heads=2,
-        num_key_value_heads=1,
-        hidden_dim=16,
-        intermediate_dim=32,
+    backbone = tiny_backbone(
+        "llama", vocabulary_size=tokenizer.vocabulary_size()
     )
     spread_weights(backbone, 0.3, seed=1)
     return backbone, preprocessor

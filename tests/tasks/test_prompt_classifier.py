@@ -11,26 +11,13 @@ from keras_prompt import FrozenBackbone
 from keras_prompt import PromptClassifier
 from tests.test_case import WORDS
 from tests.test_case import TestCase
+from tests.test_case import tiny_backbone
 from tests.test_case import tiny_t5
 from tests.test_case import to_numpy
 from tests.test_case import wordpiece_vocabulary
 
 SEQUENCE_LENGTH = 8
-MAX_POSITIONS = 16
 COLORS, ANIMALS = WORDS[:5], WORDS[5:10]
-
-
-def encoder_config(**kwargs):
-    config = dict(
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
-        max_sequence_length=MAX_POSITIONS,
-        dropout=0.0,
-    )
-    config.update(kwargs)
-    return config
 
 
 def tiny_bert(seed=0):
@@ -40,9 +27,7 @@ def tiny_bert(seed=0):
     does."""
     keras_prompt.set_random_seed(seed)
     vocab = wordpiece_vocabulary()
-    bert = keras_hub.models.BertBackbone(
-        vocabulary_size=len(vocab), **encoder_config()
-    )
+    bert = tiny_backbone("bert", vocabulary_size=len(vocab))
     rng = np.random.default_rng(seed)
     for weight in bert.weights:
         shape = tuple(weight.shape)
@@ -373,7 +358,6 @@ class TestOtherFamilies(TestCase):
     def test_fit_and_predict_on_strings(self, family):
         if family == "roberta":
             tokenizer = roberta_tokenizer()
-            backbone_cls = keras_hub.models.RobertaBackbone
             preprocessor_cls = (
                 keras_hub.models.RobertaTextClassifierPreprocessor
             )
@@ -381,12 +365,11 @@ class TestOtherFamilies(TestCase):
             tokenizer = keras_hub.models.DistilBertTokenizer(
                 vocabulary=wordpiece_vocabulary()
             )
-            backbone_cls = keras_hub.models.DistilBertBackbone
             preprocessor_cls = (
                 keras_hub.models.DistilBertTextClassifierPreprocessor
             )
-        encoder = backbone_cls(
-            vocabulary_size=tokenizer.vocabulary_size(), **encoder_config()
+        encoder = tiny_backbone(
+            family, vocabulary_size=tokenizer.vocabulary_size()
         )
         model = PromptClassifier(
             FrozenBackbone(encoder, prompt_length=3),

@@ -1,0 +1,61 @@
+"""Every registered adapter family through the shared checks.
+
+The families come from the adapter registry, so a new adapter file is
+covered by registering it (and giving it a tiny backbone in
+`tests/test_case.py`; `test_every_family_has_a_tiny_backbone` fails until
+it has one).
+"""
+
+import numpy as np
+import pytest
+
+from keras_prompt import FrozenBackbone
+from keras_prompt import PromptEmbedding
+from tests.test_case import STRING_FAMILIES
+from tests.test_case import TestCase
+from tests.test_case import backbone_inputs
+from tests.test_case import check_tiny_backbones
+from tests.test_case import registered_families
+from tests.test_case import tiny_backbone
+
+FAMILIES = registered_families()
+
+
+def test_every_family_has_a_tiny_backbone():
+    check_tiny_backbones()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+class TestFamilies(TestCase):
+    def test_layer(self, family):
+        # The prompt layer as the family's `FrozenBackbone` configures it.
+        wrapped = FrozenBackbone(tiny_backbone(family), prompt_length=3)
+        config = wrapped.prompt_embedding.get_config()
+        dim = wrapped.prompt_values().shape[-1]
+        embedded = np.random.default_rng(0).random((2, 7, dim), "float32")
+        mask = backbone_inputs(family)
+        mask = mask.get("padding_mask", mask.get("encoder_padding_mask"))
+        expected_mask = np.concatenate([np.ones((2, 3), mask.dtype), mask], 1)
+        self.run_layer_test(
+            PromptEmbedding,
+            {k: config[k] for k in ("length", "initializer", "num_prompts")},
+            embedded[:, : mask.shape[1]],
+            (2, 3 + mask.shape[1], dim),
+            mask=mask,
+            expected_mask=expected_mask,
+        )
+
+    def test_backbone(self, family, tmp_path):
+        self.run_backbone_test(family, tmp_path)
+
+    def test_task(self, family, tmp_path):
+        self.run_task_test(family, tmp_path)
+
+
+# Generation and export trace several graphs per model (~40 s a family on
+# 2 cores): once per task kind, and slow.
+@pytest.mark.slow
+@pytest.mark.parametrize("family", sorted(STRING_FAMILIES.values()))
+class TestFamilyStrings(TestCase):
+    def test_task_on_strings_and_export(self, family, tmp_path):
+        self.run_task_test(family, tmp_path, strings=True, export=True)
