@@ -9,6 +9,7 @@ from keras_prompt import prompt_files
 from keras_prompt.adapters import get_adapter
 from keras_prompt.layers.prompt_embedding import PromptEmbedding
 from keras_prompt.presets import load_backbone
+from keras_prompt.validation import check_kwargs
 from keras_prompt.version import __version__
 
 
@@ -139,6 +140,18 @@ class FrozenBackbone(keras_hub.models.Backbone):
                 "`backbone` is already a FrozenBackbone; wrap the plain "
                 "keras-hub backbone instead."
             )
+        check_kwargs(
+            "FrozenBackbone",
+            kwargs,
+            allowed=("name", "trainable", "dtype"),
+            known=(
+                "backbone",
+                "prompt_length",
+                "initializer",
+                "num_prompts",
+                "variable_length",
+            ),
+        )
         adapter = get_adapter(backbone)
         if variable_length and not adapter.supports_mixed_prompt_lengths:
             raise ValueError(

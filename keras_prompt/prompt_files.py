@@ -19,7 +19,7 @@ import ml_dtypes
 import numpy as np
 
 FORMAT = "keras_prompt.prompt"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _FINGERPRINT_ROWS = 256
 
 
@@ -56,21 +56,40 @@ def embedding_fingerprint(table, rows=None):
     return digest.hexdigest()[:16]
 
 
+def default_mode(directory=False):
+    """The mode a new file (or folder) gets from the process umask, as
+    `open()` / `os.makedirs` would give it; `tempfile` makes 0600 / 0700."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
 def atomic_write_bytes(path, data):
-    """Writes `data` to `path` atomically (temp file + rename)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    """Writes `data` to `path` atomically (temp file + rename).
+
+    The file gets the mode an ordinary write would give it (an existing
+    file's mode is kept); a symbolic link at `path` is followed, so the
+    file it points to is replaced, not the link.
+    """
+    path = os.path.realpath(os.fspath(path))
+    folder = os.path.dirname(path)
     if not os.path.isdir(folder):
         raise ValueError(
             f"The folder of the output file does not exist. Received: "
             f"path={path!r}"
         )
+    mode = (
+        os.stat(path).st_mode & 0o7777
+        if os.path.exists(path)
+        else default_mode()
+    )
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -92,7 +111,20 @@ def write_prompt_file(path, tensors, metadata):
         arrays[name] = array
     header = {"format": FORMAT, "format_version": str(FORMAT_VERSION)}
     header["metadata"] = json.dumps(metadata, sort_keys=True)
+    header["checksum"] = _checksum(header["metadata"], arrays)
     atomic_write_bytes(path, save(arrays, metadata=header))
+
+
+def _checksum(metadata_json, arrays):
+    """SHA-256 of the metadata and every tensor (name, shape, values): a
+    file changed after writing (a flipped byte, an edited field) fails
+    it."""
+    digest = hashlib.sha256(metadata_json.encode("utf-8"))
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name], dtype="<f4")
+        digest.update(json.dumps([name, list(array.shape)]).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def _check_finite(array, name, path):
@@ -226,7 +258,7 @@ def read_prompt_file(path):
                     f"Not a keras_prompt prompt file (no '{FORMAT}' header): "
                     f"path={path!r}"
                 )
-            metadata = _parse_header(header, path)
+            metadata, version = _parse_header(header, path)
             slices = {name: f.get_slice(name) for name in names}
             _check_tensors(slices, metadata, path)
             tensors = {name: f.get_tensor(name) for name in names}
@@ -234,6 +266,14 @@ def read_prompt_file(path):
         raise ValueError(
             f"Not a keras_prompt prompt file: path={path!r} ({error})"
         ) from error
+    # Version 1 files predate the checksum.
+    if version >= 2 and header.get("checksum") != _checksum(
+        header["metadata"], tensors
+    ):
+        raise ValueError(
+            f"The prompt file path={path!r} is corrupted: its checksum does "
+            "not match its contents (changed after it was written)."
+        )
     for name, value in tensors.items():
         _check_finite(value, name, path)
     return tensors, metadata
@@ -247,6 +287,10 @@ def _parse_header(header, path):
         raise _schema_error(
             path, "format_version", f"is not an int. Found: {raw!r}"
         ) from None
+    if version < 1:
+        raise _schema_error(
+            path, "format_version", f"must be >= 1. Found: {version}"
+        )
     if version > FORMAT_VERSION:
         raise ValueError(
             f"The prompt file has format version {version}, newer than this "
@@ -261,7 +305,7 @@ def _parse_header(header, path):
             path, "metadata", f"is not valid JSON ({error})"
         ) from None
     _check_metadata(metadata, path)
-    return metadata
+    return metadata, version
 
 
 def _check_tensors(slices, metadata, path):

@@ -41,3 +41,29 @@ def known_last_dim(input_shape, layer_name):
             f"known. Received: input_shape={input_shape}"
         )
     return int(dim)
+
+
+def check_kwargs(owner, kwargs, allowed, known=()):
+    """Raises a `TypeError` naming any keyword of `kwargs` not in `allowed`.
+
+    A Keras model's `**kwargs` silently drop unknown keywords, so a
+    misspelt argument would build another model than the one asked for.
+    The message suggests the closest of `allowed` and `known` (the
+    caller's own parameters).
+    """
+    import difflib
+
+    unknown = sorted(set(kwargs) - set(allowed))
+    if not unknown:
+        return
+    choices = sorted(set(allowed) | set(known))
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, choices, n=1)
+        hints.append(
+            f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+        )
+    raise TypeError(
+        f"{owner} got unexpected keyword argument(s): {', '.join(hints)}. "
+        f"Valid arguments: {', '.join(choices)}"
+    )

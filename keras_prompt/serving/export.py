@@ -37,6 +37,7 @@ import tempfile
 
 import numpy as np
 
+from keras_prompt.prompt_files import default_mode
 from keras_prompt.validation import check_int
 from keras_prompt.version import __version__
 
@@ -368,6 +369,14 @@ def _prepare_target(path, overwrite):
     return path, parent
 
 
+def _make_version_dir(parent, path):
+    """A temporary sibling of `path` with an ordinary folder mode (TF
+    Serving may run as another user)."""
+    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}-")
+    os.chmod(tmp, default_mode(directory=True))
+    return tmp
+
+
 def _atomic_publish(tmp, path):
     """Renames the finished folder `tmp` to `path` (replacing it)."""
     old = None
@@ -472,7 +481,7 @@ def export_saved_model(
     path, parent = _prepare_target(path, overwrite)
     output = "outputs" if spec["model"].generates_text else "probabilities"
 
-    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}-")
+    tmp = _make_version_dir(parent, path)
     staging = tempfile.mkdtemp(prefix="keras_prompt_assets-")
     try:
         with open(os.path.join(staging, STATE_ASSET), "w") as f:
@@ -610,7 +619,7 @@ def update_exported_prompts(model, export_dir, new_dir, overwrite=False):
         os.path.join("assets", TASKS_ASSET),
         MANIFEST,
     }
-    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}-")
+    tmp = _make_version_dir(parent, path)
     try:
         for root, _, files in os.walk(export_dir):
             relative_root = os.path.relpath(root, export_dir)

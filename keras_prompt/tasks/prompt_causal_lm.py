@@ -9,6 +9,7 @@ from keras_prompt.tasks.prompt_seq2seq_lm import _mask_after_stop
 from keras_prompt.tasks.prompt_seq2seq_lm import default_optimizer
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
 from keras_prompt.tasks.prompt_task import check_frozen_backbone
+from keras_prompt.tasks.prompt_task import check_task_kwargs
 
 # Keys a dict of inputs may hold its text under, next to "prompt_ids".
 TEXT_KEYS = ("prompts", "text")
@@ -92,6 +93,9 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
     preprocessor_cls = keras_hub.models.CausalLMPreprocessor
 
     def __init__(self, backbone, preprocessor=None, **kwargs):
+        check_task_kwargs(
+            "PromptCausalLM", kwargs, ("backbone", "preprocessor")
+        )
         check_frozen_backbone("PromptCausalLM", backbone, "causal")
         if preprocessor is not None:
             backbone.adapter.check_sequence_length(

@@ -9,6 +9,7 @@ from keras_prompt.layers.classification_head import ClassificationHead
 from keras_prompt.presets import load_preprocessor
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
 from keras_prompt.tasks.prompt_task import check_frozen_backbone
+from keras_prompt.tasks.prompt_task import check_task_kwargs
 from keras_prompt.validation import check_int
 
 TASK_KWARGS = ("activation", "dropout", "pooling", "name", "compile")
@@ -126,6 +127,18 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         pooling="cls",
         **kwargs,
     ):
+        check_task_kwargs(
+            "PromptClassifier",
+            kwargs,
+            (
+                "backbone",
+                "num_classes",
+                "preprocessor",
+                "activation",
+                "dropout",
+                "pooling",
+            ),
+        )
         check_frozen_backbone("PromptClassifier", backbone, "encoder")
         if pooling not in POOLINGS:
             raise ValueError(

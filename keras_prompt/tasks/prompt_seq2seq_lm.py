@@ -6,6 +6,7 @@ from keras_prompt.frozen_backbone import FrozenBackbone
 from keras_prompt.presets import load_preprocessor
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
 from keras_prompt.tasks.prompt_task import check_frozen_backbone
+from keras_prompt.tasks.prompt_task import check_task_kwargs
 
 
 def _is_text(value):
@@ -63,6 +64,9 @@ class PromptSeq2SeqLM(PromptTaskMixin, keras_hub.models.T5Seq2SeqLM):
     preprocessor_cls = keras_hub.models.T5Seq2SeqLMPreprocessor
 
     def __init__(self, backbone, preprocessor=None, **kwargs):
+        check_task_kwargs(
+            "PromptSeq2SeqLM", kwargs, ("backbone", "preprocessor")
+        )
         check_frozen_backbone("PromptSeq2SeqLM", backbone, "seq2seq")
         super().__init__(backbone=backbone, preprocessor=preprocessor, **kwargs)
 

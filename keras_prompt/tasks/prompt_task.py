@@ -6,6 +6,16 @@ import numpy as np
 from keras_prompt import prompt_files
 from keras_prompt.frozen_backbone import FrozenBackbone
 from keras_prompt.frozen_backbone import frozen_weights_unwatched
+from keras_prompt.validation import check_kwargs
+
+#: Keywords a task's `**kwargs` may carry to keras-hub's `Task` / Keras.
+TASK_KEYWORDS = ("name", "trainable", "dtype", "compile")
+
+
+def check_task_kwargs(task_name, kwargs, known):
+    """Refuses unknown keywords of a task constructor (Keras would drop
+    them silently)."""
+    check_kwargs(task_name, kwargs, TASK_KEYWORDS, known)
 
 
 def check_frozen_backbone(task_name, backbone, kind):
