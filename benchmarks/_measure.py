@@ -136,6 +136,31 @@ def describe(values, unit="ms", scale=1e3):
     )
 
 
+def per_call_times(runners, steps, repeats):
+    """Per-round seconds per call of `runners`, timed in alternation.
+
+    Each runner takes `steps` and makes that many blocking calls; every
+    round times each runner once, the order rotated by one each round.
+    """
+    wall, _ = interleaved_times(
+        {name: (lambda r=r: r(steps)) for name, r in runners.items()},
+        repeats=repeats,
+        warmup=0,
+    )
+    return {name: [t / steps for t in times] for name, times in wall.items()}
+
+
+def summary(wall, cpu):
+    """`{"median", "best", "cpu"}`, each a dict name -> seconds: the
+    median and best wall time and the median CPU time of each callable
+    (`interleaved_times`' results)."""
+    return {
+        "median": {n: median(t) for n, t in wall.items()},
+        "best": {n: min(t) for n, t in wall.items()},
+        "cpu": {n: median(t) for n, t in cpu.items()},
+    }
+
+
 def ratio_of_medians(numerator, denominator):
     return median(numerator) / median(denominator)
 
@@ -203,6 +228,38 @@ def forward_bound(plain, prompted):
     return sum(prompted) / sum(plain)
 
 
+def forward_ratios(plain, prompted, extended, length, p, macs, goal):
+    """The forward-pass comparison of a prompt of `p` positions.
+
+    `plain`, `prompted` and `extended` are per-round times of the plain
+    backbone on `length` tokens, the prompted one on the same tokens and
+    the plain one on `length + p` tokens (or None); `macs(p)` gives the
+    forward MACs. Returns the prompted / plain ratio, the (L+P)/L bound,
+    the FLOP ratio, whether the ratio is within `goal` times the bound and,
+    with `extended`, the plain L+P / L ratio and prompted / plain L+P.
+    """
+    ratio = paired_ratio(prompted, plain)
+    bound = (length + p) / length
+    row = {
+        "ratio": ratio,
+        "bound": bound,
+        "flop_ratio": forward_bound(macs(0), macs(p)),
+        "met": ratio <= goal * bound,
+    }
+    if extended is not None:
+        row["plain_extended_ratio"] = paired_ratio(extended, plain)
+        row["vs_plain_extended"] = paired_ratio(prompted, extended)
+    return row
+
+
+def generation_rates(full, prefill, batch, new_tokens):
+    """Seconds of `new_tokens`-token and 1-token generations -> `(total,
+    prefill, per_token, tokens_per_s)` from their medians."""
+    total, first = median(full), median(prefill)
+    per_token = (total - first) / max(new_tokens - 1, 1)
+    return total, first, per_token, batch * new_tokens / total
+
+
 # -- Keras train / forward steps ----------------------------------------------
 def to_tensors(tree):
     import tensorflow as tf
@@ -268,28 +325,17 @@ def forward_runner(function, inputs):
 RESULT_PREFIX = "@@RESULT@@ "
 
 
-def t5_generate_inputs(batch, input_length, new_tokens, vocabulary_size):
-    """Token-id inputs for `T5Seq2SeqLM.generate` without a preprocessor:
-    random encoder tokens, and a decoder holding only the start token (every
-    row generates `new_tokens` tokens)."""
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    decoder_mask = np.zeros((batch, new_tokens + 1), "bool")
-    decoder_mask[:, 0] = True
-    return {
-        "encoder_token_ids": rng.integers(
-            2, vocabulary_size, (batch, input_length), "int32"
-        ),
-        "encoder_padding_mask": np.ones((batch, input_length), "bool"),
-        "decoder_token_ids": np.zeros((batch, new_tokens + 1), "int32"),
-        "decoder_padding_mask": decoder_mask,
-    }
-
-
 def emit_result(result):
     """Prints a child's result for `run_child` to pick up."""
     print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+def parse_result(output):
+    """The result a child emitted in `output`, or None."""
+    for line in output.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX) :])
+    return None
 
 
 def run_child(script, arguments, timeout=None):
@@ -305,9 +351,9 @@ def run_child(script, arguments, timeout=None):
         timeout=timeout,
         env=dict(os.environ),
     )
-    for line in process.stdout.splitlines():
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX) :])
+    result = parse_result(process.stdout)
+    if result is not None:
+        return result
     tail = (process.stdout + process.stderr)[-3000:]
     raise RuntimeError(
         f"{' '.join(command)} failed (exit {process.returncode}):\n{tail}"
@@ -315,6 +361,31 @@ def run_child(script, arguments, timeout=None):
 
 
 # -- output -------------------------------------------------------------------
+def timing_arguments(parser, repeats, warmup=1):
+    """Adds `--repeats`, `--warmup`, `--jit` and `--quick` to `parser`."""
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument(
+        "--jit", default="off,on", help="comma list of off / on"
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny shapes")
+
+
+def names(text):
+    """The items of a comma list (`"t5, minilm"` -> `["t5", "minilm"]`)."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def run_families(models, run_family):
+    """Calls `run_family(name)` for each of the comma list `models`,
+    between two machine lines."""
+    print(machine_line())
+    for family in names(models):
+        run_family(family)
+    print()
+    print(machine_line())
+
+
 def table(headers, rows):
     """A plain-text table, columns right-aligned but the first."""
     cells = [list(map(str, headers))] + [list(map(str, r)) for r in rows]

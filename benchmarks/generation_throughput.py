@@ -28,22 +28,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import _measure  # noqa: E402
+import _models  # noqa: E402
 
 _measure.setup_environment()
-
-from train_step_cost import T5_SMALL  # noqa: E402
-from train_step_cost import T5_TINY  # noqa: E402
-
-GPT2_SMALL = dict(
-    vocabulary_size=50257,
-    num_layers=4,
-    num_heads=4,
-    hidden_dim=256,
-    intermediate_dim=1024,
-    max_sequence_length=512,
-)
-GPT2_TINY = dict(GPT2_SMALL, vocabulary_size=512, num_layers=2, hidden_dim=64)
-GPT2_TINY.update(intermediate_dim=128, num_heads=2)
 
 
 def parse_args(argv=None):
@@ -54,10 +41,7 @@ def parse_args(argv=None):
     parser.add_argument("--t5-input", type=int, default=128)
     parser.add_argument("--gpt2-input", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--jit", default="off,on")
-    parser.add_argument("--quick", action="store_true")
+    _measure.timing_arguments(parser, repeats=5)
     args = parser.parse_args(argv)
     if args.quick:
         args.batch, args.t5_input, args.gpt2_input = 2, 16, 16
@@ -68,54 +52,31 @@ def parse_args(argv=None):
 
 # -- models and inputs --------------------------------------------------------
 def seq2seq_models(args):
-    import keras_hub
-
-    import keras_prompt
-
-    keras_prompt.set_random_seed(0)
-    backbone = keras_hub.models.T5Backbone(
-        **(T5_TINY if args.quick else T5_SMALL)
-    )
-    plain = keras_hub.models.T5Seq2SeqLM(backbone)
-    prompt = keras_prompt.PromptSeq2SeqLM(
-        keras_prompt.FrozenBackbone(backbone, prompt_length=args.prompt_length)
-    )
-    return plain, prompt
-
-
-def seq2seq_inputs(args, model, new_tokens):
-    return _measure.t5_generate_inputs(
-        args.batch, args.t5_input, new_tokens, model.backbone.vocabulary_size
+    backbone = _models.t5_backbone(args.quick)
+    return tuple(
+        _models.t5_task(backbone, method, args.prompt_length)
+        for method in ("plain", "prompt")
     )
 
 
 def causal_models(args):
-    import keras_hub
-
-    import keras_prompt
-
-    keras_prompt.set_random_seed(0)
-    backbone = keras_hub.models.GPT2Backbone(
-        **(GPT2_TINY if args.quick else GPT2_SMALL)
+    backbone = _models.gpt2_backbone(args.quick)
+    return tuple(
+        _models.gpt2_task(backbone, method, args.prompt_length)
+        for method in ("plain", "prompt")
     )
-    plain = keras_hub.models.GPT2CausalLM(backbone)
-    prompt = keras_prompt.PromptCausalLM(
-        keras_prompt.FrozenBackbone(backbone, prompt_length=args.prompt_length)
+
+
+def seq2seq_inputs(args, model, new_tokens):
+    return _models.t5_generate_inputs(
+        args.batch, args.t5_input, new_tokens, model.backbone.vocabulary_size
     )
-    return plain, prompt
 
 
 def causal_inputs(args, model, new_tokens):
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    vocab = model.backbone.vocabulary_size
-    b, s = args.batch, args.gpt2_input
-    token_ids = np.zeros((b, s + new_tokens), "int32")
-    token_ids[:, :s] = rng.integers(2, vocab, (b, s), "int32")
-    mask = np.zeros((b, s + new_tokens), "bool")
-    mask[:, :s] = True
-    return {"token_ids": token_ids, "padding_mask": mask}
+    return _models.gpt2_generate_inputs(
+        args.batch, args.gpt2_input, new_tokens, model.backbone.vocabulary_size
+    )
 
 
 FAMILIES = {
@@ -159,7 +120,7 @@ def run_family(args, family):
         )
     models = {"plain": plain, "prompt": prompt}
     rows = []
-    for jit in [j.strip() for j in args.jit.split(",") if j.strip()]:
+    for jit in _measure.names(args.jit):
         on = jit == "on"
         runners, counters = {}, {}
         for name, model in models.items():
@@ -175,13 +136,15 @@ def run_family(args, family):
         wall, _ = _measure.interleaved_times(
             runners, repeats=args.repeats, warmup=max(args.warmup - 1, 0)
         )
-        result = {}
-        for name in models:
-            full = _measure.median(wall[(name, args.new_tokens)])
-            prefill = _measure.median(wall[(name, 1)])
-            per_token = (full - prefill) / max(args.new_tokens - 1, 1)
-            tokens_per_s = args.batch * args.new_tokens / full
-            result[name] = (full, prefill, per_token, tokens_per_s)
+        result = {
+            name: _measure.generation_rates(
+                wall[(name, args.new_tokens)],
+                wall[(name, 1)],
+                args.batch,
+                args.new_tokens,
+            )
+            for name in models
+        }
         for name in models:
             full, prefill, per_token, tokens_per_s = result[name]
             base = result["plain"]
@@ -216,11 +179,7 @@ def run_family(args, family):
 
 def main(argv=None):
     args = parse_args(argv)
-    print(_measure.machine_line())
-    for family in [f.strip() for f in args.models.split(",") if f.strip()]:
-        run_family(args, family)
-    print()
-    print(_measure.machine_line())
+    _measure.run_families(args.models, lambda f: run_family(args, f))
 
 
 if __name__ == "__main__":

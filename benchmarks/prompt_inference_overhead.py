@@ -28,14 +28,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import _measure  # noqa: E402
+import _models  # noqa: E402
 
 _measure.setup_environment()
 
-from train_step_cost import MINILM  # noqa: E402
-from train_step_cost import T5_SMALL  # noqa: E402
-from train_step_cost import T5_TINY  # noqa: E402
-
-GOAL = 1.05
+GOAL = _models.GOAL_FORWARD
 
 
 def parse_args(argv=None):
@@ -47,10 +44,7 @@ def parse_args(argv=None):
     parser.add_argument("--t5-target", type=int, default=8)
     parser.add_argument("--minilm-batch", type=int, default=32)
     parser.add_argument("--minilm-length", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--jit", default="off,on")
-    parser.add_argument("--quick", action="store_true")
+    _measure.timing_arguments(parser, repeats=5)
     args = parser.parse_args(argv)
     if args.quick:
         args.prompt_lengths = "20"
@@ -62,56 +56,34 @@ def parse_args(argv=None):
 
 
 def t5_setup(args):
-    import keras_hub
     import numpy as np
 
-    import keras_prompt
-
-    config = T5_TINY if args.quick else T5_SMALL
-    keras_prompt.set_random_seed(0)
-    backbone = keras_hub.models.T5Backbone(**config)
+    config = _models.t5_config(args.quick)
+    backbone = _models.t5_backbone(args.quick)
     rng = np.random.default_rng(0)
     vocab = config["vocabulary_size"]
     b, s, t = args.t5_batch, args.t5_input, args.t5_target
 
     def inputs(length):
-        return {
-            "encoder_token_ids": rng.integers(2, vocab, (b, length), "int32"),
-            "encoder_padding_mask": np.ones((b, length), "bool"),
-            "decoder_token_ids": rng.integers(2, vocab, (b, t), "int32"),
-            "decoder_padding_mask": np.ones((b, t), "bool"),
-        }
-
-    def macs(prompt_length):
-        return _measure.t5_forward_macs(config, s + prompt_length, t)
+        return _models.t5_inputs(rng, vocab, b, length, t)
 
     name = "T5 2-layer tiny" if args.quick else "T5 1.1-small-shaped"
     title = f"{name} (batch {b}, input {s}, target {t})"
-    return backbone, inputs, macs, s, title
+    return backbone, inputs, _models.t5_macs(config, s, t), s, title
 
 
 def minilm_setup(args):
-    import keras_hub
     import numpy as np
 
-    from keras_prompt.pretrained import minilm_preset_dir
-
-    backbone = keras_hub.models.BertBackbone.from_preset(minilm_preset_dir())
+    backbone = _models.minilm_pretrained()
     rng = np.random.default_rng(0)
     b, length = args.minilm_batch, args.minilm_length
+    vocab = _models.MINILM["vocabulary_size"]
 
     def inputs(positions):
-        token_ids = rng.integers(1000, 30522, (b, positions), "int32")
-        token_ids[:, 0], token_ids[:, -1] = 101, 102
-        return {
-            "token_ids": token_ids,
-            "segment_ids": np.zeros((b, positions), "int32"),
-            "padding_mask": np.ones((b, positions), "bool"),
-        }
+        return _models.minilm_inputs(rng, vocab, b, positions)
 
-    def macs(prompt_length):
-        return _measure.bert_forward_macs(MINILM, length + prompt_length)
-
+    macs = _models.minilm_macs(_models.MINILM, length)
     title = f"all-MiniLM-L6-v2 (batch {b}, length {length})"
     return backbone, inputs, macs, length, title
 
@@ -138,7 +110,7 @@ def run_family(args, family):
         for p in args.prompt_lengths
     }
     rows = []
-    for jit in [j.strip() for j in args.jit.split(",") if j.strip()]:
+    for jit in _measure.names(args.jit):
         plain = forward(backbone, jit == "on")
         runners = {0: _measure.forward_runner(plain, inputs(length))}
         for p, model in prompted.items():
@@ -153,21 +125,21 @@ def run_family(args, family):
         )
         rows.append([f"jit {jit}", 0, _measure.describe(wall[0])] + [""] * 7)
         for p in prompted:
-            ratio = _measure.paired_ratio(wall[p], wall[0])
-            simple = (length + p) / length
-            flops = _measure.forward_bound(macs(0), macs(p))
+            r = _measure.forward_ratios(
+                wall[0], wall[p], wall[-p], length, p, macs, GOAL
+            )
             rows.append(
                 [
                     f"jit {jit}",
                     p,
                     _measure.describe(wall[p]),
-                    f"{ratio:.3f}",
+                    f"{r['ratio']:.3f}",
                     f"{_measure.paired_ratio(cpu[p], cpu[0]):.3f}",
-                    f"{simple:.3f}",
-                    f"{flops:.3f}",
-                    f"{_measure.paired_ratio(wall[-p], wall[0]):.3f}",
-                    f"{_measure.paired_ratio(wall[p], wall[-p]):.3f}",
-                    "yes" if ratio <= GOAL * simple else "no",
+                    f"{r['bound']:.3f}",
+                    f"{r['flop_ratio']:.3f}",
+                    f"{r['plain_extended_ratio']:.3f}",
+                    f"{r['vs_plain_extended']:.3f}",
+                    "yes" if r["met"] else "no",
                 ]
             )
     headers = [
@@ -187,11 +159,7 @@ def run_family(args, family):
 
 def main(argv=None):
     args = parse_args(argv)
-    print(_measure.machine_line())
-    for family in [f.strip() for f in args.models.split(",") if f.strip()]:
-        run_family(args, family)
-    print()
-    print(_measure.machine_line())
+    _measure.run_families(args.models, lambda f: run_family(args, f))
 
 
 if __name__ == "__main__":

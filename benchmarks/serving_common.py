@@ -12,25 +12,16 @@ median and best wall time and median CPU time of the process.
 """
 
 import os
-import time
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import _measure
+import _models
+
+_measure.setup_environment()
 
 import numpy as np  # noqa: E402
 
-CONFIG = dict(
-    vocabulary_size=32128,
-    num_layers=4,
-    num_heads=8,
-    hidden_dim=512,
-    intermediate_dim=1024,
-    key_value_dim=64,
-    dropout=0.0,
-    activation="gelu",
-    use_gated_activation=True,
-    tie_embedding_weights=False,
-)
+# T5 1.1-small's layer shape with 4 layers a stack and 8 heads, no dropout.
+CONFIG = dict(_models.T5_SMALL, num_layers=4, num_heads=8, dropout=0.0)
 # 32,125 made-up words + pad, end and unknown: T5's 32,128 vocabulary rows.
 WORDS = [f"w{i}" for i in range(32125)]
 ENCODER_LENGTH = 64
@@ -86,26 +77,25 @@ def t5_task(backbone, preprocessor, prompt_length=PROMPT_LENGTH, seed=0):
 
 
 def interleaved(functions, repeats=5, warmup=1):
-    """Runs the functions in turns; returns `{"median", "best", "cpu"}`,
-    each a dict `name -> seconds`: the median and best wall time, and the
-    median CPU time of this process (all its threads). On a shared machine
-    the CPU time is the figure least disturbed by other processes."""
-    for fn in functions.values():
-        for _ in range(warmup):
-            fn()
-    wall = {name: [] for name in functions}
-    cpu = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, fn in functions.items():
-            start, start_cpu = time.perf_counter(), time.process_time()
-            fn()
-            wall[name].append(time.perf_counter() - start)
-            cpu[name].append(time.process_time() - start_cpu)
-    return {
-        "median": {n: float(np.median(t)) for n, t in wall.items()},
-        "best": {n: float(np.min(t)) for n, t in wall.items()},
-        "cpu": {n: float(np.median(t)) for n, t in cpu.items()},
-    }
+    """Runs the functions in turns (`_measure.interleaved_times`); returns
+    `{"median", "best", "cpu"}`, each a dict `name -> seconds`: the median
+    and best wall time, and the median CPU time of this process (all its
+    threads). On a shared machine the CPU time is the figure least
+    disturbed by other processes."""
+    wall, cpu = _measure.interleaved_times(functions, repeats, warmup)
+    return _measure.summary(wall, cpu)
+
+
+def bank(backbone, preprocessor, names):
+    """`(template, bank)`: a `PromptBank` holding a random prompt (seed i)
+    for each of `names`, its template the seed-0 task."""
+    from keras_prompt.serving import PromptBank
+
+    template = t5_task(backbone, preprocessor, seed=0)
+    prompts = PromptBank(template, capacity=len(names))
+    for i, name in enumerate(names):
+        prompts.add_task(name, t5_task(backbone, preprocessor, seed=i))
+    return template, prompts
 
 
 def report(stats, count, unit):

@@ -16,17 +16,13 @@ MEMBERS = 5
 
 
 def main():
-    from keras_prompt.serving import PromptBank
     from keras_prompt.serving import PromptEnsemble
     from keras_prompt.serving import majority_vote
 
     common.header(f"Prompt ensemble of {MEMBERS}: one pass vs {MEMBERS} passes")
     backbone, preprocessor = common.build_t5()
-    template = common.t5_task(backbone, preprocessor, seed=0)
-    bank = PromptBank(template, capacity=MEMBERS)
     members = [f"member{i}" for i in range(MEMBERS)]
-    for i, name in enumerate(members):
-        bank.add_task(name, common.t5_task(backbone, preprocessor, seed=i))
+    _, bank = common.bank(backbone, preprocessor, members)
     ensemble = PromptEnsemble(bank, members)
     texts = common.texts(BATCH)
 

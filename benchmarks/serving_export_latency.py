@@ -28,15 +28,11 @@ def main():
     import tensorflow_text  # noqa: F401
 
     from keras_prompt import export_saved_model
-    from keras_prompt.serving import PromptBank
 
     common.header("Exported SavedModel vs in-memory latency")
     backbone, preprocessor = common.build_t5()
-    template = common.t5_task(backbone, preprocessor, seed=0)
-    bank = PromptBank(template, capacity=TASKS)
     names = [f"task{i}" for i in range(TASKS)]
-    for i, name in enumerate(names):
-        bank.add_task(name, common.t5_task(backbone, preprocessor, seed=i))
+    _, bank = common.bank(backbone, preprocessor, names)
     folder = tempfile.mkdtemp(prefix="keras_prompt_bench-")
     serving = {}
     for size, jit in EXPORTS:

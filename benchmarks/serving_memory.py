@@ -13,24 +13,14 @@ copies of the backbone.
 
 import gc
 
+import _measure
 import serving_common as common
+from _measure import mib
 from trainable_fraction import CONFIGS
 from trainable_fraction import t5_parameters
 
 PROMPT_LENGTH = 100
 MEASURED_TASKS = 4
-
-
-def rss_bytes():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def mib(count):
-    return count / 2**20
 
 
 def computed():
@@ -79,26 +69,26 @@ def measured():
         bank.generate(common.texts(2), [f"task{first}"] * 2)
 
     gc.collect()
-    start = rss_bytes()
+    start = _measure.current_rss()
     backbone, preprocessor = common.build_t5()
     gc.collect()
-    backbone_bytes = rss_bytes() - start
+    backbone_bytes = _measure.current_rss() - start
     template = common.t5_task(backbone, preprocessor, seed=0)
     bank = PromptBank(template, capacity=2 * MEASURED_TASKS)
     add_tasks(bank, 0)
     gc.collect()
-    bank_bytes = rss_bytes() - start
-    before = rss_bytes()
+    bank_bytes = _measure.current_rss() - start
+    before = _measure.current_rss()
     add_tasks(bank, MEASURED_TASKS)  # within capacity
     gc.collect()
-    more_bytes = rss_bytes() - before
+    more_bytes = _measure.current_rss() - before
 
     copies = []
-    before = rss_bytes()
+    before = _measure.current_rss()
     for _ in range(MEASURED_TASKS):
         copies.append(keras_hub.models.T5Backbone(**common.CONFIG))
     gc.collect()
-    copies_bytes = rss_bytes() - before
+    copies_bytes = _measure.current_rss() - before
     parameters = backbone.count_params()
     k = MEASURED_TASKS
     print(

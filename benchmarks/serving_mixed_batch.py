@@ -20,16 +20,10 @@ TASKS = 8
 def main():
     import tensorflow as tf
 
-    from keras_prompt.serving import PromptBank
-
     common.header("Mixed-task vs single-task batch throughput")
     backbone, preprocessor = common.build_t5()
-    single = common.t5_task(backbone, preprocessor, seed=0)
-    bank = PromptBank(single, capacity=TASKS)
-    for i in range(TASKS):
-        bank.add_task(
-            f"task{i}", common.t5_task(backbone, preprocessor, seed=i)
-        )
+    names = [f"task{i}" for i in range(TASKS)]
+    single, bank = common.bank(backbone, preprocessor, names)
 
     texts = common.texts(BATCH)
     x = preprocessor.generate_preprocess(texts)

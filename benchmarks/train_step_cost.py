@@ -52,26 +52,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import _measure  # noqa: E402
+import _models  # noqa: E402
 
 _measure.setup_environment()
 
-T5_SMALL = dict(
-    vocabulary_size=32128,
-    num_layers=8,
-    num_heads=6,
-    hidden_dim=512,
-    intermediate_dim=1024,
-    key_value_dim=64,
-    activation="gelu",
-    use_gated_activation=True,
-    tie_embedding_weights=False,
-    dropout=0.1,
-)
-T5_TINY = dict(T5_SMALL, num_layers=2, hidden_dim=64, intermediate_dim=128)
-T5_TINY.update(num_heads=2, key_value_dim=32, vocabulary_size=512)
-METHODS = ("prompt", "full")
-GOAL_TIME = 0.75
-GOAL_MEMORY = 0.6
+from _models import COMPILE  # noqa: E402
+from _models import GOAL_MEMORY  # noqa: E402
+from _models import GOAL_TIME  # noqa: E402
+from _models import METHODS  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -114,109 +102,31 @@ def parse_args(argv=None):
 
 
 # -- models -------------------------------------------------------------------
-def t5_config(args):
-    return T5_TINY if args.quick else T5_SMALL
-
-
 def build_t5(args, method, jit):
-    import keras_hub
-
-    import keras_prompt
-
-    keras_prompt.set_random_seed(0)
-    backbone = keras_hub.models.T5Backbone(**t5_config(args))
-    if method == "prompt":
-        model = keras_prompt.PromptSeq2SeqLM(
-            keras_prompt.FrozenBackbone(
-                backbone, prompt_length=args.prompt_length
-            )
-        )
-    else:
-        model = keras_hub.models.T5Seq2SeqLM(backbone)
-    compile_t5(model, method, jit)
-    return model
-
-
-def compile_t5(model, method, jit):
-    import keras
-
-    if method == "prompt":
-        model.compile(jit_compile=jit)  # the task's defaults
-    else:
-        model.compile(optimizer=keras.optimizers.Adam(1e-4), jit_compile=jit)
+    return _models.build_t5(method, args.prompt_length, args.quick, jit)
 
 
 def t5_batch(args):
     import numpy as np
 
     rng = np.random.default_rng(0)
-    vocab = t5_config(args)["vocabulary_size"]
-    b, s, t = args.t5_batch, args.t5_input, args.t5_target
-    x = {
-        "encoder_token_ids": rng.integers(2, vocab, (b, s), "int32"),
-        "encoder_padding_mask": np.ones((b, s), "bool"),
-        "decoder_token_ids": rng.integers(2, vocab, (b, t), "int32"),
-        "decoder_padding_mask": np.ones((b, t), "bool"),
-    }
+    vocab = _models.t5_config(args.quick)["vocabulary_size"]
+    b, t = args.t5_batch, args.t5_target
+    x = _models.t5_inputs(rng, vocab, b, args.t5_input, t)
     y = rng.integers(2, vocab, (b, t), "int32")
     return x, y, np.ones((b, t), "float32")
 
 
 def t5_bound(args):
-    config = t5_config(args)
-    plain = _measure.t5_forward_macs(config, args.t5_input, args.t5_target)
-    prompted = _measure.t5_forward_macs(
-        config, args.t5_input + args.prompt_length, args.t5_target
-    )
-    return _measure.prompt_train_bound(plain, prompted), args.t5_input
-
-
-def minilm_backbone():
-    import keras_hub
-
-    from keras_prompt.pretrained import minilm_preset_dir
-
-    return keras_hub.models.BertBackbone.from_preset(minilm_preset_dir())
+    config = _models.t5_config(args.quick)
+    macs = _models.t5_macs(config, args.t5_input, args.t5_target)
+    return _models.train_bound(macs, args.t5_input, args.prompt_length)
 
 
 def build_minilm(args, method, jit):
-    import keras
-
-    import keras_prompt
-    from keras_prompt.layers.classification_head import ClassificationHead
-
-    keras_prompt.set_random_seed(0)
-    backbone = minilm_backbone()
-    if method == "prompt":
-        model = keras_prompt.PromptClassifier(
-            keras_prompt.FrozenBackbone(
-                backbone, prompt_length=args.prompt_length
-            ),
-            num_classes=2,
-        )
-    else:
-        # The same head as PromptClassifier's, on the unfrozen backbone.
-        inputs = backbone.input
-        hidden = backbone(inputs)["sequence_output"][:, 0, :]
-        hidden = keras.layers.Dropout(0.1)(hidden)
-        head = ClassificationHead(2, activation="softmax", name="logits")
-        model = keras.Model(inputs, head(hidden))
-    compile_minilm(model, method, jit)
-    return model
-
-
-def compile_minilm(model, method, jit):
-    import keras
-
-    if method == "prompt":
-        model.compile(jit_compile=jit)  # the task's defaults
-    else:
-        model.compile(
-            optimizer=keras.optimizers.Adam(5e-5),
-            loss="sparse_categorical_crossentropy",
-            metrics=["sparse_categorical_accuracy"],
-            jit_compile=jit,
-        )
+    return _models.build_minilm(
+        method, args.prompt_length, _models.minilm_pretrained, jit
+    )
 
 
 def minilm_batch(args):
@@ -224,32 +134,19 @@ def minilm_batch(args):
 
     rng = np.random.default_rng(0)
     b, length = args.minilm_batch, args.minilm_length
-    token_ids = rng.integers(1000, 30522, (b, length), "int32")
-    token_ids[:, 0] = 101  # [CLS]
-    token_ids[:, -1] = 102  # [SEP]
-    x = {
-        "token_ids": token_ids,
-        "segment_ids": np.zeros((b, length), "int32"),
-        "padding_mask": np.ones((b, length), "bool"),
-    }
+    x = _models.minilm_inputs(rng, _models.MINILM["vocabulary_size"], b, length)
     return x, rng.integers(0, 2, (b,), "int32")
 
 
-MINILM = dict(hidden_dim=384, intermediate_dim=1536, num_layers=6)
-
-
 def minilm_bound(args):
-    length = args.minilm_length
-    plain = _measure.bert_forward_macs(MINILM, length)
-    prompted = _measure.bert_forward_macs(MINILM, length + args.prompt_length)
-    return _measure.prompt_train_bound(plain, prompted), length
+    macs = _models.minilm_macs(_models.MINILM, args.minilm_length)
+    return _models.train_bound(macs, args.minilm_length, args.prompt_length)
 
 
 FAMILIES = {
     "t5": (build_t5, t5_batch, t5_bound),
     "minilm": (build_minilm, minilm_batch, minilm_bound),
 }
-COMPILE = {"t5": compile_t5, "minilm": compile_minilm}
 
 
 def describe_family(args, family):
@@ -353,8 +250,7 @@ def memory_table(args, family):
 # -- time (this process) ---------------------------------------------------
 def time_table(args, family):
     build, batch, bound_of = FAMILIES[family]
-    bound, length = bound_of(args)
-    simple = 2 / 3 * (length + args.prompt_length) / length
+    bound, simple = bound_of(args)
     data = batch(args)
     models = {method: build(args, method, jit="auto") for method in METHODS}
     print(
@@ -363,7 +259,7 @@ def time_table(args, family):
         "accelerators)"
     )
     rows = []
-    for jit in [j.strip() for j in args.jit.split(",") if j.strip()]:
+    for jit in _measure.names(args.jit):
         runners, counters = {}, {}
         for method, model in models.items():
             COMPILE[family](model, method, jit=jit == "on")
@@ -527,7 +423,7 @@ def main(argv=None):
         before_after(args)
         print(_measure.machine_line())
         return
-    for family in [f.strip() for f in args.models.split(",") if f.strip()]:
+    for family in _measure.names(args.models):
         print()
         print(f"== {describe_family(args, family)}")
         time_table(args, family)
