@@ -8,6 +8,7 @@ from keras_prompt import inspect
 from keras_prompt import recipes
 from keras_prompt import serving
 from keras_prompt.callbacks import BestPromptCheckpoint
+from keras_prompt.finite_guard import FiniteGuard
 from keras_prompt.frozen_backbone import FrozenBackbone
 from keras_prompt.layers.prompt_embedding import PromptEmbedding
 from keras_prompt.seeding import set_random_seed
@@ -19,6 +20,7 @@ from keras_prompt.version import __version__
 
 __all__ = [
     "BestPromptCheckpoint",
+    "FiniteGuard",
     "FrozenBackbone",
     "PromptCausalLM",
     "PromptClassifier",
