@@ -721,6 +721,7 @@ class Recipe:
         verbose="auto",
         restore_best=True,
         eval_interval=None,
+        print_evaluations=None,
     ):
         """Trains the prompt and keeps the best one on the dev split.
 
@@ -761,6 +762,8 @@ class Recipe:
             eval_interval: optional int, evaluate every this many steps and
                 after the last one instead of every `eval_interval` steps of
                 the recipe: the last interval may be shorter.
+            print_evaluations: optional bool, print a line per evaluation;
+                `None` follows `verbose`.
 
         Returns:
             A `RecipeResult`.
@@ -813,7 +816,11 @@ class Recipe:
             evaluate_fn=evaluate,
             patience=self.patience,
             restore_best=restore_best,
-            verbose=0 if verbose == "auto" else int(bool(verbose)),
+            verbose=int(
+                bool(verbose) and verbose != "auto"
+                if print_evaluations is None
+                else print_evaluations
+            ),
         )
         start_step = _iterations(model)
         start = time.perf_counter()

@@ -329,6 +329,7 @@ def _run(args):
             validation_data=validation,
             callbacks=[PrintEvaluations(args.steps, num_eval)],
             verbose=progress_verbosity(),
+            print_evaluations=False,
             restore_best=False,  # The run keeps its last prompt.
             eval_interval=args.eval_every or args.steps,
         )
