@@ -22,7 +22,7 @@ draws `steps * batch_size` training sentences at random (a subset of the
 67,349: one pass, no sentence seen twice) and the batch order; the three
 configurations of a seed see exactly the same batches. Validation accuracy
 is on the full SST-2 dev set (872 sentences). Batches are cut to their
-longest sentence (`keras_prompt.cli.text_batches`; outputs are unchanged,
+longest sentence (`keras_prompt.data.batching`; outputs are unchanged,
 CPU time is not spent on padding).
 
 Each configuration and seed runs in its own Python process, so that peak
@@ -192,7 +192,7 @@ def run_worker(config):
     import numpy as np
 
     import keras_prompt
-    from keras_prompt.cli import text_batches
+    from keras_prompt.data import batching as text_batches
     from keras_prompt.data.classification import load_classification
 
     method, seed = config["method"], config["seed"]

@@ -8,6 +8,7 @@ import time
 
 import keras
 import numpy as np
+from keras.src.callbacks.monitor_callback import MonitorCallback
 
 _MAX_WORDS = {"acc", "accuracy", "auc", "em", "f1", "f1a", "score"}
 _MIN_WORDS = {"loss", "error", "perplexity", "mse", "mae"}
@@ -49,7 +50,7 @@ def _as_float(value, monitor):
         ) from error
 
 
-class BestPromptCheckpoint(keras.callbacks.Callback):
+class BestPromptCheckpoint(MonitorCallback):
     """Saves the prompt file whenever a monitored value improves.
 
     After every epoch (or every `every_n_steps` optimiser steps) the
@@ -132,7 +133,6 @@ class BestPromptCheckpoint(keras.callbacks.Callback):
         every_n_steps=None,
         verbose=0,
     ):
-        super().__init__()
         if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
             raise TypeError(
                 f"`path` must be a non-empty file path. Received: path={path!r}"
@@ -175,21 +175,32 @@ class BestPromptCheckpoint(keras.callbacks.Callback):
                 "`restore_best` must be a bool. "
                 f"Received: restore_best={restore_best!r}"
             )
+        # Keras' `MonitorCallback` holds the monitor, the mode, `min_delta`
+        # and the best value (`best`), and decides what improves
+        # (`_is_improvement`); `mode="auto"` is resolved here, by name.
+        super().__init__(
+            monitor=monitor,
+            mode=_resolve_mode(mode, monitor),
+            min_delta=float(min_delta),
+        )
+        self._set_monitor_op()
         self.path = os.fspath(path)
-        self.monitor = monitor
-        self.mode = _resolve_mode(mode, monitor)
         self.evaluate_fn = evaluate_fn
         self.patience = None if patience is None else int(patience)
         self.restore_best = restore_best
-        self.min_delta = float(min_delta)
         self.every_n_steps = (
             None if every_n_steps is None else int(every_n_steps)
         )
         self.verbose = verbose
         self._reset()
 
+    @property
+    def best_value(self):
+        """The best monitored value so far (`MonitorCallback.best`)."""
+        return self.best
+
     def _reset(self):
-        self.best_value = None
+        self.best = None
         self.best_step = None
         self.best_epoch = None
         self.best_metrics = None
@@ -280,11 +291,8 @@ class BestPromptCheckpoint(keras.callbacks.Callback):
     def _improved(self, value):
         if math.isnan(value):
             return False
-        if self.best_value is None:
-            return True
-        if self.mode == "max":
-            return value > self.best_value + self.min_delta
-        return value < self.best_value - self.min_delta
+        best = None if self.best is None else np.float64(self.best)
+        return bool(self._is_improvement(np.float64(value), best))
 
     def _evaluate(self, logs, step, epoch_logs=None):
         start = time.perf_counter()
@@ -293,7 +301,7 @@ class BestPromptCheckpoint(keras.callbacks.Callback):
         improved = self._improved(value)
         if improved:
             self.model.save_prompts(self.path)
-            self.best_value = value
+            self.best = value
             self.best_step = step
             self.best_epoch = self._epoch
             self.best_metrics = dict(metrics) or {self.monitor: value}

@@ -87,6 +87,7 @@ import math
 import numbers
 import os
 import time
+import warnings
 from typing import Any
 from typing import Optional
 from typing import Sequence
@@ -95,9 +96,13 @@ import keras
 import numpy as np
 
 from keras_prompt import initializers as prompt_initializers
+from keras_prompt import optimizers
 from keras_prompt.callbacks import BestPromptCheckpoint
 from keras_prompt.prompt_files import atomic_write_bytes
 
+# The paper's Adafactor settings are `Adafactor`'s defaults: written there.
+_PAPER = optimizers.paper_adafactor_settings()
+_OPTIMIZER_NAMES = ("auto",) + optimizers.NAMES
 PROMPT_FILE = "best.prompt.safetensors"
 RESULTS_FILE = "results.json"
 _INITIALIZER_NAMES = ("class_label", "sampled_vocab", "random_uniform")
@@ -171,6 +176,25 @@ class RecipeResult:
     eval_seconds: float
     evaluations: list
 
+    def task_history(self):
+        """`[{"step": ..., **task metrics}, ...]`, one per evaluation, the
+        metrics named as the task names them (see `task_metrics`)."""
+        return [
+            {"step": record["step"], **task_metrics(record)}
+            for record in self.evaluations
+        ]
+
+
+def task_metrics(record):
+    """The task's metrics in an evaluation record or epoch logs of
+    `Recipe.fit`: the `"val_"` metrics, unprefixed, without the selection
+    score `"val_score"` the recipe adds."""
+    return {
+        key[len("val_") :]: value
+        for key, value in record.items()
+        if key.startswith("val_") and key != "val_score"
+    }
+
 
 @dataclasses.dataclass
 class Recipe:
@@ -193,8 +217,13 @@ class Recipe:
             instance.
         labels: optional list of label strings for class-label
             initialisation instead of the task's `label_strings`.
-        learning_rate: float, Adafactor's constant step size. Paper: 0.3.
-        decay_rate: float, Adafactor's second-moment decay exponent.
+        optimizer_name: `"adafactor"` (paper), `"adam"`, or `"auto"`: the
+            model's `compile()` default (`default_optimizer_name`: Adam for
+            a `PromptClassifier`, Adafactor for text-to-text models).
+        learning_rate: float, the optimiser's constant step size, or
+            `None` for the optimiser's default. Paper: 0.3.
+        decay_rate: float, Adafactor's second-moment decay exponent. The
+            Adafactor settings apply when the optimiser is Adafactor.
             Paper: 0.8.
         weight_decay_rate: float, decoupled weight decay. Paper: 1e-5.
         clipping_threshold: float, Adafactor update clipping. Paper: 1.0.
@@ -212,7 +241,8 @@ class Recipe:
             improvement. `None` (paper): train all `steps`.
         encoder_sequence_length: int, input tokens (the prompt comes on
             top), when the preprocessor is loaded from a preset. 512.
-        decoder_sequence_length: int, target tokens, likewise. 128.
+        decoder_sequence_length: int, target tokens, likewise (tasks that
+            generate them). 128.
         sampled_vocab_top_k: int, sampled-vocabulary initialisation draws
             from this many most common tokens. Paper: 5,000.
         seed: optional int, seeds the initialiser and the data shuffling.
@@ -232,12 +262,13 @@ class Recipe:
     prompt_length: int = 100
     initializer: Any = "class_label"
     labels: Optional[Sequence[str]] = None
-    learning_rate: float = 0.3
-    decay_rate: float = 0.8
-    weight_decay_rate: float = 1e-5
-    clipping_threshold: float = 1.0
-    multiply_by_parameter_scale: bool = False
-    factored: bool = False
+    optimizer_name: str = "adafactor"
+    learning_rate: Optional[float] = _PAPER["learning_rate"]
+    decay_rate: float = _PAPER["decay_rate"]
+    weight_decay_rate: float = _PAPER["weight_decay_rate"]
+    clipping_threshold: float = _PAPER["clipping_threshold"]
+    multiply_by_parameter_scale: bool = _PAPER["multiply_by_parameter_scale"]
+    factored: bool = _PAPER["factored"]
     batch_size: int = 32
     steps: int = 30_000
     eval_interval: int = 1_000
@@ -267,7 +298,12 @@ class Recipe:
         _check_int("eval_batch_size", self.eval_batch_size, allow_none=True)
         _check_int("patience", self.patience, allow_none=True)
         _check_int("seed", self.seed, minimum=0, allow_none=True)
-        _check_float("learning_rate", self.learning_rate)
+        _check_float("learning_rate", self.learning_rate, allow_none=True)
+        if self.optimizer_name not in _OPTIMIZER_NAMES:
+            raise ValueError(
+                f"`optimizer_name` must be one of {_OPTIMIZER_NAMES}. "
+                f"Received: optimizer_name={self.optimizer_name!r}"
+            )
         _check_float("decay_rate", self.decay_rate)
         _check_float("weight_decay_rate", self.weight_decay_rate)
         _check_float(
@@ -344,12 +380,35 @@ class Recipe:
             return tuple(self.task.label_strings)
         return None
 
-    def optimizer(self):
-        """A new `keras_prompt.optimizers.Adafactor` with these settings."""
-        from keras_prompt.optimizers import Adafactor
+    def optimizer_settings(self, model=None):
+        """`(name, learning_rate)` of the optimiser for `model`: the
+        `"auto"` name resolved from the model's `default_optimizer_name`,
+        a `None` learning rate from the optimiser's default."""
+        name = self.optimizer_name
+        if name == "auto":
+            if model is None:
+                raise ValueError(
+                    "`optimizer_name='auto'` picks the model's default "
+                    "optimiser; pass the model. Received: model=None"
+                )
+            name = model.default_optimizer_name
+        rate = self.learning_rate
+        if rate is None:
+            rate = optimizers.default_learning_rate(name)
+        return name, rate
 
-        return Adafactor(
-            learning_rate=self.learning_rate,
+    def optimizer(self, model=None):
+        """A new optimiser with these settings: by default the paper's
+        `keras_prompt.optimizers.Adafactor`.
+
+        Args:
+            model: the task to train; needed with `optimizer_name="auto"`.
+        """
+        name, rate = self.optimizer_settings(model)
+        if name != "adafactor":
+            return optimizers.get(name, rate)
+        return optimizers.Adafactor(
+            learning_rate=rate,
             decay_rate=self.decay_rate,
             beta1=None,
             clipping_threshold=self.clipping_threshold,
@@ -389,75 +448,120 @@ class Recipe:
 
     # -- model --------------------------------------------------------------
     def compile(self, model, **kwargs):
-        """Compiles `model` with the recipe's optimiser (greedy decoding).
+        """Compiles `model` with the recipe's optimiser (text-to-text
+        models: greedy decoding), and the task's `train_compile_kwargs`.
 
         Args:
             model: a keras_prompt task.
             **kwargs: further `compile` arguments (e.g. `jit_compile`).
         """
-        model.compile(optimizer=self.optimizer(), **kwargs)
+        kwargs = {**getattr(model, "train_compile_kwargs", {}), **kwargs}
+        model.compile(optimizer=self.optimizer(model), **kwargs)
         return model
 
     def build_model(
-        self, preset=None, *, backbone=None, preprocessor=None, **kwargs
+        self,
+        preset=None,
+        *,
+        backbone=None,
+        preprocessor=None,
+        task_options=None,
+        **kwargs,
     ):
-        """A `PromptSeq2SeqLM` with this recipe's prompt, compiled.
+        """The prompt task for this recipe's prompt, compiled.
 
-        Give a `preset` (keras-hub T5 preset or Hugging Face T5 folder), or
-        a keras-hub `T5Backbone` and its `T5Seq2SeqLMPreprocessor`.
+        The task class follows the backbone (`keras_prompt.tasks.
+        task_class_for`): a `PromptSeq2SeqLM` on T5, a `PromptClassifier`
+        (one class per label of the recipe's `task`) on BERT, RoBERTa and
+        DistilBERT. Give a `preset` (keras-hub preset or Hugging Face
+        folder), or a keras-hub backbone and its preprocessor, or both a
+        backbone already loaded from `preset` and the `preset` (its
+        preprocessor is loaded).
 
         Args:
-            preset: str, the pretrained T5 to load.
-            backbone: a keras-hub `T5Backbone` (not yet wrapped).
-            preprocessor: a `T5Seq2SeqLMPreprocessor`; needed with
-                `backbone`, optional with `preset` (it is then used as is,
-                with its own sequence lengths).
+            preset: str, the pretrained model to load.
+            backbone: a keras-hub backbone (not yet wrapped).
+            preprocessor: the task's preprocessor (e.g. a
+                `T5Seq2SeqLMPreprocessor`); needed with `backbone` alone,
+                optional with `preset` (it is then used as is, with its own
+                sequence lengths).
+            task_options: optional dict of task settings, e.g.
+                `{"pooling": "mean"}` for a classifier's head (settings of
+                other task kinds are ignored).
             **kwargs: passed to `compile` (e.g. `jit_compile=False`).
 
         Returns:
-            A compiled `keras_prompt.PromptSeq2SeqLM`.
+            A compiled keras_prompt task.
         """
-        import keras_hub
-
         from keras_prompt.frozen_backbone import FrozenBackbone
         from keras_prompt.presets import load_backbone
         from keras_prompt.presets import load_preprocessor
-        from keras_prompt.tasks.prompt_seq2seq_lm import PromptSeq2SeqLM
+        from keras_prompt.tasks import task_class_for
 
-        if (preset is None) == (backbone is None):
+        if preset is None and backbone is None:
             raise ValueError(
-                "Pass exactly one of `preset` and `backbone`. Received: "
-                f"preset={preset!r}, backbone={type(backbone).__name__}"
+                "Pass exactly one of `preset` and `backbone` (or both, a "
+                "backbone loaded from `preset`). Received: preset=None, "
+                "backbone=None"
             )
-        if backbone is not None:
-            if isinstance(backbone, FrozenBackbone):
-                raise TypeError(
-                    "`backbone` is already a FrozenBackbone; pass the plain "
-                    "keras-hub T5Backbone so the recipe can add its prompt. "
-                    "Received: backbone=FrozenBackbone"
-                )
-            if preprocessor is None:
-                raise ValueError(
-                    "`preprocessor` is needed with `backbone` (its tokenizer "
-                    "reads the text and the class labels). "
-                    "Received: preprocessor=None"
-                )
-        else:
-            if preprocessor is None:
-                preprocessor = load_preprocessor(
-                    preset,
-                    keras_hub.models.T5Seq2SeqLMPreprocessor,
-                    encoder_sequence_length=self.encoder_sequence_length,
-                    decoder_sequence_length=self.decoder_sequence_length,
-                )
+        if isinstance(backbone, FrozenBackbone):
+            raise TypeError(
+                "`backbone` is already a FrozenBackbone; pass the plain "
+                "keras-hub backbone so the recipe can add its prompt. "
+                "Received: backbone=FrozenBackbone"
+            )
+        if preset is None and preprocessor is None:
+            raise ValueError(
+                "`preprocessor` is needed with `backbone` (its tokenizer "
+                "reads the text and the class labels). "
+                "Received: preprocessor=None"
+            )
+        if backbone is None:
             backbone = load_backbone(preset)
+        task_class = task_class_for(backbone)
+        if not task_class.trains_with_recipe:
+            raise ValueError(
+                f"The recipe cannot train a {task_class.__name__} yet "
+                f"({type(backbone).__name__}). Received: "
+                f"backbone={type(backbone).__name__}"
+            )
+        if preprocessor is None:
+            preprocessor = load_preprocessor(
+                preset,
+                task_class.preprocessor_cls,
+                **task_class.preprocessor_lengths(
+                    self.encoder_sequence_length, self.decoder_sequence_length
+                ),
+            )
         wrapped = FrozenBackbone(
             backbone,
             prompt_length=self.prompt_length,
             initializer=self.make_initializer(preprocessor.tokenizer),
         )
-        model = PromptSeq2SeqLM(wrapped, preprocessor, compile=False)
+        model = task_class.from_recipe(
+            wrapped, preprocessor, self.task, **(task_options or {})
+        )
         return self.compile(model, **kwargs)
+
+    def examples(self, model, split, data_dir=None, max_examples=None):
+        """A split of the recipe's task in the form `model` trains and is
+        scored on (`model.read_examples`): text-to-text pairs, or sentences
+        and class indices for a classifier.
+
+        Args:
+            model: a keras_prompt task.
+            split: str, e.g. `"train"` or `"validation"`.
+            data_dir: the TFDS data dir.
+            max_examples: optional int, read only the first this many.
+        """
+        if self.task is None:
+            raise ValueError(
+                "The recipe has no `task` to read. Received: task=None"
+            )
+        _check_int("max_examples", max_examples, allow_none=True)
+        return model.read_examples(
+            self.task, split, data_dir=data_dir, max_examples=max_examples
+        )
 
     # -- data ---------------------------------------------------------------
     def train_dataset(self, data_dir=None, train_data=None, max_examples=None):
@@ -525,11 +629,16 @@ class Recipe:
         `"val_score"`, the selection score: the metric, or the mean of the
         metrics when there are several (the paper's stopping metric).
 
+        The task's `eval_split` is read once, on the first evaluation, in
+        the model's form (`examples`) and scored by its `score`: the task's
+        metrics of the generations, or of a classifier's argmax classes.
+
         Args:
             data_dir: the TFDS data dir of the task's `eval_split`.
             validation_data: instead of the task's split: a
                 `(inputs, targets)` pair of string lists, scored by exact
-                match (`"accuracy"`) of the stripped generations.
+                match (`"accuracy"`) of the stripped generations, or
+                examples from `examples`.
             evaluate_fn: instead of both: `evaluate_fn(model)` returning a
                 float or a dict of metrics.
             max_examples: optional int, evaluate only the first this many
@@ -544,6 +653,11 @@ class Recipe:
                     f"Received: evaluate_fn={evaluate_fn!r}"
                 )
             scorer = evaluate_fn
+        elif _is_examples(validation_data):
+
+            def scorer(model):
+                return validation_data.score(model, batch_size)
+
         elif validation_data is not None:
             inputs, targets = _string_pairs(validation_data, "validation_data")
             if max_examples is not None:
@@ -557,19 +671,22 @@ class Recipe:
                 }
 
         elif self.task is not None:
-            from keras_prompt.data import evaluate_generation
-
-            task, split = self.task, self.eval_split
+            read = []
 
             def scorer(model):
-                return evaluate_generation(
-                    model,
-                    task,
-                    split,
-                    data_dir=data_dir,
-                    batch_size=batch_size,
-                    max_examples=max_examples,
-                )
+                if not read:
+                    read.append(
+                        self.examples(
+                            model, self.eval_split, data_dir, max_examples
+                        )
+                    )
+                    if not len(read[0]):
+                        raise ValueError(
+                            f"Task {self.task.name!r}: split "
+                            f"{self.eval_split!r} has no examples to "
+                            "evaluate."
+                        )
+                return read[0].score(model, batch_size)
 
         else:
             raise ValueError(
@@ -602,6 +719,9 @@ class Recipe:
         max_eval_examples=None,
         callbacks=None,
         verbose="auto",
+        restore_best=True,
+        eval_interval=None,
+        print_evaluations=None,
     ):
         """Trains the prompt and keeps the best one on the dev split.
 
@@ -614,14 +734,18 @@ class Recipe:
         (settings, every evaluation, the best metrics) goes to
         `output_dir/results.json`.
 
+        The task's `"train"` split is read in the model's form (`examples`)
+        and drawn in reshuffled passes; a classifier trains on
+        length-trimmed token batches (`keras_prompt.data.batching`).
+
         Args:
-            model: a keras_prompt task with `generate`, e.g. from
-                `build_model`.
+            model: a keras_prompt task, e.g. from `build_model`.
             output_dir: str, folder for the prompt file and the results
                 (created if missing).
             data_dir: the TFDS data dir, e.g. `"../shared/tfds"`.
             train_data: optional training pairs instead of the task's
-                `"train"` split (see `train_dataset`).
+                `"train"` split (see `train_dataset`), or examples from
+                `examples`.
             validation_data: optional `(inputs, targets)` dev pairs instead
                 of the task's `eval_split` (see `evaluation_fn`).
             evaluate_fn: optional `evaluate_fn(model)` instead of both.
@@ -632,17 +756,27 @@ class Recipe:
             callbacks: optional further Keras callbacks.
             verbose: passed to `model.fit`; also prints evaluations when
                 truthy and not `"auto"`.
+            restore_best: bool, load the best prompt back at the end;
+                `False` keeps the last one (the prompt file still holds the
+                best).
+            eval_interval: optional int, evaluate every this many steps and
+                after the last one instead of every `eval_interval` steps of
+                the recipe: the last interval may be shorter.
+            print_evaluations: optional bool, print a line per evaluation;
+                `None` follows `verbose`.
 
         Returns:
             A `RecipeResult`.
         """
-        for name in ("fit", "generate", "save_prompts", "load_prompts"):
+        for name in ("fit", "infer", "save_prompts", "load_prompts"):
             if not callable(getattr(model, name, None)):
                 raise TypeError(
                     "`model` must be a keras_prompt task with `fit`, "
-                    "`generate`, `save_prompts` and `load_prompts`. "
+                    "`infer`, `save_prompts` and `load_prompts`. "
                     f"Received: model={type(model).__name__}"
                 )
+        _check_int("eval_interval", eval_interval, allow_none=True)
+        interval = eval_interval or self.eval_interval
         if not isinstance(output_dir, (str, os.PathLike)):
             raise TypeError(
                 "`output_dir` must be a folder path. "
@@ -652,7 +786,25 @@ class Recipe:
         os.makedirs(output_dir, exist_ok=True)
         if getattr(model, "optimizer", None) is None:
             self.compile(model)
-        dataset = self.train_dataset(data_dir, train_data, max_train_examples)
+        if train_data is None and self.task is not None:
+            train_data = self.examples(
+                model, "train", data_dir, max_train_examples
+            )
+        if _is_examples(train_data):
+            if not len(train_data):
+                raise ValueError("No training examples.")
+            dataset = train_data.train_dataset(
+                model, self.batch_size, self.steps, self.seed
+            )
+            train = train_data.fit
+        else:
+            dataset = self.train_dataset(
+                data_dir, train_data, max_train_examples
+            )
+
+            def train(model, dataset, **kwargs):
+                return model.fit(dataset, **kwargs)
+
         evaluate = self.evaluation_fn(
             data_dir, validation_data, evaluate_fn, max_eval_examples
         )
@@ -663,19 +815,27 @@ class Recipe:
             mode="max",
             evaluate_fn=evaluate,
             patience=self.patience,
-            restore_best=True,
-            verbose=0 if verbose == "auto" else int(bool(verbose)),
+            restore_best=restore_best,
+            verbose=int(
+                bool(verbose) and verbose != "auto"
+                if print_evaluations is None
+                else print_evaluations
+            ),
         )
         start_step = _iterations(model)
         start = time.perf_counter()
-        history = model.fit(
-            dataset,
-            steps_per_epoch=self.eval_interval,
-            epochs=self.steps // self.eval_interval,
-            callbacks=[checkpoint] + list(callbacks or []),
-            shuffle=False,  # the stream is shuffled already
-            verbose=verbose,
-        )
+        with warnings.catch_warnings():
+            # A last, shorter interval ends when the finite data runs out.
+            warnings.filterwarnings("ignore", "Your input ran out of data")
+            history = train(
+                model,
+                dataset,
+                steps_per_epoch=interval,
+                epochs=math.ceil(self.steps / interval),
+                callbacks=[checkpoint] + list(callbacks or []),
+                shuffle=False,  # the data is shuffled already
+                verbose=verbose,
+            )
         total = time.perf_counter() - start
         eval_seconds = sum(e["seconds"] for e in checkpoint.evaluations)
         result = RecipeResult(
@@ -693,6 +853,14 @@ class Recipe:
         )
         _write_results(os.path.join(output_dir, RESULTS_FILE), self, result)
         return result
+
+
+def _is_examples(data):
+    """Whether `data` is a split read by `Recipe.examples`."""
+    return all(
+        callable(getattr(data, name, None))
+        for name in ("train_dataset", "fit", "score")
+    )
 
 
 def _iterations(model):

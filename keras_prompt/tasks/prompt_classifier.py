@@ -17,13 +17,15 @@ POOLINGS = ("cls", "mean")
 
 
 def default_optimizer():
-    """Adam with a constant learning rate of 1e-2.
+    """Adam at `keras_prompt.optimizers.ADAM_LEARNING_RATE` (1e-2).
 
     Prompt tuning trains a few thousand parameters from scratch on a frozen
     model, which wants a far larger step than fine-tuning (keras-hub's
     `TextClassifier` default, Adam 5e-5, barely moves a prompt).
     """
-    return keras.optimizers.Adam(learning_rate=1e-2)
+    from keras_prompt import optimizers
+
+    return optimizers.get(PromptClassifier.default_optimizer_name)
 
 
 @keras.saving.register_keras_serializable(package="keras_prompt")
@@ -363,6 +365,46 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         x, _ = self.prompt_inputs(texts, prompt_ids)
         kwargs.setdefault("verbose", 0)
         return self.predict(x, **kwargs)
+
+    # -- the training path (`keras_prompt.recipes`, `keras-prompt tune`) --
+    default_optimizer_name = "adam"
+    # Training batches are cut to their longest example and change length:
+    # XLA would recompile for each one.
+    train_compile_kwargs = {"jit_compile": False}
+
+    trains_with_recipe = True
+
+    @classmethod
+    def preprocessor_lengths(cls, sequence_length, target_length):
+        """A classifier reads `sequence_length` tokens; it has no targets."""
+        return {"sequence_length": sequence_length}
+
+    @classmethod
+    def from_recipe(
+        cls, backbone, preprocessor, data_task, pooling="cls", **options
+    ):
+        """A classifier with one class per label of `data_task` (a text
+        classification task of `keras_prompt.data`), not yet compiled.
+        Options of other task kinds are ignored."""
+        from keras_prompt.data.classification import classification_fields
+
+        classification_fields(data_task)  # Raises for other tasks.
+        return cls(
+            backbone,
+            num_classes=len(data_task.label_strings),
+            preprocessor=preprocessor,
+            pooling=pooling,
+            compile=False,
+        )
+
+    def read_examples(self, data_task, split, data_dir=None, max_examples=None):
+        """The raw sentences and class indices of a split, trained on as
+        length-trimmed token batches and scored on the argmax class."""
+        from keras_prompt.data import batching
+
+        return batching.ClassificationExamples.read(
+            data_task, split, data_dir=data_dir, max_examples=max_examples
+        )
 
 
 def masked_mean(sequence, mask):

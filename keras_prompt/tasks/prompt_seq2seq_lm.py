@@ -19,10 +19,11 @@ def _is_text(value):
 
 
 def default_optimizer():
-    """The paper's optimiser: Adafactor, constant lr 0.3, decay 0.8."""
-    from keras_prompt.optimizers import Adafactor
+    """The paper's optimiser: `keras_prompt.optimizers.Adafactor` with its
+    defaults, which are the paper's settings."""
+    from keras_prompt import optimizers
 
-    return Adafactor(learning_rate=0.3, decay_rate=0.8, weight_decay_rate=1e-5)
+    return optimizers.get(PromptSeq2SeqLM.default_optimizer_name)
 
 
 @keras.saving.register_keras_serializable(package="keras_prompt")
@@ -139,6 +140,23 @@ class PromptSeq2SeqLM(PromptTaskMixin, keras_hub.models.T5Seq2SeqLM):
 
     def generated_tokens(self, outputs):
         return outputs["decoder_token_ids"], outputs["decoder_padding_mask"]
+
+    trains_with_recipe = True
+
+    @classmethod
+    def preprocessor_lengths(cls, sequence_length, target_length):
+        """Inputs of `sequence_length` tokens, targets of `target_length`."""
+        return {
+            "encoder_sequence_length": sequence_length,
+            "decoder_sequence_length": target_length,
+        }
+
+    @classmethod
+    def from_recipe(cls, backbone, preprocessor, data_task, **options):
+        """A text-to-text model for any `data_task`, not yet compiled.
+        Options of other task kinds (a classifier's `pooling`) are
+        ignored."""
+        return cls(backbone, preprocessor, compile=False)
 
     def preprocess_samples(self, x, y=None, sample_weight=None):
         # Raw (input, target) string pairs become keras-hub's dict.

@@ -14,8 +14,7 @@ import pytest
 
 import keras_prompt
 from keras_prompt.cli import main
-from keras_prompt.cli import text_batches
-from keras_prompt.cli import tune
+from keras_prompt.data import batching as text_batches
 from tests.conftest import SHARED_TFDS_DIR
 from tests.test_case import tiny_backbone
 from tests.test_case import wordpiece_vocabulary
@@ -188,10 +187,10 @@ class TestTuneTinyBert:
     def test_failed_training_writes_nothing(
         self, preset, tmp_path, capsys, monkeypatch
     ):
-        def fail(self, start, stop):
+        def fail(self, *args, **kwargs):
             raise ValueError("the training step failed")
 
-        monkeypatch.setattr(tune.ClassifierRun, "train_chunk", fail)
+        monkeypatch.setattr(text_batches.ClassificationExamples, "fit", fail)
         output = tmp_path / "new" / "run"
         assert main(tiny_args(preset, output)) == 1
         assert "the training step failed" in error_line(capsys)
