@@ -302,14 +302,12 @@ def without_fixes(model, **compile_kwargs):
     optimizer is left unbuilt until the first traced step."""
     import keras_hub
 
-    from keras_prompt.tasks.prompt_seq2seq_lm import default_optimizer
-
     backbone = model.backbone
     for variable in backbone.variables:
         variable._value._trainable = True
     backbone.call = super(type(backbone), backbone).call
     keras_hub.models.T5Seq2SeqLM.compile(
-        model, optimizer=default_optimizer(), **compile_kwargs
+        model, optimizer=model.default_optimizer(), **compile_kwargs
     )
 
 

@@ -5,6 +5,8 @@ import math
 import keras
 import numpy as np
 
+from keras_prompt.validation import check_int
+
 
 class TrainingDivergedError(ValueError):
     """Training produced a non-finite loss or prompt."""
@@ -33,16 +35,7 @@ class FiniteGuard(keras.callbacks.Callback):
 
     def __init__(self, check_every=1):
         super().__init__()
-        if isinstance(check_every, bool) or not isinstance(check_every, int):
-            raise TypeError(
-                "`check_every` must be an int. Received: "
-                f"check_every={check_every!r}"
-            )
-        if check_every < 1:
-            raise ValueError(
-                "`check_every` must be at least 1. Received: "
-                f"check_every={check_every}"
-            )
+        check_every = check_int("check_every", check_every, 1)
         self.check_every = check_every
         self._step = 0
 

@@ -9,6 +9,7 @@ from keras_prompt import prompt_files
 from keras_prompt.adapters import get_adapter
 from keras_prompt.layers.prompt_embedding import PromptEmbedding
 from keras_prompt.presets import load_backbone
+from keras_prompt.validation import check_int
 from keras_prompt.validation import check_kwargs
 from keras_prompt.version import __version__
 
@@ -140,6 +141,8 @@ class FrozenBackbone(keras_hub.models.Backbone):
                 "`backbone` is already a FrozenBackbone; wrap the plain "
                 "keras-hub backbone instead."
             )
+        prompt_length = check_int("prompt_length", prompt_length, 1)
+        num_prompts = check_int("num_prompts", num_prompts, 1)
         check_kwargs(
             "FrozenBackbone",
             kwargs,

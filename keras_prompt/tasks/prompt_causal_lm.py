@@ -6,10 +6,8 @@ from keras import ops
 from keras_prompt.frozen_backbone import FrozenBackbone
 from keras_prompt.presets import load_preprocessor
 from keras_prompt.tasks.prompt_seq2seq_lm import _mask_after_stop
-from keras_prompt.tasks.prompt_seq2seq_lm import default_optimizer
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
 from keras_prompt.tasks.prompt_task import check_frozen_backbone
-from keras_prompt.tasks.prompt_task import check_task_kwargs
 
 # Keys a dict of inputs may hold its text under, next to "prompt_ids".
 TEXT_KEYS = ("prompts", "text")
@@ -93,10 +91,9 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
     preprocessor_cls = keras_hub.models.CausalLMPreprocessor
 
     def __init__(self, backbone, preprocessor=None, **kwargs):
-        check_task_kwargs(
-            "PromptCausalLM", kwargs, ("backbone", "preprocessor")
+        check_frozen_backbone(
+            "PromptCausalLM", backbone, "causal", kwargs, ("preprocessor",)
         )
-        check_frozen_backbone("PromptCausalLM", backbone, "causal")
         if preprocessor is not None:
             backbone.adapter.check_sequence_length(
                 getattr(preprocessor, "sequence_length", None),
@@ -120,9 +117,6 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
     def from_preset(
         cls,
         preset,
-        prompt_length=20,
-        initializer="random_uniform",
-        num_prompts=1,
         load_weights=True,
         sequence_length=None,
         **kwargs,
@@ -133,22 +127,17 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
 
         Args:
             preset: a keras-hub preset name, handle or folder.
-            prompt_length: int, prompt vectors. Defaults to 20.
-            initializer: prompt initialiser (see `FrozenBackbone`).
-            num_prompts: int, prompts in the bank.
             load_weights: bool, load the pretrained weights.
             sequence_length: int, tokens per example (the prompt comes on
                 top of these). Defaults to the preset's, shortened for
                 absolute-position models so that the prompt fits.
-            **kwargs: passed to the backbone's `from_preset`.
+            **kwargs: `prompt_length`, `initializer`, `num_prompts` go to
+                `FrozenBackbone.from_preset` (which holds their defaults);
+                anything else (e.g. `dtype="bfloat16"`) to the backbone's
+                `from_preset`.
         """
         backbone = FrozenBackbone.from_preset(
-            preset,
-            prompt_length=prompt_length,
-            initializer=initializer,
-            num_prompts=num_prompts,
-            load_weights=load_weights,
-            **kwargs,
+            preset, load_weights=load_weights, **kwargs
         )
         preprocessor_kwargs = {}
         if sequence_length is not None:
@@ -159,30 +148,9 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
         limit = backbone.adapter.max_sequence_length()
         if sequence_length is None and limit is not None:
             preprocessor.sequence_length = min(
-                preprocessor.sequence_length, limit - prompt_length
+                preprocessor.sequence_length, limit - backbone.prompt_length
             )
         return cls(backbone=backbone, preprocessor=preprocessor)
-
-    def compile(
-        self,
-        optimizer="auto",
-        loss="auto",
-        *,
-        weighted_metrics="auto",
-        sampler="greedy",
-        **kwargs,
-    ):
-        """Like `CausalLM.compile`, defaulting to the paper's Adafactor and
-        greedy decoding."""
-        if optimizer == "auto":
-            optimizer = default_optimizer()
-        super().compile(
-            optimizer=optimizer,
-            loss=loss,
-            weighted_metrics=weighted_metrics,
-            sampler=sampler,
-            **kwargs,
-        )
 
     # -- the prompt-state protocol ------------------------------------------
     text_key = "prompts"

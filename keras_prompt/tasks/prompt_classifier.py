@@ -9,23 +9,10 @@ from keras_prompt.layers.classification_head import ClassificationHead
 from keras_prompt.presets import load_preprocessor
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
 from keras_prompt.tasks.prompt_task import check_frozen_backbone
-from keras_prompt.tasks.prompt_task import check_task_kwargs
 from keras_prompt.validation import check_int
 
 TASK_KWARGS = ("activation", "dropout", "pooling", "name", "compile")
 POOLINGS = ("cls", "mean")
-
-
-def default_optimizer():
-    """Adam at `keras_prompt.optimizers.ADAM_LEARNING_RATE` (1e-2).
-
-    Prompt tuning trains a few thousand parameters from scratch on a frozen
-    model, which wants a far larger step than fine-tuning (keras-hub's
-    `TextClassifier` default, Adam 5e-5, barely moves a prompt).
-    """
-    from keras_prompt import optimizers
-
-    return optimizers.get(PromptClassifier.default_optimizer_name)
 
 
 @keras.saving.register_keras_serializable(package="keras_prompt")
@@ -129,19 +116,13 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         pooling="cls",
         **kwargs,
     ):
-        check_task_kwargs(
+        check_frozen_backbone(
             "PromptClassifier",
+            backbone,
+            "encoder",
             kwargs,
-            (
-                "backbone",
-                "num_classes",
-                "preprocessor",
-                "activation",
-                "dropout",
-                "pooling",
-            ),
+            ("num_classes", "preprocessor", "activation", "dropout", "pooling"),
         )
-        check_frozen_backbone("PromptClassifier", backbone, "encoder")
         if pooling not in POOLINGS:
             raise ValueError(
                 f"`pooling` must be one of {POOLINGS}. "
@@ -220,9 +201,6 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         cls,
         preset,
         num_classes,
-        prompt_length=20,
-        initializer="random_uniform",
-        num_prompts=1,
         sequence_length=128,
         load_weights=True,
         **kwargs,
@@ -240,15 +218,14 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
                 Face BERT / RoBERTa / DistilBERT folder that keras-hub
                 converts (e.g. `keras_prompt.pretrained.minilm_preset_dir()`).
             num_classes: int, number of classes.
-            prompt_length: int, prompt vectors. Defaults to 20.
-            initializer: prompt initialiser (see `FrozenBackbone`).
-            num_prompts: int, prompts (and heads) in the bank.
             sequence_length: int, tokens per input including `[CLS]` and
                 `[SEP]`; the prompt comes on top of these. Defaults to 128.
             load_weights: bool, load the pretrained weights.
-            **kwargs: `activation`, `dropout`, `name` and `compile` go to
-                the task; anything else (e.g. `dtype="bfloat16"`) to the
-                backbone's `from_preset`.
+            **kwargs: `activation`, `dropout`, `pooling`, `name` and
+                `compile` go to the task; `prompt_length`, `initializer`,
+                `num_prompts` to `FrozenBackbone.from_preset` (which holds
+                their defaults); anything else (e.g. `dtype="bfloat16"`) to
+                the backbone's `from_preset`.
 
         Example:
 
@@ -261,21 +238,17 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         model.fit(x=["a great movie", "dull"], y=[1, 0])
         ```
         """
-        prompt_length = check_int("prompt_length", prompt_length, 1)
         sequence_length = check_int("sequence_length", sequence_length, 2)
         task_kwargs = {
             key: kwargs.pop(key) for key in TASK_KWARGS if key in kwargs
         }
         backbone = FrozenBackbone.from_preset(
-            preset,
-            prompt_length=prompt_length,
-            initializer=initializer,
-            num_prompts=num_prompts,
-            load_weights=load_weights,
-            **kwargs,
+            preset, load_weights=load_weights, **kwargs
         )
         check_frozen_backbone("PromptClassifier", backbone, "encoder")
-        backbone.adapter.check_sequence_length(sequence_length, prompt_length)
+        backbone.adapter.check_sequence_length(
+            sequence_length, backbone.prompt_length
+        )
         preprocessor = load_preprocessor(
             preset, cls.preprocessor_cls, sequence_length=sequence_length
         )
@@ -284,22 +257,6 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
             num_classes=num_classes,
             preprocessor=preprocessor,
             **task_kwargs,
-        )
-
-    def compile(
-        self,
-        optimizer="auto",
-        loss="auto",
-        *,
-        metrics="auto",
-        **kwargs,
-    ):
-        """Like `TextClassifier.compile`, defaulting to Adam with a
-        learning rate of 1e-2 (see the class docstring)."""
-        if optimizer == "auto":
-            optimizer = default_optimizer()
-        super().compile(
-            optimizer=optimizer, loss=loss, metrics=metrics, **kwargs
         )
 
     # -- inputs -------------------------------------------------------------

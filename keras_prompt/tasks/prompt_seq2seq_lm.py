@@ -6,7 +6,6 @@ from keras_prompt.frozen_backbone import FrozenBackbone
 from keras_prompt.presets import load_preprocessor
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
 from keras_prompt.tasks.prompt_task import check_frozen_backbone
-from keras_prompt.tasks.prompt_task import check_task_kwargs
 
 
 def _is_text(value):
@@ -16,14 +15,6 @@ def _is_text(value):
         return isinstance(value[0], (str, bytes))
     dtype = getattr(value, "dtype", None)
     return dtype is not None and str(dtype) in ("string", "<dtype: 'string'>")
-
-
-def default_optimizer():
-    """The paper's optimiser: `keras_prompt.optimizers.Adafactor` with its
-    defaults, which are the paper's settings."""
-    from keras_prompt import optimizers
-
-    return optimizers.get(PromptSeq2SeqLM.default_optimizer_name)
 
 
 @keras.saving.register_keras_serializable(package="keras_prompt")
@@ -65,19 +56,15 @@ class PromptSeq2SeqLM(PromptTaskMixin, keras_hub.models.T5Seq2SeqLM):
     preprocessor_cls = keras_hub.models.T5Seq2SeqLMPreprocessor
 
     def __init__(self, backbone, preprocessor=None, **kwargs):
-        check_task_kwargs(
-            "PromptSeq2SeqLM", kwargs, ("backbone", "preprocessor")
+        check_frozen_backbone(
+            "PromptSeq2SeqLM", backbone, "seq2seq", kwargs, ("preprocessor",)
         )
-        check_frozen_backbone("PromptSeq2SeqLM", backbone, "seq2seq")
         super().__init__(backbone=backbone, preprocessor=preprocessor, **kwargs)
 
     @classmethod
     def from_preset(
         cls,
         preset,
-        prompt_length=20,
-        initializer="random_uniform",
-        num_prompts=1,
         load_weights=True,
         encoder_sequence_length=512,
         decoder_sequence_length=128,
@@ -88,22 +75,17 @@ class PromptSeq2SeqLM(PromptTaskMixin, keras_hub.models.T5Seq2SeqLM):
         Args:
             preset: a keras-hub preset name, handle or folder, or a Hugging
                 Face T5 checkpoint folder.
-            prompt_length: int, prompt vectors. Defaults to 20.
-            initializer: prompt initialiser (see `FrozenBackbone`).
-            num_prompts: int, prompts in the bank.
             load_weights: bool, load pretrained weights.
             encoder_sequence_length: int, input tokens (the prompt comes on
                 top of these).
             decoder_sequence_length: int, target tokens.
-            **kwargs: passed to the backbone's `from_preset`.
+            **kwargs: `prompt_length`, `initializer`, `num_prompts` go to
+                `FrozenBackbone.from_preset` (which holds their defaults);
+                anything else (e.g. `dtype="bfloat16"`) to the backbone's
+                `from_preset`.
         """
         backbone = FrozenBackbone.from_preset(
-            preset,
-            prompt_length=prompt_length,
-            initializer=initializer,
-            num_prompts=num_prompts,
-            load_weights=load_weights,
-            **kwargs,
+            preset, load_weights=load_weights, **kwargs
         )
         preprocessor = load_preprocessor(
             preset,
@@ -112,27 +94,6 @@ class PromptSeq2SeqLM(PromptTaskMixin, keras_hub.models.T5Seq2SeqLM):
             decoder_sequence_length=decoder_sequence_length,
         )
         return cls(backbone=backbone, preprocessor=preprocessor)
-
-    def compile(
-        self,
-        optimizer="auto",
-        loss="auto",
-        *,
-        weighted_metrics="auto",
-        sampler="greedy",
-        **kwargs,
-    ):
-        """Like `T5Seq2SeqLM.compile`, defaulting to the paper's Adafactor
-        and greedy decoding."""
-        if optimizer == "auto":
-            optimizer = default_optimizer()
-        super().compile(
-            optimizer=optimizer,
-            loss=loss,
-            weighted_metrics=weighted_metrics,
-            sampler=sampler,
-            **kwargs,
-        )
 
     # -- the prompt-state protocol ------------------------------------------
     text_key = "encoder_text"

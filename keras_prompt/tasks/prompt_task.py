@@ -12,14 +12,10 @@ from keras_prompt.validation import check_kwargs
 TASK_KEYWORDS = ("name", "trainable", "dtype", "compile")
 
 
-def check_task_kwargs(task_name, kwargs, known):
-    """Refuses unknown keywords of a task constructor (Keras would drop
-    them silently)."""
-    check_kwargs(task_name, kwargs, TASK_KEYWORDS, known)
-
-
-def check_frozen_backbone(task_name, backbone, kind):
-    """Raises unless `backbone` is a `FrozenBackbone` of adapter `kind`."""
+def check_frozen_backbone(task_name, backbone, kind, kwargs=None, known=()):
+    """Raises unless `backbone` is a `FrozenBackbone` of adapter `kind` and
+    every keyword of `kwargs` is one the task takes."""
+    check_kwargs(task_name, kwargs or {}, TASK_KEYWORDS, known)
     if not isinstance(backbone, FrozenBackbone):
         raise TypeError(
             f"`{task_name}` needs a `keras_prompt.FrozenBackbone`. Wrap your "
@@ -59,8 +55,24 @@ class PromptTaskMixin:
         with frozen_weights_unwatched(self.variables):
             return super().call(*args, **kwargs)
 
-    def compile(self, *args, **kwargs):
-        super().compile(*args, **kwargs)
+    @classmethod
+    def default_optimizer(cls):
+        """A fresh instance of the task's default optimizer
+        (`default_optimizer_name`, with `keras_prompt.optimizers`'
+        defaults)."""
+        from keras_prompt import optimizers
+
+        return optimizers.get(cls.default_optimizer_name)
+
+    def compile(self, optimizer="auto", *args, **kwargs):
+        """The keras-hub task's `compile`, with `optimizer="auto"` meaning
+        `default_optimizer()` and greedy decoding by default for tasks
+        that generate text."""
+        if isinstance(optimizer, str) and optimizer == "auto":
+            optimizer = self.default_optimizer()
+        if self.generates_text:
+            kwargs.setdefault("sampler", "greedy")
+        super().compile(optimizer, *args, **kwargs)
         # Create the optimizer's slots now (a few, for the prompt): created
         # inside the first traced train step instead, they make TensorFlow
         # trace the whole step twice, doubling the time to the first step.
