@@ -239,3 +239,11 @@ def test_written_files_get_ordinary_modes_and_links_are_followed(tmp_path):
         )
     finally:
         os.umask(umask)
+
+
+def test_export_refuses_non_finite_prompt_state():
+    from keras_prompt.serving import export
+
+    with pytest.raises(ValueError, match="'prompt' holds non-finite"):
+        export._state_lines({"prompt": np.array([[0.0, np.inf]], "float32")})
+    assert export._state_lines({"prompt": np.zeros((1, 2), "float32")})

@@ -98,6 +98,11 @@ def _state_lines(variables):
     lines = []
     for key, variable in variables.items():
         value = np.asarray(_to_numpy(variable), dtype="float32")
+        if not np.all(np.isfinite(value)):
+            raise ValueError(
+                f"The prompt state {key!r} holds non-finite values (NaN or "
+                "Inf); a diverged prompt is never exported or served."
+            )
         encoded = tf.io.encode_base64(tf.io.serialize_tensor(value))
         lines.append(f"{key}\t{encoded.numpy().decode('ascii')}\n")
     return "".join(lines)
