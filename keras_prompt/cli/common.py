@@ -8,6 +8,8 @@ import os
 import shutil
 import tempfile
 
+import keras
+
 from keras_prompt.cli import CliError
 
 _MAX_MESSAGE = 400
@@ -72,6 +74,18 @@ def check_output(output):
             f"--output {output!r} is not writable ({existing!r}: "
             f"{_one_line(error)})"
         ) from None
+
+
+def check_no_earlier_run(output, names, overwrite):
+    """Raises `CliError` if `output` holds any of the files `names` of an
+    earlier run and `overwrite` is false."""
+    earlier = [n for n in names if os.path.exists(os.path.join(output, n))]
+    if earlier and not overwrite:
+        raise CliError(
+            f"--output {output!r} already holds {', '.join(earlier)} of an "
+            "earlier run; pass --overwrite to replace them, or choose "
+            "another --output"
+        )
 
 
 def _looks_local(preset):
@@ -222,3 +236,33 @@ def progress_verbosity():
 def format_seconds(seconds):
     minutes, seconds = divmod(int(round(seconds)), 60)
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def format_metrics(metrics):
+    return ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+
+
+class PrintEvaluations(keras.callbacks.Callback):
+    """Prints each evaluation of `Recipe.fit` (the checkpoint has put its
+    metrics into the epoch's logs) after Keras' progress of the steps."""
+
+    def __init__(self, steps, num_eval):
+        super().__init__()
+        self.steps, self.num_eval, self.line = steps, num_eval, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        from keras_prompt.recipes import task_metrics
+
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        self.line = (
+            f"step {step}/{self.steps}: validation "
+            f"{format_metrics(task_metrics(logs or {}))} "
+            f"({self.num_eval} examples)"
+        )
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.line:
+            print(self.line)
+        self.line = None
+
+    on_train_end = on_epoch_begin

@@ -24,10 +24,12 @@ import time
 import keras
 
 from keras_prompt.cli import CliError
+from keras_prompt.cli.common import PrintEvaluations
 from keras_prompt.cli.common import _one_line
 from keras_prompt.cli.common import check_choice
 from keras_prompt.cli.common import check_dataset
 from keras_prompt.cli.common import check_int_arg
+from keras_prompt.cli.common import check_no_earlier_run
 from keras_prompt.cli.common import check_output
 from keras_prompt.cli.common import count_parameters
 from keras_prompt.cli.common import default_output
@@ -36,7 +38,6 @@ from keras_prompt.cli.common import load_backbone
 from keras_prompt.cli.common import progress_verbosity
 from keras_prompt.cli.common import resolve_preset
 from keras_prompt.cli.common import write_outputs
-from keras_prompt.recipes import task_metrics
 
 DEFAULT_TASK = "glue/sst2"
 DEFAULT_STEPS = 300
@@ -145,6 +146,12 @@ def add_parser(subparsers):
     )
     add("--output", help="output folder (default: runs/<task>)")
     add(
+        "--overwrite",
+        action="store_true",
+        help="replace the prompt file and run.json of an earlier run in "
+        "--output (refused otherwise)",
+    )
+    add(
         "--seed",
         type=int,
         default=0,
@@ -178,10 +185,6 @@ def check_args(args):
 
 
 # -- the command -------------------------------------------------------------
-def _format_metrics(metrics):
-    return ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
-
-
 def run(args):
     """Runs `keras-prompt tune`; returns the exit code."""
     try:
@@ -234,30 +237,6 @@ def build_model(args, task, preset):
     return recipe, model
 
 
-class PrintEvaluations(keras.callbacks.Callback):
-    """Prints each evaluation of `Recipe.fit` (the checkpoint has put its
-    metrics into the epoch's logs) after Keras' progress of the steps."""
-
-    def __init__(self, steps, num_eval):
-        super().__init__()
-        self.steps, self.num_eval, self.line = steps, num_eval, None
-
-    def on_epoch_end(self, epoch, logs=None):
-        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-        self.line = (
-            f"step {step}/{self.steps}: validation "
-            f"{_format_metrics(task_metrics(logs or {}))} "
-            f"({self.num_eval} examples)"
-        )
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self.line:
-            print(self.line)
-        self.line = None
-
-    on_train_end = on_epoch_begin
-
-
 def _run(args):
     start = time.time()
     check_args(args)
@@ -276,13 +255,12 @@ def _run(args):
         )
     output = args.output or default_output(task.name)
     check_output(output)
+    check_no_earlier_run(output, (PROMPT_FILE, RUN_FILE), args.overwrite)
     preset = resolve_preset(args.preset)
     # TFDS reads TFDS_DATA_DIR once, at import: resolve it here so the
     # variable set at any time (or by a caller) is honoured.
     args.data_dir = args.data_dir or os.environ.get("TFDS_DATA_DIR") or None
     check_dataset(task, args.data_dir)
-
-    import keras
 
     import keras_prompt
 
@@ -327,7 +305,10 @@ def _run(args):
             args.data_dir,
             train_data=train,
             validation_data=validation,
-            callbacks=[PrintEvaluations(args.steps, num_eval)],
+            callbacks=[
+                keras_prompt.FiniteGuard(),
+                PrintEvaluations(args.steps, num_eval),
+            ],
             verbose=progress_verbosity(),
             print_evaluations=False,
             restore_best=False,  # The run keeps its last prompt.

@@ -204,6 +204,24 @@ class TestTuneTinyBert:
         assert listing(existing) == ["run.json"]
         assert (existing / "run.json").read_text() == "{}"
 
+    def test_diverged_run_and_earlier_run_are_never_overwritten(
+        self, preset, tmp_path, capsys
+    ):
+        output = tmp_path / "run"
+        diverging = tiny_args(preset, output)
+        diverging[diverging.index("--learning-rate") + 1] = "1e30"
+        assert main(diverging) == 1
+        line = error_line(capsys)
+        assert "diverged" in line and "learning rate" in line
+        assert listing(tmp_path) == []
+        assert main(tiny_args(preset, output)) == 0
+        capsys.readouterr()
+        before = {n: (output / n).read_bytes() for n in listing(output)}
+        assert main(tiny_args(preset, output)) == 1
+        line = error_line(capsys)
+        assert "prompt.safetensors, run.json" in line and "--overwrite" in line
+        assert {n: (output / n).read_bytes() for n in listing(output)} == before
+
 
 def test_train_batches_cover_the_data_once_per_epoch():
     lengths = np.random.default_rng(0).integers(1, 60, size=100)
