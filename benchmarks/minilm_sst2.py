@@ -192,8 +192,8 @@ def run_worker(config):
     import numpy as np
 
     import keras_prompt
-    from keras_prompt.data import batching as text_batches
     from keras_prompt.data.classification import load_classification
+    from keras_prompt.tasks import examples as text_batches
 
     method, seed = config["method"], config["seed"]
     steps, batch_size = config["steps"], config["batch_size"]

@@ -357,9 +357,9 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
     def read_examples(self, data_task, split, data_dir=None, max_examples=None):
         """The raw sentences and class indices of a split, trained on as
         length-trimmed token batches and scored on the argmax class."""
-        from keras_prompt.data import batching
+        from keras_prompt.tasks import examples
 
-        return batching.ClassificationExamples.read(
+        return examples.ClassificationExamples.read(
             data_task, split, data_dir=data_dir, max_examples=max_examples
         )
 

@@ -406,8 +406,8 @@ class PromptTaskMixin:
             data_dir: the TFDS data dir.
             max_examples: optional int, read only the first this many.
         """
-        from keras_prompt.data import batching
+        from keras_prompt.tasks import examples
 
-        return batching.TextToTextExamples.read(
+        return examples.TextToTextExamples.read(
             data_task, split, data_dir=data_dir, max_examples=max_examples
         )

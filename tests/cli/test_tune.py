@@ -14,7 +14,7 @@ import pytest
 
 import keras_prompt
 from keras_prompt.cli import main
-from keras_prompt.data import batching as text_batches
+from keras_prompt.tasks import examples as text_batches
 from tests.conftest import SHARED_TFDS_DIR
 from tests.test_case import tiny_backbone
 from tests.test_case import wordpiece_vocabulary

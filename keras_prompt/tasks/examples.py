@@ -1,0 +1,202 @@
+"""Examples of a task split, trained on and scored through a task model.
+
+`TextToTextExamples` (pairs of strings, scored on generations) and
+`ClassificationExamples` (sentences and class indices, scored on the argmax
+class) run a task model on the length-trimmed batches of
+`keras_prompt.data.batching`; the task classes pick theirs in
+`read_examples`.
+"""
+
+import numpy as np
+
+from keras_prompt.data.batching import PAD_MULTIPLE  # noqa: F401
+from keras_prompt.data.batching import batch_dataset
+from keras_prompt.data.batching import eval_batches
+from keras_prompt.data.batching import padded_length  # noqa: F401
+from keras_prompt.data.batching import token_lengths
+from keras_prompt.data.batching import tokenize
+from keras_prompt.data.batching import train_batches
+from keras_prompt.data.classification import load_classification
+from keras_prompt.data.evaluation import _generate
+from keras_prompt.data.example import TextToTextExample
+from keras_prompt.data.loading import load_examples
+
+
+def predict_sorted(model, features, batch_size=64, predict_fn=None):
+    """Predictions for every example, computed on length-sorted batches.
+
+    Args:
+        model: a Keras model taking the token features (no preprocessor is
+            applied: `keras.Model.predict` is called).
+        features: dict of arrays from `tokenize`.
+        batch_size: int.
+        predict_fn: optional `fn(model, dataset) -> array`, defaults to
+            `keras.Model.predict(model, dataset, verbose=0)`.
+
+    Returns:
+        A NumPy array of outputs in the original example order.
+    """
+    import keras
+
+    batches = eval_batches(token_lengths(features), batch_size)
+    dataset = batch_dataset(features, batches)
+    if predict_fn is None:
+        outputs = keras.Model.predict(model, dataset, verbose=0)
+    else:
+        outputs = predict_fn(model, dataset)
+    outputs = np.asarray(outputs)
+    order = np.concatenate(batches)
+    result = np.empty_like(outputs)
+    result[order] = outputs
+    return result
+
+
+def _fit_plain(model, dataset, **kwargs):
+    """`keras.Model.fit` without the task's string preprocessing."""
+    import keras
+
+    return keras.Model.fit(model, dataset, **kwargs)
+
+
+class TextToTextExamples:
+    """Text-to-text pairs: trained on as strings (the model preprocesses
+    them) in reshuffled passes, scored on the model's generations with the
+    task's metrics.
+
+    Args:
+        task: the `keras_prompt.data.TextToTextTask`.
+        examples: list of `TextToTextExample`.
+    """
+
+    def __init__(self, task, examples):
+        self.task = task
+        self.examples = list(examples)
+
+    @classmethod
+    def read(cls, task, split, data_dir=None, max_examples=None):
+        """Reads a split with `keras_prompt.data.load_examples`."""
+        examples = load_examples(
+            task, split, data_dir=data_dir, max_examples=max_examples
+        )
+        return cls(task, examples)
+
+    def __len__(self):
+        return len(self.examples)
+
+    def train_dataset(self, model, batch_size, steps, seed):
+        """`steps` batches of `(inputs, targets)` strings for `model.fit`,
+        drawn in reshuffled passes (`train_batches`)."""
+        import tensorflow as tf
+
+        batches = train_batches(
+            np.zeros(len(self)), batch_size, steps, seed=seed, bucket=False
+        )
+
+        def generate():
+            for indices in batches:
+                pairs = [self.examples[i] for i in indices]
+                yield (
+                    np.asarray([e.inputs for e in pairs], dtype=object),
+                    np.asarray([e.targets for e in pairs], dtype=object),
+                )
+
+        spec = tf.TensorSpec((None,), tf.string)
+        dataset = tf.data.Dataset.from_generator(
+            generate, output_signature=(spec, spec)
+        )
+        return dataset.apply(
+            tf.data.experimental.assert_cardinality(len(batches))
+        )
+
+    def fit(self, model, dataset, **kwargs):
+        """Trains `model` on `dataset` with its own `fit`."""
+        return model.fit(dataset, **kwargs)
+
+    def score(self, model, batch_size=32):
+        """The task's metrics of `model.generate`'s outputs, in order."""
+        if not all(example.is_labeled for example in self.examples):
+            raise ValueError(
+                f"Task {self.task.name!r}: the split is unlabeled (TFDS test "
+                "splits have label -1); evaluate on a labeled split."
+            )
+        inputs = [example.inputs for example in self.examples]
+        predictions = _generate(model, inputs, batch_size)
+        return self.task.score(predictions, self.examples)
+
+
+class ClassificationExamples:
+    """Raw sentences (or segment pairs) and class indices: trained on as
+    length-trimmed, length-bucketed token batches (tokenized once, with the
+    model's preprocessor), scored on the argmax of the class
+    probabilities.
+
+    Args:
+        task: the `keras_prompt.data.TextToTextTask`.
+        data: a `keras_prompt.data.classification.ClassificationData`.
+    """
+
+    def __init__(self, task, data):
+        self.task = task
+        self.data = data
+        self._features = None
+
+    @classmethod
+    def read(cls, task, split, data_dir=None, max_examples=None):
+        """Reads a split with `load_classification`."""
+        data = load_classification(
+            task, split, data_dir=data_dir, max_examples=max_examples
+        )
+        return cls(task, data)
+
+    def __len__(self):
+        return len(self.data)
+
+    def features(self, model):
+        """The token features of every example (tokenized once)."""
+        if self._features is None:
+            self._features = tokenize(model.preprocessor, self.data.texts)
+        return self._features
+
+    def train_dataset(self, model, batch_size, steps, seed):
+        """`steps` length-bucketed token batches with their labels, each
+        cut to its longest example.
+
+        Only the examples the run sees are tokenized: a random subset of
+        `steps * batch_size` when the run is shorter than a pass.
+        """
+        data = self.data
+        needed = steps * batch_size
+        if needed < len(data):
+            rng = np.random.default_rng(seed)
+            data = data.select(np.sort(rng.permutation(len(data))[:needed]))
+        features = tokenize(model.preprocessor, data.texts)
+        batches = train_batches(
+            token_lengths(features), batch_size, steps, seed=seed
+        )
+        return batch_dataset(features, batches, data.labels)
+
+    def fit(self, model, dataset, **kwargs):
+        """Trains on token batches: `keras.Model.fit`, without the task's
+        string preprocessing."""
+        return _fit_plain(model, dataset, **kwargs)
+
+    def score(self, model, batch_size=64):
+        """Accuracy of the argmax class, plus the task's other metrics
+        (e.g. F1) of the predicted label strings when the task scores
+        examples one by one."""
+        probabilities = predict_sorted(
+            model, self.features(model), batch_size=batch_size
+        )
+        predicted = probabilities.argmax(axis=-1)
+        labels = self.data.labels
+        metrics = {"accuracy": float((predicted == labels).mean())}
+        if self.task.annotate is None:
+            names = self.data.label_strings
+            examples = [
+                TextToTextExample("", names[int(label)], label=int(label))
+                for label in labels
+            ]
+            metrics.update(
+                self.task.score([names[int(p)] for p in predicted], examples)
+            )
+        return metrics
