@@ -21,10 +21,7 @@ import os
 import tempfile
 import time
 
-import keras
-
 from keras_prompt.cli import CliError
-from keras_prompt.cli.common import PrintEvaluations
 from keras_prompt.cli.common import _one_line
 from keras_prompt.cli.common import check_choice
 from keras_prompt.cli.common import check_dataset
@@ -262,7 +259,10 @@ def _run(args):
     args.data_dir = args.data_dir or os.environ.get("TFDS_DATA_DIR") or None
     check_dataset(task, args.data_dir)
 
+    import keras
+
     import keras_prompt
+    from keras_prompt.cli.progress import PrintEvaluations
 
     keras_prompt.set_random_seed(args.seed)
     recipe, model = build_model(args, task, preset)
