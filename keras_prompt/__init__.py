@@ -16,6 +16,7 @@ from keras_prompt.serving.export import export_saved_model
 from keras_prompt.tasks.prompt_causal_lm import PromptCausalLM
 from keras_prompt.tasks.prompt_classifier import PromptClassifier
 from keras_prompt.tasks.prompt_seq2seq_lm import PromptSeq2SeqLM
+from keras_prompt.training_checkpoint import PromptTrainingCheckpoint
 from keras_prompt.version import __version__
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "PromptClassifier",
     "PromptEmbedding",
     "PromptSeq2SeqLM",
+    "PromptTrainingCheckpoint",
     "export_saved_model",
     "initializers",
     "inspect",

@@ -73,7 +73,11 @@ class BestPromptCheckpoint(MonitorCallback):
     `History` records them) when it evaluates at epoch ends; every
     evaluation is recorded in `evaluations` as
     `{"step", "epoch", "value", "improved", "seconds", ...metrics}`. The
-    best value, patience count and records start afresh with each `fit`.
+    best value, patience count and records carry over from one `fit` to
+    the next (a second `fit` only replaces the file when it does better),
+    unless `reset_on_train_begin=True` or `reset()` is called. The state
+    round-trips through `get_state()` / `set_state()`, which
+    `PromptTrainingCheckpoint(track=[...])` saves and restores.
 
     Args:
         path: str, the prompt file to write, conventionally
@@ -95,6 +99,8 @@ class BestPromptCheckpoint(MonitorCallback):
         every_n_steps: optional int >= 1: evaluate every this many
             optimiser steps instead of at the end of each epoch.
         verbose: int, 1 prints a line per evaluation. Defaults to `0`.
+        reset_on_train_begin: bool, forget the best value, patience count
+            and records at the start of every `fit`. Defaults to `False`.
 
     Example:
 
@@ -132,6 +138,7 @@ class BestPromptCheckpoint(MonitorCallback):
         min_delta=0.0,
         every_n_steps=None,
         verbose=0,
+        reset_on_train_begin=False,
     ):
         if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
             raise TypeError(
@@ -170,11 +177,14 @@ class BestPromptCheckpoint(MonitorCallback):
                 "`min_delta` must be a finite number >= 0. "
                 f"Received: min_delta={min_delta!r}"
             )
-        if not isinstance(restore_best, bool):
-            raise TypeError(
-                "`restore_best` must be a bool. "
-                f"Received: restore_best={restore_best!r}"
-            )
+        for name, value in (
+            ("restore_best", restore_best),
+            ("reset_on_train_begin", reset_on_train_begin),
+        ):
+            if not isinstance(value, bool):
+                raise TypeError(
+                    f"`{name}` must be a bool. Received: {name}={value!r}"
+                )
         # Keras' `MonitorCallback` holds the monitor, the mode, `min_delta`
         # and the best value (`best`), and decides what improves
         # (`_is_improvement`); `mode="auto"` is resolved here, by name.
@@ -192,14 +202,16 @@ class BestPromptCheckpoint(MonitorCallback):
             None if every_n_steps is None else int(every_n_steps)
         )
         self.verbose = verbose
-        self._reset()
+        self.reset_on_train_begin = reset_on_train_begin
+        self.reset()
 
     @property
     def best_value(self):
         """The best monitored value so far (`MonitorCallback.best`)."""
         return self.best
 
-    def _reset(self):
+    def reset(self):
+        """Forgets the best value, the patience count and the records."""
         self.best = None
         self.best_step = None
         self.best_epoch = None
@@ -227,7 +239,9 @@ class BestPromptCheckpoint(MonitorCallback):
                 "The folder of the prompt file does not exist. "
                 f"Received: path={self.path!r}"
             )
-        self._reset()
+        if self.reset_on_train_begin:
+            self.reset()
+        self.stopped_early = False
         self._last_eval_step = self._step()
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -252,6 +266,36 @@ class BestPromptCheckpoint(MonitorCallback):
                     f"BestPromptCheckpoint: restored the prompt of step "
                     f"{self.best_step} ({self.monitor}={self.best_value:.6g})"
                 )
+
+    # -- state ---------------------------------------------------------------
+    _STATE = (
+        "best",
+        "best_step",
+        "best_epoch",
+        "best_metrics",
+        "wait",
+        "saves",
+        "stopped_early",
+        "evaluations",
+    )
+
+    def get_state(self):
+        """The best value, patience count and records, JSON-able."""
+        return {name: getattr(self, name) for name in self._STATE}
+
+    def set_state(self, state):
+        """Restores what `get_state` returned."""
+        missing = sorted(set(self._STATE) - set(state))
+        if missing:
+            raise ValueError(
+                f"`state` lacks {missing}. Received: state={state!r}"
+            )
+        for name in self._STATE:
+            setattr(self, name, state[name])
+
+    def state_files(self):
+        """The file whose contents belong to the state: the best prompt."""
+        return [self.path]
 
     # -- the work -----------------------------------------------------------
     def _step(self):

@@ -99,12 +99,14 @@ from keras_prompt import initializers as prompt_initializers
 from keras_prompt import optimizers
 from keras_prompt.callbacks import BestPromptCheckpoint
 from keras_prompt.prompt_files import atomic_write_bytes
+from keras_prompt.training_checkpoint import PromptTrainingCheckpoint
 
 # The paper's Adafactor settings are `Adafactor`'s defaults: written there.
 _PAPER = optimizers.paper_adafactor_settings()
 _OPTIMIZER_NAMES = ("auto",) + optimizers.NAMES
 PROMPT_FILE = "best.prompt.safetensors"
 RESULTS_FILE = "results.json"
+CHECKPOINT_DIR = "checkpoints"
 _INITIALIZER_NAMES = ("class_label", "sampled_vocab", "random_uniform")
 
 
@@ -722,6 +724,9 @@ class Recipe:
         restore_best=True,
         eval_interval=None,
         print_evaluations=None,
+        checkpoint_every=None,
+        resume=False,
+        run_config=None,
     ):
         """Trains the prompt and keeps the best one on the dev split.
 
@@ -764,6 +769,20 @@ class Recipe:
                 the recipe: the last interval may be shorter.
             print_evaluations: optional bool, print a line per evaluation;
                 `None` follows `verbose`.
+            checkpoint_every: optional int: write a training checkpoint
+                (`PromptTrainingCheckpoint`: prompt, head, optimizer and
+                seed states, the step and the evaluations so far; a few
+                times the prompt's size) to `output_dir/checkpoints` every
+                this many steps and after each evaluation.
+            resume: bool, continue from the newest checkpoint in
+                `output_dir/checkpoints` (from the start when there is
+                none). The data resumes at the checkpoint's step, so the
+                final prompt is bit-identical to an uninterrupted run's.
+                Without it, an existing checkpoint is refused rather than
+                overwritten.
+            run_config: optional JSON-able dict of further settings of the
+                run (e.g. the preset) stored in the checkpoint: a checkpoint
+                of other settings is refused when resuming.
 
         Returns:
             A `RecipeResult`.
@@ -823,21 +842,48 @@ class Recipe:
             ),
         )
         start_step = _iterations(model)
+        callbacks = [checkpoint] + list(callbacks or [])
+        done = 0
+        if checkpoint_every is not None or resume:
+            saver = self._training_checkpoint(
+                output_dir,
+                checkpoint,
+                checkpoint_every,
+                run_config,
+                interval,
+                max_train_examples,
+            )
+            if resume:
+                state = saver.restore(model)
+                done = 0 if state is None else state["step"] - start_step
+            elif saver.latest() is not None:
+                raise ValueError(
+                    f"{saver.directory!r} holds a training checkpoint of an "
+                    "earlier run: pass `resume=True` to continue it, or "
+                    "delete the folder to start afresh."
+                )
+            callbacks.append(saver)  # Last: it saves what the rest did.
+        evaluations_before = len(checkpoint.evaluations)
         start = time.perf_counter()
         with warnings.catch_warnings():
             # A last, shorter interval ends when the finite data runs out.
             warnings.filterwarnings("ignore", "Your input ran out of data")
-            history = train(
+            history = _train_in_segments(
+                train,
                 model,
                 dataset,
-                steps_per_epoch=interval,
-                epochs=math.ceil(self.steps / interval),
-                callbacks=[checkpoint] + list(callbacks or []),
+                done,
+                self.steps,
+                interval,
+                checkpoint,
+                callbacks=callbacks,
                 shuffle=False,  # the data is shuffled already
                 verbose=verbose,
             )
         total = time.perf_counter() - start
-        eval_seconds = sum(e["seconds"] for e in checkpoint.evaluations)
+        eval_seconds = sum(
+            e["seconds"] for e in checkpoint.evaluations[evaluations_before:]
+        )
         result = RecipeResult(
             history=history,
             best_value=checkpoint.best_value,
@@ -853,6 +899,71 @@ class Recipe:
         )
         _write_results(os.path.join(output_dir, RESULTS_FILE), self, result)
         return result
+
+    def _training_checkpoint(
+        self, output_dir, checkpoint, every, run_config, interval, max_train
+    ):
+        """The `PromptTrainingCheckpoint` of a `fit`, tracking the best
+        prompt's checkpoint; its config is everything that decides the
+        batches and the updates."""
+        _check_int("checkpoint_every", every, allow_none=True)
+        config = {
+            "recipe": _jsonable(self.to_dict()),
+            "eval_interval": interval,
+            "max_train_examples": max_train,
+        }
+        if run_config is not None:
+            config["run"] = _jsonable(run_config)
+        return PromptTrainingCheckpoint(
+            os.path.join(output_dir, CHECKPOINT_DIR),
+            save_freq=every or "epoch",
+            config=config,
+            track=[checkpoint],
+            delete_on_train_end=False,
+            restore_on_train_begin=False,
+        )
+
+
+def _train_in_segments(
+    train, model, dataset, done, steps, interval, checkpoint, **kwargs
+):
+    """Runs `train` over steps `done..steps` of `dataset`, in epochs of
+    `interval` steps counted from step 0.
+
+    From step 0 this is one `fit`. A run resumed inside an epoch first
+    finishes that epoch (a shorter one), then goes on in whole epochs, so
+    evaluations fall on the same steps as in an uninterrupted run; the data
+    is skipped to the step the run resumes at. Returns one `History` of
+    all the epochs run.
+    """
+    history = keras.callbacks.History()
+    history.history, history.epoch = {}, []
+    epochs = math.ceil(steps / interval)
+    while done < steps and not checkpoint.stopped_early:
+        epoch = done // interval
+        if done % interval:
+            steps_per_epoch = min((epoch + 1) * interval, steps) - done
+            last_epoch = epoch + 1
+        else:
+            steps_per_epoch, last_epoch = interval, epochs
+        before = _iterations(model)
+        part = train(
+            model,
+            dataset.skip(done) if done else dataset,
+            steps_per_epoch=steps_per_epoch,
+            epochs=last_epoch,
+            initial_epoch=epoch,
+            **kwargs,
+        )
+        history.epoch.extend(part.epoch)
+        history.params = part.params
+        for key, values in part.history.items():
+            history.history.setdefault(key, []).extend(values)
+        taken = _iterations(model) - before
+        if not taken:
+            break
+        done += taken
+    return history
 
 
 def _is_examples(data):

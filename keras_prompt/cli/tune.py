@@ -10,14 +10,22 @@ the task's raw sentences and class indices; T5 presets train a
 `PromptSeq2SeqLM` on the task's text-to-text pairs and are scored on their
 generations. Decoder-only (causal LM) presets are not supported yet.
 
-Nothing is written until training and evaluation have finished: the files
-are written into a temporary folder beside the output and moved into place,
-so a failed or interrupted run leaves the output untouched.
+The final files are written only when training and evaluation have
+finished (into a temporary folder beside the output, then moved into place),
+so a failed or interrupted run never leaves a half-written or diverged
+prompt. Progress is saved every --checkpoint-every steps into
+`<output>/checkpoint/` (prompt, head, optimizer and random states, the
+step: a few times the prompt's size, whatever the backbone); after an
+interruption (Ctrl-C, a killed job) the same command with --resume goes on
+from there and ends with the prompt an uninterrupted run would have.
 """
 
 import json
 import math
 import os
+import shlex
+import shutil
+import sys
 import tempfile
 import time
 
@@ -45,8 +53,10 @@ TARGET_LENGTH = 16
 EVAL_BATCH_SIZE = 64
 INITIALIZERS = ("random_uniform", "sampled_vocab", "class_label")
 OPTIMIZERS = ("auto", "adam", "adafactor")
+DEFAULT_CHECKPOINT_EVERY = 50
 PROMPT_FILE = "prompt.safetensors"
 RUN_FILE = "run.json"
+CHECKPOINT_FOLDER = "checkpoint"
 
 
 def add_parser(subparsers):
@@ -149,6 +159,20 @@ def add_parser(subparsers):
         "--output (refused otherwise)",
     )
     add(
+        "--checkpoint-every",
+        type=int,
+        default=DEFAULT_CHECKPOINT_EVERY,
+        help="save the training progress every N steps (and after each "
+        "evaluation) into <output>/checkpoint, removed when the run ends; "
+        "0: never" + default,
+    )
+    add(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run in --output from its last "
+        "checkpoint (same arguments; starts from step 0 if there is none)",
+    )
+    add(
         "--seed",
         type=int,
         default=0,
@@ -166,6 +190,7 @@ def check_args(args):
         ("prompt-length", 1),
         ("sequence-length", 2),
         ("eval-every", 0),
+        ("checkpoint-every", 0),
     ):
         check_int_arg(args, name, minimum)
     check_int_arg(args, "max-eval-examples", 1, optional=True)
@@ -179,6 +204,85 @@ def check_args(args):
         raise CliError(
             f"--data-dir {args.data_dir!r} does not exist or is not a folder"
         )
+
+
+# -- checkpoints -------------------------------------------------------------
+def run_settings(args, preset):
+    """What a checkpoint must agree on besides the recipe: a resumed run
+    with other settings would not reach the same prompt."""
+    return {
+        "preset": preset,
+        "task": args.task,
+        "pooling": args.pooling,
+        "max_eval_examples": args.max_eval_examples,
+    }
+
+
+def check_interrupted_run(work, args):
+    """Refuses to start afresh over an interrupted run's checkpoint unless
+    asked (--overwrite removes it); --resume continues it."""
+    if not os.path.isdir(work) or args.resume:
+        return
+    if not args.overwrite:
+        raise CliError(
+            f"{work!r} holds the checkpoint of an interrupted run; pass "
+            "--resume (with the same arguments) to continue it, or "
+            "--overwrite to start afresh"
+        )
+    shutil.rmtree(work)
+
+
+def missing_folders(path):
+    """`path` and those of its parents that do not exist yet, deepest
+    first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
+
+
+def remove_folders(folders):
+    """Removes what `missing_folders` listed (the first one whole)."""
+    if folders:
+        shutil.rmtree(folders[0], ignore_errors=True)
+    for folder in folders[1:]:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            break
+
+
+def print_resume_hint(model, work, args):
+    """After Ctrl-C: what was kept, and the command that goes on."""
+    import keras
+
+    step = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+    if work is None:
+        kept = "--checkpoint-every 0 was given, so the progress is lost"
+    else:
+        from keras_prompt.recipes import CHECKPOINT_DIR
+        from keras_prompt.training_checkpoint import PromptTrainingCheckpoint
+
+        saver = PromptTrainingCheckpoint(os.path.join(work, CHECKPOINT_DIR))
+        latest = saver.latest()
+        saved = saver.read_state(latest)[1]["step"] if latest else None
+        argv = getattr(args, "argv", None) or sys.argv[1:]
+        command = shlex.join(
+            ["keras-prompt"]
+            + [a for a in argv if a not in ("--resume", "--overwrite")]
+            + ["--resume"]
+        )
+        kept = (
+            f"progress up to step {saved} is saved in {work}"
+            if saved
+            else "no checkpoint was written yet"
+        ) + f"; continue with: {command}"
+    print(
+        f"keras-prompt tune: stopped at step {step} of {args.steps}; {kept}",
+        file=sys.stderr,
+    )
 
 
 # -- the command -------------------------------------------------------------
@@ -253,6 +357,8 @@ def _run(args):
     output = args.output or default_output(task.name)
     check_output(output)
     check_no_earlier_run(output, (PROMPT_FILE, RUN_FILE), args.overwrite)
+    work = os.path.join(output, CHECKPOINT_FOLDER)
+    check_interrupted_run(work, args)
     preset = resolve_preset(args.preset)
     # TFDS reads TFDS_DATA_DIR once, at import: resolve it here so the
     # variable set at any time (or by a caller) is honoured.
@@ -298,22 +404,38 @@ def _run(args):
         f"{args.init} prompt init, {optimizer_name} at learning rate "
         f"{learning_rate:g}" + (f"; {pooling}-pooling head" if pooling else "")
     )
+    checkpointing = args.checkpoint_every > 0
+    if args.resume and checkpointing and os.path.isdir(work):
+        print(f"Resuming the run in {work}")
+    created = missing_folders(work)
     with tempfile.TemporaryDirectory() as scratch:
-        result = recipe.fit(
-            model,
-            scratch,
-            args.data_dir,
-            train_data=train,
-            validation_data=validation,
-            callbacks=[
-                keras_prompt.FiniteGuard(),
-                PrintEvaluations(args.steps, num_eval),
-            ],
-            verbose=progress_verbosity(),
-            print_evaluations=False,
-            restore_best=False,  # The run keeps its last prompt.
-            eval_interval=args.eval_every or args.steps,
-        )
+        try:
+            result = recipe.fit(
+                model,
+                work if checkpointing else scratch,
+                args.data_dir,
+                train_data=train,
+                validation_data=validation,
+                callbacks=[
+                    keras_prompt.FiniteGuard(),
+                    PrintEvaluations(args.steps, num_eval),
+                ],
+                verbose=progress_verbosity(),
+                print_evaluations=False,
+                restore_best=False,  # The run keeps its last prompt.
+                eval_interval=args.eval_every or args.steps,
+                checkpoint_every=args.checkpoint_every or None,
+                resume=checkpointing,
+                run_config=run_settings(args, preset),
+            )
+        except KeyboardInterrupt:
+            print_resume_hint(model, work if checkpointing else None, args)
+            raise
+        except Exception:
+            # A failed (e.g. diverged) run leaves nothing behind but an
+            # earlier interrupted run's checkpoint it was resuming.
+            remove_folders(created)
+            raise
     history = result.task_history()
     validation = {k: v for k, v in history[-1].items() if k != "step"}
 
@@ -366,6 +488,7 @@ def _run(args):
         )
 
     write_outputs(output, write_files)
+    shutil.rmtree(work, ignore_errors=True)
     accuracy = validation.get("accuracy", float("nan"))
     print(
         f"Validation accuracy {accuracy:.4f} on {num_eval} examples after "
