@@ -78,10 +78,11 @@ class PromptTrainingCheckpoint(keras.callbacks.Callback):
     `keras-prompt tune --resume`, which also put the data at that step.
 
     The size of a checkpoint is that of the prompt, the head and their
-    optimizer slots: about 3 x 34 KB for a 20-token prompt on
-    all-MiniLM-L6-v2 with Adam, about 1.6 MB for a 100-token prompt on
-    T5 1.1 XXL with Adafactor (`benchmarks/checkpoint_size.py`), whatever
-    the size of the frozen backbone.
+    optimizer slots, whatever the size of the frozen backbone
+    (`benchmarks/checkpoint_size.py`): 106 KB for a 20-token prompt and
+    head on all-MiniLM-L6-v2 with Adam (its weights: 91 MB), 3.3 MB for
+    the paper's 100-token prompt on T5 1.1 XXL with its Adafactor (its
+    weights: 44.5 GB).
 
     Args:
         directory: str, the folder of the checkpoints (created if
