@@ -223,14 +223,6 @@ def count_parameters(model):
     return trainable, total
 
 
-def progress_verbosity():
-    """Keras' live progress bar on a terminal, one line per chunk otherwise
-    (a redirected progress bar prints a line per step)."""
-    import sys
-
-    return 1 if sys.stdout.isatty() else 2
-
-
 def format_seconds(seconds):
     minutes, seconds = divmod(int(round(seconds)), 60)
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"

@@ -40,7 +40,6 @@ from keras_prompt.cli.common import count_parameters
 from keras_prompt.cli.common import default_output
 from keras_prompt.cli.common import format_seconds
 from keras_prompt.cli.common import load_backbone
-from keras_prompt.cli.common import progress_verbosity
 from keras_prompt.cli.common import resolve_preset
 from keras_prompt.cli.common import write_outputs
 
@@ -369,6 +368,7 @@ def _run(args):
 
     import keras_prompt
     from keras_prompt.cli.progress import PrintEvaluations
+    from keras_prompt.cli.progress import ProgressLines
 
     keras_prompt.set_random_seed(args.seed)
     recipe, model = build_model(args, task, preset)
@@ -408,6 +408,7 @@ def _run(args):
     if args.resume and checkpointing and os.path.isdir(work):
         print(f"Resuming the run in {work}")
     created = missing_folders(work)
+    verbose = 1 if sys.stdout.isatty() else 0
     with tempfile.TemporaryDirectory() as scratch:
         try:
             result = recipe.fit(
@@ -419,8 +420,9 @@ def _run(args):
                 callbacks=[
                     keras_prompt.FiniteGuard(),
                     PrintEvaluations(args.steps, num_eval),
-                ],
-                verbose=progress_verbosity(),
+                ]
+                + ([] if verbose else [ProgressLines(args.steps)]),
+                verbose=verbose,
                 print_evaluations=False,
                 restore_best=False,  # The run keeps its last prompt.
                 eval_interval=args.eval_every or args.steps,

@@ -79,6 +79,12 @@ def test_ctrl_c_says_how_to_resume_and_resume_matches(
     reference = tmp_path / "reference"
     assert main(args(preset, reference, 12)) == 0
     assert listing(reference) == ["prompt.safetensors", "run.json"]
+    # Not a terminal: a progress line every 5% (here every step from the
+    # second on), with the rate and the time left; no per-step Keras bar.
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if "steps/s, ETA" in line]
+    assert len(lines) == 11 and lines[-1].startswith("step 12/12 (100%)")
+    assert "ms/step" not in out
 
     import keras_prompt
 
