@@ -192,12 +192,13 @@ def write_outputs(output, write_files):
 
 
 # -- model -------------------------------------------------------------------
-def load_backbone(preset):
-    """The plain keras-hub backbone of `preset`, or a one-line `CliError`."""
+def load_backbone(preset, dtype=None):
+    """The plain keras-hub backbone of `preset` (its weights in `dtype`,
+    default: as stored), or a one-line `CliError`."""
     from keras_prompt.presets import load_backbone as load
 
     try:
-        return load(preset)
+        return load(preset, **({} if dtype is None else {"dtype": dtype}))
     except Exception as error:  # keras-hub/kagglehub raise many kinds.
         message = _one_line(error)
         looks_local = _looks_local(preset)

@@ -135,6 +135,15 @@ def add_parser(subparsers):
         "+4 points on MiniLM/SST-2, benchmarks/minilm_sst2.py)",
     )
     add(
+        "--dtype",
+        default="auto",
+        choices=("auto", "float32", "bfloat16"),
+        help="dtype of the frozen weights; the prompt, head and optimizer "
+        "state are float32 always. auto: bfloat16 where the hardware "
+        "multiplies it natively (TPU, GPUs of compute capability >= 8.0, "
+        "CPUs with AVX512-BF16 or AMX), float32 elsewhere" + default,
+    )
+    add(
         "--eval-every",
         type=int,
         default=0,
@@ -214,6 +223,7 @@ def run_settings(args, preset):
         "task": args.task,
         "pooling": args.pooling,
         "max_eval_examples": args.max_eval_examples,
+        "dtype": args.dtype,
     }
 
 
@@ -298,11 +308,18 @@ def run(args):
 def build_model(args, task, preset):
     """Loads the backbone and builds the recipe and the prompt task that
     fits it (a classifier on encoders, a text-to-text model on T5)."""
+    from keras_prompt.precision import resolve_dtype
     from keras_prompt.recipes import Recipe
     from keras_prompt.tasks import task_class_for
 
-    print(f"Loading the backbone {preset}")
-    backbone = load_backbone(preset)
+    args.dtype, reason = resolve_dtype(args.dtype_choice)
+    print(
+        f"Loading the backbone {preset} with {args.dtype} frozen weights ("
+        + (f"auto: {reason}" if args.dtype_choice == "auto" else "--dtype")
+        + ")"
+    )
+    args.dtype_reason = reason
+    backbone = load_backbone(preset, dtype=args.dtype)
     try:
         task_class = task_class_for(backbone)
     except ValueError as error:
@@ -340,6 +357,7 @@ def build_model(args, task, preset):
 def _run(args):
     start = time.time()
     check_args(args)
+    args.dtype_choice = args.dtype
     from keras_prompt.data import get_task
 
     try:
@@ -454,6 +472,8 @@ def _run(args):
             "optimizer": optimizer_name,
             "learning_rate": learning_rate,
             "sequence_length": args.sequence_length,
+            "dtype": args.dtype,
+            "dtype_choice": args.dtype_choice,
             "pooling": model.task_config().get("pooling"),
             "eval_every": args.eval_every,
             "max_eval_examples": args.max_eval_examples,

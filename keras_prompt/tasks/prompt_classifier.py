@@ -149,16 +149,18 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         # === Layers ===
         self.backbone = backbone
         self.preprocessor = preprocessor
+        # The head trains: float32 whatever the frozen weights' dtype (a
+        # bfloat16 backbone's outputs are pooled in float32 too).
         self.output_dropout = keras.layers.Dropout(
             dropout,
-            dtype=backbone.dtype_policy,
+            dtype="float32",
             name="classifier_dropout",
         )
         self.head = ClassificationHead(
             num_classes,
             num_heads=backbone.num_prompts,
             activation=activation,
-            dtype=backbone.dtype_policy,
+            dtype="float32",
             name="logits",
         )
 
@@ -167,6 +169,7 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         outputs = backbone(inputs)
         if isinstance(outputs, dict):
             outputs = outputs["sequence_output"]
+        outputs = keras.ops.cast(outputs, "float32")
         if pooling == "mean":
             mask = backbone.adapter.extend_padding_mask(
                 inputs["padding_mask"], backbone.prompt_embedding

@@ -380,3 +380,29 @@ def test_default_minilm_on_real_sst2(tmp_path, capsys, monkeypatch):
     assert info["trainable_parameters"] / info["total_parameters"] < 1e-3
     assert 0.4 < info["validation_accuracy"] <= 1.0
     assert os.path.getsize(output / "prompt.safetensors") < 100_000
+
+
+@needs_sst2
+@pytest.mark.parametrize("fast", [True, False])
+def test_dtype_auto_follows_the_detection_and_is_recorded(
+    preset, tmp_path, capsys, monkeypatch, fast
+):
+    """`--dtype auto` (the default) loads bfloat16 frozen weights where the
+    detection finds native bfloat16, float32 where it does not (forced
+    here); the prompt file is the same format either way."""
+    from keras_prompt import precision
+
+    reason = "forced for the test"
+    monkeypatch.setattr(precision, "fast_bfloat16", lambda: (fast, reason))
+    output = tmp_path / "run"
+    assert main(tiny_args(preset, output)) == 0
+    out = capsys.readouterr().out
+    dtype = "bfloat16" if fast else "float32"
+    assert f"with {dtype} frozen weights (auto: {reason})" in out
+    info = json.loads((output / "run.json").read_text())
+    assert info["config"]["dtype"] == dtype
+    assert info["config"]["dtype_choice"] == "auto"
+    tensors, _ = keras_prompt.prompt_files.read_prompt_file(
+        output / "prompt.safetensors"
+    )
+    assert {t.dtype for t in tensors.values()} == {np.dtype("float32")}
