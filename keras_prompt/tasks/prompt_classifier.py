@@ -200,9 +200,10 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
     def from_preset(
         cls,
         preset,
-        num_classes,
+        num_classes=None,
         sequence_length=128,
         load_weights=True,
+        prompts=None,
         **kwargs,
     ):
         """Builds the classifier on a pretrained encoder.
@@ -213,14 +214,24 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         class (`BertTextClassifierPreprocessor`, ...). The head starts
         fresh; `load_prompts` restores a trained prompt and head.
 
+        With `prompts=`, a trained classifier's prompt file (or the run
+        folder of `keras-prompt tune`) is read first, before the backbone
+        is loaded: it sets `num_classes`, `pooling`, `prompt_length` and
+        `num_prompts`, and its prompt and head are loaded into the new
+        classifier. An argument that contradicts the file, or a file saved
+        by another kind of task, is a `ValueError`.
+
         Args:
             preset: a keras-hub preset name, handle or folder, or a Hugging
                 Face BERT / RoBERTa / DistilBERT folder that keras-hub
                 converts (e.g. `keras_prompt.pretrained.minilm_preset_dir()`).
-            num_classes: int, number of classes.
+            num_classes: int, number of classes. Required unless `prompts`
+                is given.
             sequence_length: int, tokens per input including `[CLS]` and
                 `[SEP]`; the prompt comes on top of these. Defaults to 128.
             load_weights: bool, load the pretrained weights.
+            prompts: optional path of a prompt file written by
+                `save_prompts`, or of a folder holding `prompt.safetensors`.
             **kwargs: `activation`, `dropout`, `pooling`, `name` and
                 `compile` go to the task; `prompt_length`, `initializer`,
                 `num_prompts` to `FrozenBackbone.from_preset` (which holds
@@ -236,8 +247,26 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
             minilm_preset_dir(), num_classes=2, prompt_length=20
         )
         model.fit(x=["a great movie", "dull"], y=[1, 0])
+
+        # After `keras-prompt tune`: the trained classifier.
+        tuned = keras_prompt.PromptClassifier.from_preset(
+            minilm_preset_dir(), prompts="runs/glue/sst2/prompt.safetensors"
+        )
+        tuned.predict(["a great movie"])
         ```
         """
+        source = None
+        if prompts is not None:
+            source, kwargs = cls.read_preset_prompts(
+                prompts, dict(kwargs, num_classes=num_classes)
+            )
+            num_classes = kwargs.pop("num_classes")
+        if num_classes is None:
+            raise ValueError(
+                "`num_classes` is required unless `prompts` (a trained "
+                "classifier's prompt file) is given. Received: "
+                "num_classes=None"
+            )
         sequence_length = check_int("sequence_length", sequence_length, 2)
         task_kwargs = {
             key: kwargs.pop(key) for key in TASK_KWARGS if key in kwargs
@@ -252,12 +281,13 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         preprocessor = load_preprocessor(
             preset, cls.preprocessor_cls, sequence_length=sequence_length
         )
-        return cls(
+        model = cls(
             backbone=backbone,
             num_classes=num_classes,
             preprocessor=preprocessor,
             **task_kwargs,
         )
+        return model if source is None else model.load_prompt_source(source)
 
     # -- inputs -------------------------------------------------------------
     def preprocess_samples(self, x, y=None, sample_weight=None):
@@ -314,6 +344,23 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
     def prompt_file_info(self):
         """The head only fits the pooling it was trained with."""
         return {"pooling": self.pooling}
+
+    @classmethod
+    def prompt_file_settings(cls, metadata, tensors, path):
+        """The backbone's settings, the number of classes (the head's
+        width) and the pooling of a classifier's prompt file."""
+        settings = super().prompt_file_settings(metadata, tensors, path)
+        bias = tensors.get("extra/head/bias")
+        if bias is None:
+            raise ValueError(
+                f"The prompt file {path!r} holds no classification head; "
+                "it was not saved by a PromptClassifier."
+            )
+        settings["num_classes"] = int(np.shape(bias)[-1])
+        settings["pooling"] = metadata.get(
+            "pooling", cls.prompt_file_defaults["pooling"]
+        )
+        return settings
 
     def infer(self, texts, prompt_ids=None, **kwargs):
         """Class probabilities `(N, num_classes)` (logits with
