@@ -22,6 +22,7 @@ import tempfile
 import time
 
 from keras_prompt.cli import CliError
+from keras_prompt.cli.common import RUN_FILE
 from keras_prompt.cli.common import _one_line
 from keras_prompt.cli.common import check_choice
 from keras_prompt.cli.common import check_dataset
@@ -33,8 +34,10 @@ from keras_prompt.cli.common import default_output
 from keras_prompt.cli.common import format_seconds
 from keras_prompt.cli.common import load_backbone
 from keras_prompt.cli.common import progress_verbosity
+from keras_prompt.cli.common import recorded_preset
 from keras_prompt.cli.common import resolve_preset
 from keras_prompt.cli.common import write_outputs
+from keras_prompt.prompt_files import RUN_PROMPT_FILE
 
 DEFAULT_TASK = "glue/sst2"
 DEFAULT_STEPS = 300
@@ -45,8 +48,7 @@ TARGET_LENGTH = 16
 EVAL_BATCH_SIZE = 64
 INITIALIZERS = ("random_uniform", "sampled_vocab", "class_label")
 OPTIMIZERS = ("auto", "adam", "adafactor")
-PROMPT_FILE = "prompt.safetensors"
-RUN_FILE = "run.json"
+PROMPT_FILE = RUN_PROMPT_FILE
 
 
 def add_parser(subparsers):
@@ -319,7 +321,7 @@ def _run(args):
 
     run_info = {
         "task": task.name,
-        "preset": preset,
+        "preset": recorded_preset(preset),
         "backbone_class": type(model.backbone.backbone).__name__,
         "model_class": type(model).__name__,
         "config": {
@@ -330,6 +332,7 @@ def _run(args):
             "optimizer": optimizer_name,
             "learning_rate": learning_rate,
             "sequence_length": args.sequence_length,
+            "target_length": TARGET_LENGTH,
             "pooling": model.task_config().get("pooling"),
             "eval_every": args.eval_every,
             "max_eval_examples": args.max_eval_examples,

@@ -177,6 +177,12 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
     # -- the prompt-state protocol ------------------------------------------
     text_key = "prompts"
 
+    @classmethod
+    def preprocessor_lengths(cls, sequence_length, target_length):
+        """One sequence holds the input and the target: `sequence_length +
+        target_length` tokens (the prompt comes on top)."""
+        return {"sequence_length": sequence_length + target_length}
+
     def check_generation_length(self, max_length):
         if max_length is None and self.preprocessor is not None:
             max_length = self.preprocessor.sequence_length

@@ -370,6 +370,27 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         kwargs.setdefault("verbose", 0)
         return self.predict(x, **kwargs)
 
+    def output_records(self, outputs, label_strings=None):
+        """One record per input: the most likely class (its name when
+        `label_strings` names the `num_classes` classes, else its index)
+        and its probability (`"score"` for an activation other than
+        softmax)."""
+        scores = np.asarray(outputs, dtype="float64")
+        names = label_strings
+        if names is not None and len(names) != self.num_classes:
+            names = None
+        key = (
+            "probability"
+            if self.activation is keras.activations.softmax
+            else "score"
+        )
+        records = []
+        for row in scores.reshape(-1, self.num_classes):
+            index = int(np.argmax(row))
+            label = index if names is None else names[index]
+            records.append({"label": label, key: float(row[index])})
+        return records
+
     # -- the training path (`keras_prompt.recipes`, `keras-prompt tune`) --
     default_optimizer_name = "adam"
     # Training batches are cut to their longest example and change length:

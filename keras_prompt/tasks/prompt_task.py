@@ -418,6 +418,23 @@ class PromptTaskMixin:
         )
         return self.preprocessor.generate_postprocess(outputs)
 
+    def output_records(self, outputs, label_strings=None):
+        """`infer`'s outputs as JSON-able records, one per input (what
+        `keras-prompt predict` prints): `{"output": generated text}`.
+
+        Args:
+            outputs: what `infer` returned.
+            label_strings: optional class names, for tasks that classify.
+        """
+        if hasattr(outputs, "numpy"):
+            outputs = outputs.numpy()
+        if isinstance(outputs, (str, bytes)):
+            outputs = [outputs]
+        return [
+            {"output": v.decode("utf-8") if isinstance(v, bytes) else str(v)}
+            for v in np.asarray(outputs, dtype=object).reshape(-1)
+        ]
+
     def preprocess_samples(self, x, y=None, sample_weight=None):
         prompt_ids = None
         if isinstance(x, dict) and "prompt_ids" in x:
