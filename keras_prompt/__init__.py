@@ -3,8 +3,13 @@
 A frozen pretrained transformer plus a tiny learned soft prompt per task.
 """
 
+from keras_prompt import convert
+from keras_prompt import data
+from keras_prompt import distribute
 from keras_prompt import initializers
-from keras_prompt import inspect
+from keras_prompt import inspect  # noqa: F401  (not in `__all__`)
+from keras_prompt import optimizers
+from keras_prompt import precision
 from keras_prompt import recipes
 from keras_prompt import serving
 from keras_prompt.callbacks import BestPromptCheckpoint
@@ -28,9 +33,13 @@ __all__ = [
     "PromptEmbedding",
     "PromptSeq2SeqLM",
     "PromptTrainingCheckpoint",
+    "convert",
+    "data",
+    "distribute",
     "export_saved_model",
     "initializers",
-    "inspect",
+    "optimizers",
+    "precision",
     "recipes",
     "serving",
     "set_random_seed",

@@ -60,6 +60,10 @@ def frozen_weights_unwatched(variables):
             component._trainable = True
 
 
+def _default(value, default):
+    return default if value is None else value
+
+
 @keras.saving.register_keras_serializable(package="keras_prompt")
 class FrozenBackbone(keras_hub.models.Backbone):
     """A frozen keras-hub backbone with a learned soft prompt.
@@ -234,10 +238,12 @@ class FrozenBackbone(keras_hub.models.Backbone):
     def from_preset(
         cls,
         preset,
-        prompt_length=20,
+        prompt_length=None,
         initializer="random_uniform",
-        num_prompts=1,
+        num_prompts=None,
         load_weights=True,
+        variable_length=None,
+        prompts=None,
         **kwargs,
     ):
         """Loads a pretrained backbone and wraps it with a prompt.
@@ -248,12 +254,25 @@ class FrozenBackbone(keras_hub.models.Backbone):
         `model.safetensors`, e.g. T5 1.1 LM-adapted). The pretrained
         weights load first; the prompt is inserted afterwards.
 
+        With `prompts=`, a trained prompt file (or a run folder of
+        `keras-prompt tune`) is read first, before the backbone is loaded:
+        it sets `prompt_length`, `num_prompts` and `variable_length`, and
+        its prompt is loaded into the new backbone (the prompt of a task
+        file; a classifier's head is left out, see `PromptClassifier`).
+        An argument that contradicts the file is a `ValueError`.
+
         Args:
             preset: the preset name, handle or folder.
-            prompt_length: int, number of prompt vectors. Defaults to 20.
+            prompt_length: int, number of prompt vectors. Defaults to 20,
+                or the prompt file's.
             initializer: see the class docstring.
-            num_prompts: int, prompts in the bank.
+            num_prompts: int, prompts in the bank. Defaults to 1, or the
+                prompt file's.
             load_weights: bool, load the pretrained weights.
+            variable_length: bool, see the class docstring. Defaults to
+                `False`, or what the prompt file needs.
+            prompts: optional path of a prompt file written by
+                `save_prompts`, or of a folder holding `prompt.safetensors`.
             **kwargs: passed to the backbone's `from_preset` (e.g.
                 `dtype="bfloat16"`).
 
@@ -263,15 +282,60 @@ class FrozenBackbone(keras_hub.models.Backbone):
         backbone = keras_prompt.FrozenBackbone.from_preset(
             "t5_base_multi", prompt_length=20, initializer="sampled_vocab"
         )
+        trained = keras_prompt.FrozenBackbone.from_preset(
+            "t5_base_multi", prompts="runs/glue/rte/prompt.safetensors"
+        )
         ```
         """
+        settings = {
+            "prompt_length": prompt_length,
+            "num_prompts": num_prompts,
+            "variable_length": variable_length,
+        }
+        source = None
+        if prompts is not None:
+            source = prompt_files.read_prompt_source(prompts)
+            settings = prompt_files.merge_settings(
+                settings,
+                cls.prompt_file_settings(source.metadata),
+                source.path,
+            )
         backbone = load_backbone(preset, load_weights=load_weights, **kwargs)
-        return cls(
+        model = cls(
             backbone,
-            prompt_length=prompt_length,
+            prompt_length=_default(settings["prompt_length"], 20),
             initializer=initializer,
-            num_prompts=num_prompts,
+            num_prompts=_default(settings["num_prompts"], 1),
+            variable_length=_default(settings["variable_length"], False),
         )
+        if source is not None:
+            prompt_files.check_same_backbone(
+                source.metadata, model.prompt_metadata(), source.path
+            )
+            model.load_file_prompt(
+                source.tensors["prompt"], source.metadata, source.path
+            )
+        return model
+
+    @staticmethod
+    def prompt_file_settings(metadata):
+        """The constructor arguments a prompt file's metadata determines:
+        `prompt_length`, `num_prompts` and `variable_length` (a bank
+        holding prompts shorter than its `prompt_length`; a single prompt
+        stored right-aligned in a longer slot has its own length)."""
+        lengths = prompt_files.prompt_lengths(metadata)
+        num_prompts = metadata["num_prompts"]
+        if num_prompts == 1:
+            return {
+                "prompt_length": lengths[0],
+                "num_prompts": 1,
+                "variable_length": False,
+            }
+        return {
+            "prompt_length": metadata["prompt_length"],
+            "num_prompts": num_prompts,
+            "variable_length": min(lengths) < metadata["prompt_length"],
+        }
 
     # -- prompt files -------------------------------------------------------
     def prompt_metadata(self, task_names=None):
@@ -345,8 +409,47 @@ class FrozenBackbone(keras_hub.models.Backbone):
         prompt of another shape. Returns the file's metadata.
         """
         prompt, _, metadata = self.read_prompts(path)
-        self.assign_prompts(prompt, source=path)
+        self.load_file_prompt(prompt, metadata, path)
         return metadata
+
+    def file_prompt(self, prompt, metadata, source):
+        """A prompt file's prompt as this backbone holds it, checked: a
+        single prompt stored right-aligned in a longer slot (a one-task
+        `PromptBank.save`) is cut to its own length; a bank of prompts of
+        different lengths needs `variable_length=True`."""
+        lengths = prompt_files.prompt_lengths(metadata)
+        length = metadata["prompt_length"]
+        if metadata["num_prompts"] == 1:
+            return prompt[length - lengths[0] :]
+        if min(lengths) < length and not self.variable_length:
+            raise ValueError(
+                f"The prompt file {source!r} holds prompts of lengths "
+                f"{lengths}, the shorter ones right-aligned in {length} "
+                "positions: load it into a FrozenBackbone built with "
+                "`variable_length=True` (`from_preset(..., prompts=...)` "
+                "does). This one has variable_length=False."
+            )
+        return prompt
+
+    def load_file_prompt(self, prompt, metadata, source):
+        """Checks, then assigns, the prompt of a prompt file (see
+        `file_prompt`) and, for a variable-length bank, each prompt's
+        mask from the file's `prompt_lengths`."""
+        self.assign_prompts(
+            self.file_prompt(prompt, metadata, source), source=source
+        )
+        self.assign_prompt_mask(metadata)
+
+    def assign_prompt_mask(self, metadata):
+        """Sets a variable-length bank's `prompt_mask` from a prompt file's
+        prompt lengths (the prompts right-aligned); a no-op otherwise."""
+        variable = self.prompt_embedding.prompt_mask
+        if variable is None:
+            return
+        mask = np.zeros(tuple(variable.shape), dtype="float32")
+        for row, length in enumerate(prompt_files.prompt_lengths(metadata)):
+            mask[row, mask.shape[1] - length :] = 1.0
+        variable.assign(mask.astype(variable.dtype))
 
     def assign_prompts(self, values, source="values"):
         """Sets the prompt variable, checking the shape."""

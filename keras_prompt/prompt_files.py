@@ -10,6 +10,7 @@ different model. Files are written atomically: a temporary file in the same
 folder is renamed over the target, so a crash never leaves half a file.
 """
 
+import collections
 import hashlib
 import json
 import os
@@ -348,3 +349,88 @@ def check_same_backbone(metadata, expected, path):
                 f"model has {expected.get(key)!r}). File backbone: {found}; "
                 f"this backbone: {wanted}."
             )
+
+
+# -- prompt files as the source of a model's settings ------------------------
+#: The prompt file's name inside a run folder (`keras-prompt tune`).
+RUN_PROMPT_FILE = "prompt.safetensors"
+
+
+def resolve_prompt_path(prompts):
+    """The prompt file `prompts` names: a prompt file, or a run folder
+    holding `prompt.safetensors` (as `keras-prompt tune` writes).
+
+    Args:
+        prompts: str or path-like, a prompt file or a run folder.
+
+    Returns:
+        The file's path, a str.
+    """
+    if isinstance(prompts, bytes) or not isinstance(
+        prompts, (str, os.PathLike)
+    ):
+        raise TypeError(
+            "`prompts` must be the path of a prompt file or of a run folder "
+            f"holding {RUN_PROMPT_FILE!r}. Received: prompts={prompts!r}"
+        )
+    path = os.fspath(prompts)
+    if os.path.isdir(path):
+        folder, path = path, os.path.join(path, RUN_PROMPT_FILE)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"The run folder prompts={folder!r} holds no "
+                f"{RUN_PROMPT_FILE!r}."
+            )
+    elif not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"No prompt file or run folder at prompts={path!r}"
+        )
+    return path
+
+
+#: A prompt file read once: its path, tensors and metadata.
+PromptSource = collections.namedtuple(
+    "PromptSource", ("path", "tensors", "metadata")
+)
+
+
+def read_prompt_source(prompts):
+    """Reads the prompt file (or run folder) `prompts` once, through
+    `read_prompt_file`; returns a `PromptSource`."""
+    path = resolve_prompt_path(prompts)
+    tensors, metadata = read_prompt_file(path)
+    return PromptSource(path, tensors, metadata)
+
+
+def prompt_lengths(metadata):
+    """The length of each prompt of a file: its `prompt_lengths` (a
+    `PromptBank` file, prompts right-aligned), else `prompt_length` for
+    every prompt."""
+    lengths = metadata.get("prompt_lengths")
+    if lengths:
+        return list(lengths)
+    return [metadata["prompt_length"]] * metadata["num_prompts"]
+
+
+def merge_settings(given, fixed, path):
+    """`given` (the arguments a caller passed) completed by `fixed` (the
+    settings the prompt file at `path` determines).
+
+    Raises a `ValueError` naming the argument, the file and both values
+    when a given argument (other than `None`) contradicts the file.
+    """
+    for key, value in fixed.items():
+        passed = given.get(key)
+        if passed is None:
+            continue
+        same_kind = isinstance(passed, bool) == isinstance(value, bool)
+        if not same_kind or passed != value:
+            raise ValueError(
+                f"`{key}={passed!r}` contradicts the prompt file "
+                f"path={path!r}, which holds prompts trained with "
+                f"{key}={value!r}. Leave `{key}` out (the file sets it) or "
+                f"pass {key}={value!r}."
+            )
+    merged = dict(given)
+    merged.update(fixed)
+    return merged

@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-SUBCOMMANDS = ("tune", "demo", "plan")
+SUBCOMMANDS = ("tune", "predict", "demo", "plan")
 
 
 class CliError(Exception):

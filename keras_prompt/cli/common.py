@@ -11,6 +11,8 @@ import tempfile
 from keras_prompt.cli import CliError
 
 _MAX_MESSAGE = 400
+#: What a run of `keras-prompt tune` records next to its prompt file.
+RUN_FILE = "run.json"
 
 
 def _one_line(error):
@@ -114,6 +116,13 @@ def resolve_preset(preset):
             'pip install "keras-prompt[minilm]", or pass --preset '
             f"({_one_line(error)})"
         ) from None
+
+
+def recorded_preset(preset):
+    """The preset as `run.json` records it: a local folder by its absolute
+    path, so that `keras-prompt predict` (and `from_preset(preset,
+    prompts=...)`) find it from any working directory."""
+    return os.path.abspath(preset) if os.path.isdir(preset) else preset
 
 
 def check_dataset(task, data_dir):

@@ -30,6 +30,7 @@ import tempfile
 import time
 
 from keras_prompt.cli import CliError
+from keras_prompt.cli.common import RUN_FILE
 from keras_prompt.cli.common import _one_line
 from keras_prompt.cli.common import check_choice
 from keras_prompt.cli.common import check_dataset
@@ -40,8 +41,10 @@ from keras_prompt.cli.common import count_parameters
 from keras_prompt.cli.common import default_output
 from keras_prompt.cli.common import format_seconds
 from keras_prompt.cli.common import load_backbone
+from keras_prompt.cli.common import recorded_preset
 from keras_prompt.cli.common import resolve_preset
 from keras_prompt.cli.common import write_outputs
+from keras_prompt.prompt_files import RUN_PROMPT_FILE
 
 DEFAULT_TASK = "glue/sst2"
 DEFAULT_STEPS = 300
@@ -53,8 +56,7 @@ EVAL_BATCH_SIZE = 64
 INITIALIZERS = ("random_uniform", "sampled_vocab", "class_label")
 OPTIMIZERS = ("auto", "adam", "adafactor")
 DEFAULT_CHECKPOINT_EVERY = 50
-PROMPT_FILE = "prompt.safetensors"
-RUN_FILE = "run.json"
+PROMPT_FILE = RUN_PROMPT_FILE
 CHECKPOINT_FOLDER = "checkpoint"
 
 
@@ -461,7 +463,7 @@ def _run(args):
 
     run_info = {
         "task": task.name,
-        "preset": preset,
+        "preset": recorded_preset(preset),
         "backbone_class": type(model.backbone.backbone).__name__,
         "model_class": type(model).__name__,
         "config": {
@@ -474,6 +476,7 @@ def _run(args):
             "sequence_length": args.sequence_length,
             "dtype": args.dtype,
             "dtype_choice": args.dtype_choice,
+            "target_length": TARGET_LENGTH,
             "pooling": model.task_config().get("pooling"),
             "eval_every": args.eval_every,
             "max_eval_examples": args.max_eval_examples,

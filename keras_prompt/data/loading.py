@@ -5,7 +5,6 @@ import itertools
 import os
 
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from keras_prompt.data.errors import DatasetNotPreparedError
 from keras_prompt.data.registry import get_task
@@ -34,6 +33,10 @@ def _resolve_download(download, data_dir):
 
 def _read_split(task, split, data_dir, download):
     """Returns the raw `tf.data.Dataset` of records of `task`'s `split`."""
+    # Imported here: `import keras_prompt` (which imports this package)
+    # should not pay for TFDS until a dataset is read.
+    import tensorflow_datasets as tfds
+
     builder = tfds.builder(task.tfds_name, data_dir=data_dir)
     if download and not builder.is_prepared():
         builder.download_and_prepare()

@@ -112,6 +112,71 @@ class PromptBank:
         self.rebuild_count = 0
         self.model = self._build_model(prompt_length, capacity)
 
+    @classmethod
+    def from_preset(cls, preset, prompts, capacity=8, **kwargs):
+        """A bank holding the tasks of a prompt file, on a pretrained model.
+
+        The prompt file is read first, before the backbone is loaded: it
+        names the task class (`PromptClassifier`, `PromptSeq2SeqLM` or
+        `PromptCausalLM`), its settings (`prompt_length`, a classifier's
+        `num_classes` and `pooling`) and its tasks. The task model is built
+        by that class's `from_preset`, and every named task of the file
+        joins the bank (`add_tasks`).
+
+        Args:
+            preset: the preset the prompts were trained on, as the task
+                class's `from_preset` takes it.
+            prompts: a prompt file naming its tasks (`PromptBank.save`,
+                `save_prompts(path, task_names=...)`), or a run folder of
+                `keras-prompt tune` (whose file names its task).
+            capacity: int >= 2, slots allocated up front; at least the
+                file's number of tasks. Defaults to `8`.
+            **kwargs: passed to the task class's `from_preset` (e.g.
+                `sequence_length`); a setting the file determines must
+                agree with it. The bank sizes its prompts itself, so
+                `num_prompts` and `variable_length` are refused.
+
+        Example:
+
+        ```python
+        bank = keras_prompt.serving.PromptBank.from_preset(
+            "t5_1.1_small", prompts="tasks.prompt.safetensors"
+        )
+        bank.add_task("sentiment", "runs/glue/sst2/prompt.safetensors")
+        bank.generate(["a gripping film"], tasks=["sentiment"])
+        ```
+        """
+        from keras_prompt.tasks import task_class_of_prompt_file
+
+        capacity = check_int("capacity", capacity, 2)
+        for key in ("num_prompts", "variable_length"):
+            if key in kwargs:
+                raise TypeError(
+                    f"`PromptBank.from_preset` sizes the bank itself (see "
+                    f"`capacity`); it takes no `{key}`. Received: "
+                    f"{key}={kwargs[key]!r}"
+                )
+        source = prompt_files.read_prompt_source(prompts)
+        metadata = source.metadata
+        task_class = task_class_of_prompt_file(metadata, source.path)
+        names = metadata.get("task_names")
+        if not names:
+            raise ValueError(
+                f"The prompt file path={source.path!r} names no tasks; "
+                "build the task model and add its prompts by name with "
+                "`PromptBank(model).add_task(name, path, source_task=...)`."
+            )
+        fixed = task_class.prompt_file_settings(
+            metadata, source.tensors, source.path
+        )
+        del fixed["num_prompts"], fixed["variable_length"]
+        fixed["prompt_length"] = max(prompt_files.prompt_lengths(metadata))
+        settings = prompt_files.merge_settings(kwargs, fixed, source.path)
+        model = task_class.from_preset(preset, **settings)
+        bank = cls(model, capacity=max(capacity, len(names)))
+        bank.add_tasks(source.path)
+        return bank
+
     # -- the bank model -------------------------------------------------------
     def _build_model(self, prompt_length, capacity):
         backbone = FrozenBackbone(

@@ -119,11 +119,18 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
         preset,
         load_weights=True,
         sequence_length=None,
+        prompts=None,
         **kwargs,
     ):
         """Builds the task from a keras-hub preset of a decoder-only model.
 
         The family's `CausalLMPreprocessor` is found from the preset.
+
+        With `prompts=`, a trained prompt file (or a run folder holding
+        `prompt.safetensors`) is read first, before the backbone is
+        loaded: it sets `prompt_length` and `num_prompts`, and its prompt
+        is loaded into the new task. An argument that contradicts the
+        file, or a file saved by another kind of task, is a `ValueError`.
 
         Args:
             preset: a keras-hub preset name, handle or folder.
@@ -131,11 +138,25 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
             sequence_length: int, tokens per example (the prompt comes on
                 top of these). Defaults to the preset's, shortened for
                 absolute-position models so that the prompt fits.
+            prompts: optional path of a prompt file written by
+                `save_prompts`, or of a folder holding `prompt.safetensors`.
             **kwargs: `prompt_length`, `initializer`, `num_prompts` go to
                 `FrozenBackbone.from_preset` (which holds their defaults);
                 anything else (e.g. `dtype="bfloat16"`) to the backbone's
                 `from_preset`.
+
+        Example:
+
+        ```python
+        model = keras_prompt.PromptCausalLM.from_preset(
+            "gpt2_base_en", prompts="sentiment.prompt.safetensors"
+        )
+        model.generate(["What a dull film. Sentiment:"], max_length=64)
+        ```
         """
+        source = None
+        if prompts is not None:
+            source, kwargs = cls.read_preset_prompts(prompts, kwargs)
         backbone = FrozenBackbone.from_preset(
             preset, load_weights=load_weights, **kwargs
         )
@@ -150,10 +171,17 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
             preprocessor.sequence_length = min(
                 preprocessor.sequence_length, limit - backbone.prompt_length
             )
-        return cls(backbone=backbone, preprocessor=preprocessor)
+        model = cls(backbone=backbone, preprocessor=preprocessor)
+        return model if source is None else model.load_prompt_source(source)
 
     # -- the prompt-state protocol ------------------------------------------
     text_key = "prompts"
+
+    @classmethod
+    def preprocessor_lengths(cls, sequence_length, target_length):
+        """One sequence holds the input and the target: `sequence_length +
+        target_length` tokens (the prompt comes on top)."""
+        return {"sequence_length": sequence_length + target_length}
 
     def check_generation_length(self, max_length):
         if max_length is None and self.preprocessor is not None:

@@ -203,9 +203,10 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
     def from_preset(
         cls,
         preset,
-        num_classes,
+        num_classes=None,
         sequence_length=128,
         load_weights=True,
+        prompts=None,
         **kwargs,
     ):
         """Builds the classifier on a pretrained encoder.
@@ -216,14 +217,24 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         class (`BertTextClassifierPreprocessor`, ...). The head starts
         fresh; `load_prompts` restores a trained prompt and head.
 
+        With `prompts=`, a trained classifier's prompt file (or the run
+        folder of `keras-prompt tune`) is read first, before the backbone
+        is loaded: it sets `num_classes`, `pooling`, `prompt_length` and
+        `num_prompts`, and its prompt and head are loaded into the new
+        classifier. An argument that contradicts the file, or a file saved
+        by another kind of task, is a `ValueError`.
+
         Args:
             preset: a keras-hub preset name, handle or folder, or a Hugging
                 Face BERT / RoBERTa / DistilBERT folder that keras-hub
                 converts (e.g. `keras_prompt.pretrained.minilm_preset_dir()`).
-            num_classes: int, number of classes.
+            num_classes: int, number of classes. Required unless `prompts`
+                is given.
             sequence_length: int, tokens per input including `[CLS]` and
                 `[SEP]`; the prompt comes on top of these. Defaults to 128.
             load_weights: bool, load the pretrained weights.
+            prompts: optional path of a prompt file written by
+                `save_prompts`, or of a folder holding `prompt.safetensors`.
             **kwargs: `activation`, `dropout`, `pooling`, `name` and
                 `compile` go to the task; `prompt_length`, `initializer`,
                 `num_prompts` to `FrozenBackbone.from_preset` (which holds
@@ -239,8 +250,26 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
             minilm_preset_dir(), num_classes=2, prompt_length=20
         )
         model.fit(x=["a great movie", "dull"], y=[1, 0])
+
+        # After `keras-prompt tune`: the trained classifier.
+        tuned = keras_prompt.PromptClassifier.from_preset(
+            minilm_preset_dir(), prompts="runs/glue/sst2/prompt.safetensors"
+        )
+        tuned.predict(["a great movie"])
         ```
         """
+        source = None
+        if prompts is not None:
+            source, kwargs = cls.read_preset_prompts(
+                prompts, dict(kwargs, num_classes=num_classes)
+            )
+            num_classes = kwargs.pop("num_classes")
+        if num_classes is None:
+            raise ValueError(
+                "`num_classes` is required unless `prompts` (a trained "
+                "classifier's prompt file) is given. Received: "
+                "num_classes=None"
+            )
         sequence_length = check_int("sequence_length", sequence_length, 2)
         task_kwargs = {
             key: kwargs.pop(key) for key in TASK_KWARGS if key in kwargs
@@ -255,12 +284,13 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         preprocessor = load_preprocessor(
             preset, cls.preprocessor_cls, sequence_length=sequence_length
         )
-        return cls(
+        model = cls(
             backbone=backbone,
             num_classes=num_classes,
             preprocessor=preprocessor,
             **task_kwargs,
         )
+        return model if source is None else model.load_prompt_source(source)
 
     # -- inputs -------------------------------------------------------------
     def preprocess_samples(self, x, y=None, sample_weight=None):
@@ -318,6 +348,23 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         """The head only fits the pooling it was trained with."""
         return {"pooling": self.pooling}
 
+    @classmethod
+    def prompt_file_settings(cls, metadata, tensors, path):
+        """The backbone's settings, the number of classes (the head's
+        width) and the pooling of a classifier's prompt file."""
+        settings = super().prompt_file_settings(metadata, tensors, path)
+        bias = tensors.get("extra/head/bias")
+        if bias is None:
+            raise ValueError(
+                f"The prompt file {path!r} holds no classification head; "
+                "it was not saved by a PromptClassifier."
+            )
+        settings["num_classes"] = int(np.shape(bias)[-1])
+        settings["pooling"] = metadata.get(
+            "pooling", cls.prompt_file_defaults["pooling"]
+        )
+        return settings
+
     def infer(self, texts, prompt_ids=None, **kwargs):
         """Class probabilities `(N, num_classes)` (logits with
         `activation=None`); `prompt_ids` picks each text's prompt and head
@@ -325,6 +372,27 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         x, _ = self.prompt_inputs(texts, prompt_ids)
         kwargs.setdefault("verbose", 0)
         return self.predict(x, **kwargs)
+
+    def output_records(self, outputs, label_strings=None):
+        """One record per input: the most likely class (its name when
+        `label_strings` names the `num_classes` classes, else its index)
+        and its probability (`"score"` for an activation other than
+        softmax)."""
+        scores = np.asarray(outputs, dtype="float64")
+        names = label_strings
+        if names is not None and len(names) != self.num_classes:
+            names = None
+        key = (
+            "probability"
+            if self.activation is keras.activations.softmax
+            else "score"
+        )
+        records = []
+        for row in scores.reshape(-1, self.num_classes):
+            index = int(np.argmax(row))
+            label = index if names is None else names[index]
+            records.append({"label": label, key: float(row[index])})
+        return records
 
     # -- the training path (`keras_prompt.recipes`, `keras-prompt tune`) --
     default_optimizer_name = "adam"

@@ -68,9 +68,17 @@ class PromptSeq2SeqLM(PromptTaskMixin, keras_hub.models.T5Seq2SeqLM):
         load_weights=True,
         encoder_sequence_length=512,
         decoder_sequence_length=128,
+        prompts=None,
         **kwargs,
     ):
         """Builds the task from a keras-hub preset or a HF T5 checkpoint.
+
+        With `prompts=`, a trained prompt file (or the run folder of
+        `keras-prompt tune`) is read first, before the backbone is loaded:
+        it sets `prompt_length`, `num_prompts` and `variable_length`, and
+        its prompt is loaded into the new task. An argument that
+        contradicts the file, or a file saved by another kind of task, is
+        a `ValueError`.
 
         Args:
             preset: a keras-hub preset name, handle or folder, or a Hugging
@@ -79,11 +87,25 @@ class PromptSeq2SeqLM(PromptTaskMixin, keras_hub.models.T5Seq2SeqLM):
             encoder_sequence_length: int, input tokens (the prompt comes on
                 top of these).
             decoder_sequence_length: int, target tokens.
+            prompts: optional path of a prompt file written by
+                `save_prompts`, or of a folder holding `prompt.safetensors`.
             **kwargs: `prompt_length`, `initializer`, `num_prompts` go to
                 `FrozenBackbone.from_preset` (which holds their defaults);
                 anything else (e.g. `dtype="bfloat16"`) to the backbone's
                 `from_preset`.
+
+        Example:
+
+        ```python
+        model = keras_prompt.PromptSeq2SeqLM.from_preset(
+            "t5_1.1_small", prompts="runs/glue/rte/prompt.safetensors"
+        )
+        model.generate(["rte hypothesis: ... premise: ..."])
+        ```
         """
+        source = None
+        if prompts is not None:
+            source, kwargs = cls.read_preset_prompts(prompts, kwargs)
         backbone = FrozenBackbone.from_preset(
             preset, load_weights=load_weights, **kwargs
         )
@@ -93,7 +115,8 @@ class PromptSeq2SeqLM(PromptTaskMixin, keras_hub.models.T5Seq2SeqLM):
             encoder_sequence_length=encoder_sequence_length,
             decoder_sequence_length=decoder_sequence_length,
         )
-        return cls(backbone=backbone, preprocessor=preprocessor)
+        model = cls(backbone=backbone, preprocessor=preprocessor)
+        return model if source is None else model.load_prompt_source(source)
 
     # -- the prompt-state protocol ------------------------------------------
     text_key = "encoder_text"

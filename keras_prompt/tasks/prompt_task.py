@@ -187,13 +187,8 @@ class PromptTaskMixin:
         prompt_files.check_same_backbone(
             metadata, self.backbone.prompt_metadata(), source
         )
+        self.check_prompt_file_class(metadata, source)
         expected = type(self).__name__
-        found = metadata.get("task_class")
-        if found is not None and found != expected:
-            raise ValueError(
-                f"The prompt file {source!r} was saved by a {found}, not a "
-                f"{expected}."
-            )
         for key, value in self.prompt_file_info().items():
             theirs = metadata.get(key, self.prompt_file_defaults.get(key))
             if theirs != value:
@@ -202,6 +197,18 @@ class PromptTaskMixin:
                     f"{key}={theirs!r}, but this {expected} has "
                     f"{key}={value!r}: build it with {key}={theirs!r}."
                 )
+
+    @classmethod
+    def check_prompt_file_class(cls, metadata, source):
+        """Raises unless a prompt file was saved by this task class (files
+        of a bare `FrozenBackbone` record none and pass)."""
+        expected = cls.__name__
+        found = metadata.get("task_class")
+        if found is not None and found != expected:
+            raise ValueError(
+                f"The prompt file {source!r} was saved by a {found}, not a "
+                f"{expected}: load it with `keras_prompt.{found}`."
+            )
 
     def check_state_names(self, state, source):
         """Raises unless `state` holds exactly the prompt and this task's
@@ -228,13 +235,19 @@ class PromptTaskMixin:
         `{"prompt": ..., **heads}` as stored (a bank file has a leading
         prompt axis)."""
         tensors, metadata = prompt_files.read_prompt_file(path)
+        return self.prompt_file_state(tensors, metadata, path), metadata
+
+    def prompt_file_state(self, tensors, metadata, path):
+        """The checked state `{"prompt": ..., **heads}` of a prompt file's
+        tensors and metadata (as `prompt_files.read_prompt_file` returns
+        them), for this task."""
         self.check_prompt_metadata(metadata, path)
         state = {
             name[len("extra/") :] if name != "prompt" else name: value
             for name, value in tensors.items()
         }
         self.check_state_names(state, path)
-        return state, metadata
+        return state
 
     def check_state_shapes(self, state, source):
         """Raises unless every array of `state` has its variable's shape."""
@@ -284,8 +297,67 @@ class PromptTaskMixin:
         metadata.
         """
         state, metadata = self.read_prompt_file(path)
-        self.assign_prompt_state(state, source=path)
+        self.load_prompt_state(state, metadata, path)
         return metadata
+
+    def load_prompt_state(self, state, metadata, source):
+        """Checks, then assigns, a prompt file's checked `state` (see
+        `prompt_file_state`): the prompt as the backbone holds it (see
+        `FrozenBackbone.file_prompt`), the heads, and a variable-length
+        bank's prompt mask."""
+        prompt = self.backbone.file_prompt(state["prompt"], metadata, source)
+        self.assign_prompt_state(dict(state, prompt=prompt), source=source)
+        self.backbone.assign_prompt_mask(metadata)
+
+    # -- building from a prompt file (`from_preset(..., prompts=...)`) ------
+    @classmethod
+    def prompt_file_settings(cls, metadata, tensors, path):
+        """The `from_preset` arguments a prompt file determines: the
+        backbone's (`FrozenBackbone.prompt_file_settings`) and, in task
+        classes that have them, the task's (a classifier's `pooling` and
+        `num_classes`).
+
+        Args:
+            metadata: the file's metadata.
+            tensors: the file's tensors, by name (`"prompt"`,
+                `"extra/..."`).
+            path: the file, for messages.
+        """
+        return FrozenBackbone.prompt_file_settings(metadata)
+
+    @classmethod
+    def read_preset_prompts(cls, prompts, settings):
+        """The first half of `from_preset(..., prompts=...)`, before any
+        backbone is loaded: reads the prompt file (or the run folder's
+        `prompt.safetensors`) once, refuses a file of another task class,
+        and completes `settings` (the caller's arguments, `None` where not
+        given) with `prompt_file_settings`; a given argument that
+        contradicts the file is a `ValueError` naming it, the file and
+        both values.
+
+        Returns:
+            `(source, settings)`: the `prompt_files.PromptSource` to pass
+            to `load_prompt_source` once the task is built, and the
+            completed settings.
+        """
+        source = prompt_files.read_prompt_source(prompts)
+        cls.check_prompt_file_class(source.metadata, source.path)
+        fixed = cls.prompt_file_settings(
+            source.metadata, source.tensors, source.path
+        )
+        settings = prompt_files.merge_settings(settings, fixed, source.path)
+        return source, settings
+
+    def load_prompt_source(self, source):
+        """The second half of `from_preset(..., prompts=...)`: checks the
+        file read by `read_preset_prompts` against the built task and
+        loads its prompt (and heads), as `load_prompts` does. Returns the
+        task."""
+        state = self.prompt_file_state(
+            source.tensors, source.metadata, source.path
+        )
+        self.load_prompt_state(state, source.metadata, source.path)
+        return self
 
     # -- batches and outputs ------------------------------------------------
     def prompt_inputs(self, texts, prompt_ids=None, targets=None):
@@ -345,6 +417,23 @@ class PromptTaskMixin:
             texts, prompt_ids, max_length, stop_token_ids
         )
         return self.preprocessor.generate_postprocess(outputs)
+
+    def output_records(self, outputs, label_strings=None):
+        """`infer`'s outputs as JSON-able records, one per input (what
+        `keras-prompt predict` prints): `{"output": generated text}`.
+
+        Args:
+            outputs: what `infer` returned.
+            label_strings: optional class names, for tasks that classify.
+        """
+        if hasattr(outputs, "numpy"):
+            outputs = outputs.numpy()
+        if isinstance(outputs, (str, bytes)):
+            outputs = [outputs]
+        return [
+            {"output": v.decode("utf-8") if isinstance(v, bytes) else str(v)}
+            for v in np.asarray(outputs, dtype=object).reshape(-1)
+        ]
 
     def preprocess_samples(self, x, y=None, sample_weight=None):
         prompt_ids = None

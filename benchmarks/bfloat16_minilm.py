@@ -1,0 +1,108 @@
+"""bfloat16 vs float32 frozen weights: `keras-prompt tune` on the real
+all-MiniLM-L6-v2 and GLUE SST-2, seeds 0 and 1, interleaved in one run.
+
+Each configuration is the README's main job (P=20, class-label init, mean
+head, Adam 1e-2, 300 steps of 32, all 872 dev sentences) with `--dtype
+float32` or `--dtype bfloat16`, in its own process; the same seed draws
+the same batches for both. Prints the training time (steps only: the
+evaluation is timed apart), the steps per second, the peak resident
+memory of the process and the dev accuracy, and the ratios.
+
+    TFDS_DATA_DIR=../shared/tfds python benchmarks/bfloat16_minilm.py
+    # --steps 30 --max-eval-examples 200 for a quick look
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+CHILD = (
+    "import resource, sys\n"
+    "from keras_prompt.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    "sys.exit(code)\n"
+)
+
+
+def tune(dtype, seed, steps, max_eval, folder):
+    output = os.path.join(folder, f"{dtype}-{seed}")
+    command = [
+        sys.executable,
+        "-c",
+        CHILD,
+        "tune",
+        "--dtype",
+        dtype,
+        "--seed",
+        str(seed),
+        "--steps",
+        str(steps),
+        "--output",
+        output,
+    ]
+    if max_eval:
+        command += ["--max-eval-examples", str(max_eval)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    if result.returncode:
+        raise SystemExit(result.stdout + result.stderr)
+    peak = next(
+        int(line.split()[1])
+        for line in result.stdout.splitlines()
+        if line.startswith("PEAK_RSS_KB")
+    )
+    with open(os.path.join(output, "run.json")) as f:
+        info = json.load(f)
+    return {
+        "train_seconds": info["train_seconds"],
+        "steps_per_second": steps / info["train_seconds"],
+        "peak_rss_mb": peak / 1024,
+        "accuracy": info["validation_accuracy"],
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--max-eval-examples", type=int)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for seed in args.seeds:
+            for dtype in ("float32", "bfloat16"):
+                row = tune(
+                    dtype, seed, args.steps, args.max_eval_examples, folder
+                )
+                rows.append((seed, dtype, row))
+                print(
+                    f"seed {seed} {dtype:8s}: train {row['train_seconds']:6.1f}"
+                    f" s ({row['steps_per_second']:.2f} steps/s), peak RSS "
+                    f"{row['peak_rss_mb']:,.0f} MB, dev accuracy "
+                    f"{row['accuracy']:.4f}",
+                    flush=True,
+                )
+    print()
+    print(
+        "| seed | float32 steps/s | bfloat16 steps/s | speed-up | float32 "
+        "dev | bfloat16 dev | difference (points) | peak RSS f32 / bf16 |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for seed in args.seeds:
+        f32, bf16 = (r for s, _, r in rows if s == seed)
+        print(
+            f"| {seed} | {f32['steps_per_second']:.2f} | "
+            f"{bf16['steps_per_second']:.2f} | "
+            f"{bf16['steps_per_second'] / f32['steps_per_second']:.2f}x | "
+            f"{f32['accuracy']:.4f} | {bf16['accuracy']:.4f} | "
+            f"{100 * (bf16['accuracy'] - f32['accuracy']):+.2f} | "
+            f"{f32['peak_rss_mb']:,.0f} / {bf16['peak_rss_mb']:,.0f} MB |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""`keras-prompt predict` end to end: `python -m keras_prompt.cli predict`
+in a fresh process on the run folder of a `keras-prompt tune` run (a tiny
+random BERT saved as a preset, trained on a few SST-2 examples), on a T5
+prompt file with `--preset`, and (slow) on the real all-MiniLM-L6-v2."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from keras_prompt import PromptClassifier
+from keras_prompt.cli import main
+from tests.cli.test_tune import SEQUENCE_LENGTH
+from tests.cli.test_tune import needs_sst2
+from tests.cli.test_tune import tiny_args
+from tests.cli.test_tune import tiny_bert_preset
+from tests.conftest import REPO_ROOT
+from tests.conftest import SHARED_SST2_DIR
+from tests.conftest import SHARED_TFDS_DIR
+from tests.serving import serving_fixtures as fixtures
+
+TEXTS = ["a great , funny film", "dull and boring"]
+
+
+def error_line(capsys):
+    """The single stderr line of a failed `predict`."""
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("keras-prompt predict: error: "), err
+    return lines[0]
+
+
+def predict(args, cwd, stdin=None):
+    """Runs `python -m keras_prompt.cli predict ARGS` in a new process;
+    returns its JSON lines."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env["PYTHONPATH"] = os.pathsep.join(
+        [REPO_ROOT] + [p for p in [env.get("PYTHONPATH")] if p]
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_prompt.cli", "predict", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=str(cwd),
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def tuned_run(tmp_path_factory):
+    """`(preset, run folder)`: a 4-step `tune` of a tiny BERT, its preset
+    given as a relative path."""
+    root = tmp_path_factory.mktemp("predict")
+    tiny_bert_preset(str(root / "tiny_bert"))
+    output = root / "runs" / "sst2"
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        args = tiny_args("./tiny_bert", "runs/sst2")
+        assert main(args) == 0
+    finally:
+        os.chdir(cwd)
+    return str(root / "tiny_bert"), output
+
+
+@needs_sst2
+class TestPredictClassifier:
+    def test_run_folder_texts_and_tsv(self, tuned_run, tmp_path, capsys):
+        capsys.readouterr()
+        preset, output = tuned_run
+        info = json.loads((output / "run.json").read_text())
+        # The relative --preset is recorded absolute: usable from anywhere.
+        assert info["preset"] == preset and os.path.isabs(info["preset"])
+        assert info["config"]["sequence_length"] == SEQUENCE_LENGTH
+        # The first lines of SST-2's dev.tsv: a header, then text<TAB>label.
+        with open(os.path.join(SHARED_SST2_DIR, "dev.tsv")) as f:
+            lines = [next(f) for _ in range(4)]
+        tsv = tmp_path / "dev.tsv"
+        tsv.write_text("".join(lines))
+        rows = [line.split("\t")[0].strip() for line in lines[1:]]
+        records = predict(
+            [str(output), *TEXTS, "--input", str(tsv), "--batch-size", "2"],
+            cwd=tmp_path,
+        )
+        assert [r["text"] for r in records] == TEXTS + rows
+        expected = PromptClassifier.from_preset(
+            preset,
+            prompts=str(output),
+            sequence_length=SEQUENCE_LENGTH,
+        ).predict(TEXTS + rows, verbose=0)
+        for record, scores in zip(records, expected):
+            assert set(record) == {"text", "label", "probability"}
+            assert record["label"] == ("negative", "positive")[scores.argmax()]
+            np.testing.assert_allclose(
+                record["probability"], scores.max(), rtol=1e-5
+            )
+
+    def test_prompt_file_and_stdin(self, tuned_run, tmp_path):
+        _, output = tuned_run
+        records = predict(
+            [str(output / "prompt.safetensors"), "--input", "-"],
+            cwd=tmp_path,
+            stdin="\n".join(TEXTS) + "\n\n",
+        )
+        assert [r["text"] for r in records] == TEXTS
+        assert {r["label"] for r in records} <= {"negative", "positive"}
+
+    def test_errors_before_any_model_is_loaded(
+        self, tuned_run, tmp_path, capsys
+    ):
+        _, output = tuned_run
+        assert main(["predict", str(output)]) == 1
+        assert "no texts" in error_line(capsys)
+        assert main(["predict", str(tmp_path), "x"]) == 1
+        line = error_line(capsys)
+        assert "neither a prompt file nor a run folder" in line
+        lone = tmp_path / "lone.prompt.safetensors"
+        lone.write_bytes((output / "prompt.safetensors").read_bytes())
+        assert main(["predict", str(lone), "x"]) == 1
+        assert "pass --preset" in error_line(capsys)
+        missing = str(tmp_path / "missing.tsv")
+        assert main(["predict", str(output), "--input", missing]) == 1
+        assert "no such file" in error_line(capsys)
+
+
+def test_t5_prompt_file_with_preset(tmp_path):
+    preset = str(tmp_path / "t5")
+    backbone, preprocessor = fixtures.t5()
+    backbone.save_to_preset(preset)
+    preprocessor.tokenizer.save_to_preset(preset)
+    model = fixtures.seq2seq_task(3, seed=4)
+    path = str(tmp_path / "color.prompt.safetensors")
+    model.save_prompts(path)
+    texts = fixtures.TEXTS[:3]
+    records = predict(
+        [path, *texts, "--preset", preset]
+        + ["--sequence-length", "8", "--max-length", "3"],
+        cwd=tmp_path,
+    )
+    assert records == [
+        {"text": t, "output": o} for t, o in zip(texts, model.generate(texts))
+    ]
+
+
+def test_causal_lm_prompt_file_with_preset(tmp_path):
+    preset = str(tmp_path / "gpt2")
+    backbone, preprocessor = fixtures.gpt2()
+    backbone.save_to_preset(preset)
+    preprocessor.save_to_preset(preset)
+    model = fixtures.causal_task(3, seed=5)
+    path = str(tmp_path / "lm.prompt.safetensors")
+    model.save_prompts(path)
+    texts = fixtures.causal_texts()[:3]
+    records = predict(
+        [path, *texts, "--preset", preset]
+        + ["--sequence-length", "4", "--max-length", "8"],
+        cwd=tmp_path,
+    )
+    expected = model.generate(texts, max_length=8)
+    assert records == [
+        {"text": t, "output": o} for t, o in zip(texts, expected)
+    ]
+
+
+@pytest.mark.slow
+@needs_sst2
+def test_real_minilm_run(tmp_path, monkeypatch, capsys):
+    """A 2-step run of the real default backbone, then predict."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    output = tmp_path / "run"
+    args = [
+        "tune",
+        "--data-dir",
+        SHARED_TFDS_DIR,
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--sequence-length",
+        "32",
+        "--max-train-examples",
+        "16",
+        "--max-eval-examples",
+        "8",
+        "--output",
+        str(output),
+    ]
+    assert main(args) == 0
+    capsys.readouterr()
+    records = predict([str(output), *TEXTS], cwd=tmp_path)
+    assert [r["text"] for r in records] == TEXTS
+    assert all(r["label"] in ("negative", "positive") for r in records)
+    assert all(0.5 <= r["probability"] <= 1.0 for r in records)
