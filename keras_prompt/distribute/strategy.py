@@ -266,8 +266,11 @@ def compile_options(strategy=None):
     return {"jit_compile": bool(single)}
 
 
-def _first_replica_symbolic_build(self, iterator=None, data_batch=None):
+def first_replica_symbolic_build(self, iterator=None, data_batch=None):
     """`_maybe_symbolic_build` that reads one replica's batch, no reduce.
+
+    The prompt tasks use it as their own `_maybe_symbolic_build`, so a
+    plain `fit` works under any strategy.
 
     Keras 3.15's TF trainer all-reduces (MEAN) the first distributed batch
     only to learn its shapes, which fails for boolean padding masks (as
@@ -304,6 +307,22 @@ def _multi_worker(strategy):
     return in_multi_worker_mode() if in_multi_worker_mode else True
 
 
+def rank_one_logs(model, logs):
+    """`logs` with scalars reshaped to `(1,)` when `model` trains under a
+    multi-worker strategy (see `_rank_one_logs`); unchanged otherwise. The
+    prompt tasks apply it in their `train_step` / `test_step`."""
+    strategy = getattr(model, "_distribute_strategy", None)
+    if strategy is None or not _multi_worker(strategy):
+        return logs
+
+    def rank_one(value):
+        if tf.is_tensor(value) and value.shape.rank == 0:
+            return tf.reshape(value, [1])
+        return value
+
+    return tf.nest.map_structure(rank_one, logs)
+
+
 def _rank_one_logs(step):
     """Wraps a train/test step so that its scalar logs have shape `(1,)`.
 
@@ -328,42 +347,30 @@ def _rank_one_logs(step):
 
 
 def prepare_model(model):
-    """Lets a model built under a strategy's scope `fit` real inputs.
+    """Kept for old code: returns `model` unchanged.
 
-    Call it once on a task built inside `strategy.scope()`. It works
-    around two Keras 3.15 TF-trainer problems, on this model only:
-
-    * the first-batch shape probe all-reduces the first batch, which fails
-      for boolean padding masks (as keras-hub preprocessors make them)
-      under `MirroredStrategy` and for any dict of inputs under
-      `MultiWorkerMirroredStrategy`; it now reads the first replica's
-      batch;
-    * under `MultiWorkerMirroredStrategy` the per-replica logs (loss,
-      metrics) are averaged with a call that rejects scalars; the steps now
-      return them with shape `(1,)`, which that call averages to scalars.
-
-    Gradients and updates are unchanged. Returns the model.
+    The prompt tasks now cope with `tf.distribute` strategies themselves
+    (their `_maybe_symbolic_build` reads one replica's first batch instead
+    of all-reducing it, which failed for boolean padding masks; their steps
+    return logs that `MultiWorkerMirroredStrategy` can average), so a plain
+    `fit` / `evaluate` / `predict` works under Mirrored, MultiWorkerMirrored
+    and TPU strategies. For another Keras model on the TensorFlow backend
+    it still installs those two fixes on that model.
 
     Args:
-        model: a Keras model (e.g. `PromptSeq2SeqLM`).
-
-    Example:
-
-    ```python
-    with strategy.scope():
-        model = keras_prompt.PromptSeq2SeqLM(backbone, preprocessor)
-        model.compile(**compile_options(strategy))
-    prepare_model(model)
-    model.fit(["a great movie"], ["positive"], batch_size=8)
-    ```
+        model: a Keras model.
     """
     if not hasattr(model, "_maybe_symbolic_build"):
         raise ValueError(
             "`model` must be a Keras model on the TensorFlow backend. "
             f"Received: model={type(model).__name__}"
         )
+    from keras_prompt.tasks.prompt_task import PromptTaskMixin
+
+    if isinstance(model, PromptTaskMixin):
+        return model
     model._maybe_symbolic_build = types.MethodType(
-        _first_replica_symbolic_build, model
+        first_replica_symbolic_build, model
     )
     strategy = getattr(model, "_distribute_strategy", None)
     if strategy is not None and _multi_worker(strategy):

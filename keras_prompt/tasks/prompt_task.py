@@ -55,6 +55,31 @@ class PromptTaskMixin:
         with frozen_weights_unwatched(self.variables):
             return super().call(*args, **kwargs)
 
+    # -- tf.distribute: a plain `fit` works under any strategy -------------
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras' TF trainer all-reduces the first distributed batch just
+        # to learn its shapes, which fails for keras-hub's boolean padding
+        # masks; one replica's batch has the same shapes.
+        if getattr(self, "_distribute_strategy", None) is None:
+            return super()._maybe_symbolic_build(
+                iterator=iterator, data_batch=data_batch
+            )
+        from keras_prompt.distribute.strategy import (
+            first_replica_symbolic_build,
+        )
+
+        return first_replica_symbolic_build(self, iterator, data_batch)
+
+    def train_step(self, *args, **kwargs):
+        from keras_prompt.distribute.strategy import rank_one_logs
+
+        return rank_one_logs(self, super().train_step(*args, **kwargs))
+
+    def test_step(self, *args, **kwargs):
+        from keras_prompt.distribute.strategy import rank_one_logs
+
+        return rank_one_logs(self, super().test_step(*args, **kwargs))
+
     @classmethod
     def default_optimizer(cls):
         """A fresh instance of the task's default optimizer

@@ -45,7 +45,6 @@ from keras_prompt import FrozenBackbone  # noqa: E402
 from keras_prompt import toy  # noqa: E402
 from keras_prompt.distribute import compile_options  # noqa: E402
 from keras_prompt.distribute import describe_strategy  # noqa: E402
-from keras_prompt.distribute import prepare_model  # noqa: E402
 
 GLOBAL_BATCH = 8
 STEPS = 2
@@ -97,9 +96,50 @@ def causal_data():
     return tf.data.Dataset.from_tensor_slices((x, y, mask.astype("float32")))
 
 
-TASKS = {"seq2seq": (seq2seq_task, seq2seq_data)}
-if hasattr(keras_prompt, "PromptCausalLM"):
-    TASKS["causal"] = (causal_task, causal_data)
+WORDS = "good great fun bad dull boring film the a is".split()
+
+
+def classifier_task(preprocessor):
+    """A tiny random BERT classifier with keras-hub's preprocessor: `fit`
+    on raw strings (boolean padding masks)."""
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
+    bert = keras_hub.models.BertBackbone(
+        vocabulary_size=len(vocabulary),
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        dropout=0.0,
+        max_sequence_length=16,
+    )
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
+        keras_hub.models.BertTokenizer(vocabulary=vocabulary),
+        sequence_length=8,
+    )
+    return keras_prompt.PromptClassifier(
+        FrozenBackbone(bert, prompt_length=3),
+        num_classes=2,
+        preprocessor=preprocessor,
+        dropout=0.0,
+    )
+
+
+def classifier_data():
+    rng = np.random.default_rng(0)
+    count = GLOBAL_BATCH * STEPS
+    texts = [
+        " ".join(rng.choice(WORDS, size=rng.integers(1, 6)))
+        for _ in range(count)
+    ]
+    labels = rng.integers(0, 2, size=count)
+    return tf.data.Dataset.from_tensor_slices((texts, labels))
+
+
+TASKS = {
+    "seq2seq": (seq2seq_task, seq2seq_data),
+    "causal": (causal_task, causal_data),
+    "classifier": (classifier_task, classifier_data),
+}
 
 
 def train(kind, strategy):
@@ -122,8 +162,7 @@ def train(kind, strategy):
         options = compile_options(strategy) if strategy else {}
         options.setdefault("jit_compile", False)
         model.compile(optimizer=keras.optimizers.SGD(LEARNING_RATE), **options)
-    if strategy is not None:
-        prepare_model(model)
+    # A plain `fit`: the tasks handle the strategy themselves.
     start = model.backbone.prompt_values().copy()
     batches = data().batch(GLOBAL_BATCH, drop_remainder=True)
     history = model.fit(batches, epochs=1, shuffle=False, verbose=0)

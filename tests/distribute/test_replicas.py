@@ -2,11 +2,12 @@
 
 Each test runs `_replica_worker.py` in fresh processes (the logical CPU
 devices, and a multi-worker cluster, must be configured before TensorFlow
-initialises): PromptSeq2SeqLM on a tiny T5 trained from raw strings (so
-with keras-hub's boolean padding masks, unevenly padded across replicas)
-and, when `keras_prompt.PromptCausalLM` exists, PromptCausalLM on a tiny
-GPT-2. Plain SGD makes the prompt's update proportional to the gradient,
-so a gradient summed instead of averaged over replicas would show.
+initialises): a plain `fit` (no preparation) of PromptSeq2SeqLM on a tiny
+T5 and of PromptClassifier on a tiny BERT, both from raw strings (so with
+keras-hub's boolean padding masks, unevenly padded across replicas), and of
+PromptCausalLM on a tiny GPT-2. Plain SGD makes the prompt's update
+proportional to the gradient, so a gradient summed instead of averaged over
+replicas would show.
 """
 
 import json
@@ -18,14 +19,10 @@ import sys
 import numpy as np
 import pytest
 
-import keras_prompt
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
 WORKER = os.path.join(HERE, "_replica_worker.py")
-EXPECTED_TASKS = {"seq2seq"} | (
-    {"causal"} if hasattr(keras_prompt, "PromptCausalLM") else set()
-)
+EXPECTED_TASKS = {"seq2seq", "causal", "classifier"}
 
 
 def _env(**extra):
