@@ -7,6 +7,7 @@ import numpy as np
 from keras_prompt import initializers as prompt_initializers
 from keras_prompt import prompt_files
 from keras_prompt.adapters import get_adapter
+from keras_prompt.layers._checks import check_dtype
 from keras_prompt.layers.prompt_embedding import PromptEmbedding
 from keras_prompt.presets import load_backbone
 from keras_prompt.validation import check_int
@@ -207,6 +208,10 @@ class FrozenBackbone(keras_hub.models.Backbone):
         return self.adapter.family
 
     def call(self, inputs, training=None, mask=None, **kwargs):
+        if isinstance(inputs, dict) and inputs.get("prompt_ids") is not None:
+            # Before the functional model casts them to int32 (`1.9` would
+            # become `1`); the range is checked where the prompt is read.
+            check_dtype("prompt_ids", inputs["prompt_ids"])
         with frozen_weights_unwatched(self.variables):
             return super().call(inputs, training=training, mask=mask, **kwargs)
 

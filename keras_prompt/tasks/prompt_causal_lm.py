@@ -171,6 +171,7 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
         text, prompt_ids = _split_prompt_ids(x)
         if prompt_ids is None:
             return super().preprocess_samples(text, y, sample_weight)
+        prompt_ids = self.checked_prompt_ids(prompt_ids)
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(
             super().preprocess_samples(text, y, sample_weight)
         )
@@ -216,16 +217,12 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
         is_scalar = isinstance(text, (str, bytes))
         if is_scalar:
             text = [text]
+        prompt_ids = self.checked_prompt_ids(prompt_ids)
         prompt_ids = np.reshape(np.asarray(prompt_ids, dtype="int32"), (-1,))
-        num_prompts = self.backbone.num_prompts
-        if len(prompt_ids) != len(text) or (
-            prompt_ids.size
-            and (prompt_ids.min() < 0 or prompt_ids.max() >= num_prompts)
-        ):
+        if len(prompt_ids) != len(text):
             raise ValueError(
-                f"`prompt_ids` must hold one id in [0, {num_prompts}) per "
-                f"input ({len(text)} inputs). Received: "
-                f"prompt_ids={prompt_ids.tolist()}"
+                f"`prompt_ids` must hold one id per input ({len(text)} "
+                f"inputs). Received: prompt_ids={prompt_ids.tolist()}"
             )
         x, outputs = self.generate_tokens(
             text, prompt_ids, max_length, stop_token_ids

@@ -265,6 +265,8 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
             x = dict(x)
             text = x.pop("text")
             prompt_ids = x.pop("prompt_ids", None)
+            if prompt_ids is not None:
+                prompt_ids = self.checked_prompt_ids(prompt_ids)
             if x:
                 raise ValueError(
                     "A `PromptClassifier` input dict holds `'text'` and "
