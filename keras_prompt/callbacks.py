@@ -72,8 +72,13 @@ class BestPromptCheckpoint(MonitorCallback):
     The values of `evaluate_fn` are also put into the epoch logs (so
     `History` records them) when it evaluates at epoch ends; every
     evaluation is recorded in `evaluations` as
-    `{"step", "epoch", "value", "improved", "seconds", ...metrics}`. The
-    best value, patience count and records start afresh with each `fit`.
+    `{"step", "epoch", "value", "improved", "seconds", ...metrics}`.
+
+    One instance passed to several `fit` calls continues across them: the
+    best value (and its step, epoch and metrics), the count of evaluations
+    without improvement and the records carry over, so a later `fit` that
+    does worse never replaces the best prompt file. Call `reset()` (or pass
+    `reset_on_train_begin=True`) to start afresh, e.g. for another model.
 
     Args:
         path: str, the prompt file to write, conventionally
@@ -95,6 +100,9 @@ class BestPromptCheckpoint(MonitorCallback):
         every_n_steps: optional int >= 1: evaluate every this many
             optimiser steps instead of at the end of each epoch.
         verbose: int, 1 prints a line per evaluation. Defaults to `0`.
+        reset_on_train_begin: bool, forget the best value, the patience
+            count and the records at the start of every `fit`, as if the
+            instance were new. Defaults to `False`.
 
     Example:
 
@@ -132,6 +140,7 @@ class BestPromptCheckpoint(MonitorCallback):
         min_delta=0.0,
         every_n_steps=None,
         verbose=0,
+        reset_on_train_begin=False,
     ):
         if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
             raise TypeError(
@@ -170,11 +179,14 @@ class BestPromptCheckpoint(MonitorCallback):
                 "`min_delta` must be a finite number >= 0. "
                 f"Received: min_delta={min_delta!r}"
             )
-        if not isinstance(restore_best, bool):
-            raise TypeError(
-                "`restore_best` must be a bool. "
-                f"Received: restore_best={restore_best!r}"
-            )
+        for name, value in (
+            ("restore_best", restore_best),
+            ("reset_on_train_begin", reset_on_train_begin),
+        ):
+            if not isinstance(value, bool):
+                raise TypeError(
+                    f"`{name}` must be a bool. Received: {name}={value!r}"
+                )
         # Keras' `MonitorCallback` holds the monitor, the mode, `min_delta`
         # and the best value (`best`), and decides what improves
         # (`_is_improvement`); `mode="auto"` is resolved here, by name.
@@ -192,14 +204,17 @@ class BestPromptCheckpoint(MonitorCallback):
             None if every_n_steps is None else int(every_n_steps)
         )
         self.verbose = verbose
-        self._reset()
+        self.reset_on_train_begin = reset_on_train_begin
+        self.reset()
 
     @property
     def best_value(self):
         """The best monitored value so far (`MonitorCallback.best`)."""
         return self.best
 
-    def _reset(self):
+    def reset(self):
+        """Forgets the best value, the patience count and the records: the
+        next evaluation saves the prompt file whatever its value."""
         self.best = None
         self.best_step = None
         self.best_epoch = None
@@ -227,7 +242,10 @@ class BestPromptCheckpoint(MonitorCallback):
                 "The folder of the prompt file does not exist. "
                 f"Received: path={self.path!r}"
             )
-        self._reset()
+        if self.reset_on_train_begin:
+            self.reset()
+        self.stopped_early = False
+        self._epoch = 0
         self._last_eval_step = self._step()
 
     def on_epoch_begin(self, epoch, logs=None):
