@@ -9,10 +9,20 @@ from keras_prompt import prompt_files
 from keras_prompt.adapters import get_adapter
 from keras_prompt.layers._checks import check_dtype
 from keras_prompt.layers.prompt_embedding import PromptEmbedding
+from keras_prompt.presets import check_preset_kwargs
 from keras_prompt.presets import load_backbone
 from keras_prompt.validation import check_int
 from keras_prompt.validation import check_kwargs
 from keras_prompt.version import __version__
+
+#: The arguments of `FrozenBackbone.from_preset` besides the backbone's.
+FROM_PRESET_ARGUMENTS = (
+    "preset",
+    "prompt_length",
+    "initializer",
+    "num_prompts",
+    "load_weights",
+)
 
 
 def _prompt_dtype_policy(policy):
@@ -259,8 +269,11 @@ class FrozenBackbone(keras_hub.models.Backbone):
             initializer: see the class docstring.
             num_prompts: int, prompts in the bank.
             load_weights: bool, load the pretrained weights.
-            **kwargs: passed to the backbone's `from_preset` (e.g.
-                `dtype="bfloat16"`).
+            **kwargs: passed to the backbone's `from_preset`: `dtype` (e.g.
+                `dtype="bfloat16"`) and the preset backbone class's
+                constructor arguments. Any other keyword (a misspelt
+                `promt_length`) is a `TypeError` naming the closest valid
+                one, raised before anything is loaded.
 
         Example:
 
@@ -270,6 +283,12 @@ class FrozenBackbone(keras_hub.models.Backbone):
         )
         ```
         """
+        check_preset_kwargs(
+            "FrozenBackbone.from_preset",
+            preset,
+            kwargs,
+            known=FROM_PRESET_ARGUMENTS,
+        )
         backbone = load_backbone(preset, load_weights=load_weights, **kwargs)
         return cls(
             backbone,

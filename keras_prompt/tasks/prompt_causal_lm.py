@@ -3,9 +3,12 @@ import keras_hub
 import numpy as np
 from keras import ops
 
+from keras_prompt.frozen_backbone import FROM_PRESET_ARGUMENTS
 from keras_prompt.frozen_backbone import FrozenBackbone
+from keras_prompt.presets import check_preset_kwargs
 from keras_prompt.presets import load_preprocessor
 from keras_prompt.tasks.prompt_seq2seq_lm import _mask_after_stop
+from keras_prompt.tasks.prompt_task import PROMPT_KEYWORDS
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
 from keras_prompt.tasks.prompt_task import check_frozen_backbone
 
@@ -133,9 +136,18 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
                 absolute-position models so that the prompt fits.
             **kwargs: `prompt_length`, `initializer`, `num_prompts` go to
                 `FrozenBackbone.from_preset` (which holds their defaults);
-                anything else (e.g. `dtype="bfloat16"`) to the backbone's
-                `from_preset`.
+                `dtype` (e.g. `dtype="bfloat16"`) and the backbone class's
+                constructor arguments to the backbone's `from_preset`. Any
+                other keyword is a `TypeError` naming the closest valid
+                one, raised before anything is loaded.
         """
+        check_preset_kwargs(
+            "PromptCausalLM.from_preset",
+            preset,
+            kwargs,
+            allowed=PROMPT_KEYWORDS,
+            known=FROM_PRESET_ARGUMENTS + ("sequence_length",),
+        )
         backbone = FrozenBackbone.from_preset(
             preset, load_weights=load_weights, **kwargs
         )

@@ -4,11 +4,14 @@ import keras
 import keras_hub
 import numpy as np
 
+from keras_prompt.frozen_backbone import FROM_PRESET_ARGUMENTS
 from keras_prompt.frozen_backbone import FrozenBackbone
 from keras_prompt.layers._checks import checked_indices
 from keras_prompt.layers._checks import concrete_value
 from keras_prompt.layers.classification_head import ClassificationHead
+from keras_prompt.presets import check_preset_kwargs
 from keras_prompt.presets import load_preprocessor
+from keras_prompt.tasks.prompt_task import PROMPT_KEYWORDS
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
 from keras_prompt.tasks.prompt_task import check_frozen_backbone
 from keras_prompt.validation import check_int
@@ -228,8 +231,10 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
             **kwargs: `activation`, `dropout`, `pooling`, `name` and
                 `compile` go to the task; `prompt_length`, `initializer`,
                 `num_prompts` to `FrozenBackbone.from_preset` (which holds
-                their defaults); anything else (e.g. `dtype="bfloat16"`) to
-                the backbone's `from_preset`.
+                their defaults); `dtype` (e.g. `dtype="bfloat16"`) and the
+                backbone class's constructor arguments to the backbone's
+                `from_preset`. Any other keyword is a `TypeError` naming the
+                closest valid one, raised before anything is loaded.
 
         Example:
 
@@ -242,6 +247,13 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         model.fit(x=["a great movie", "dull"], y=[1, 0])
         ```
         """
+        check_preset_kwargs(
+            "PromptClassifier.from_preset",
+            preset,
+            kwargs,
+            allowed=TASK_KWARGS + PROMPT_KEYWORDS,
+            known=FROM_PRESET_ARGUMENTS + ("num_classes", "sequence_length"),
+        )
         sequence_length = check_int("sequence_length", sequence_length, 2)
         task_kwargs = {
             key: kwargs.pop(key) for key in TASK_KWARGS if key in kwargs

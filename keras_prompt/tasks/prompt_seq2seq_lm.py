@@ -2,8 +2,11 @@ import keras
 import keras_hub
 from keras import ops
 
+from keras_prompt.frozen_backbone import FROM_PRESET_ARGUMENTS
 from keras_prompt.frozen_backbone import FrozenBackbone
+from keras_prompt.presets import check_preset_kwargs
 from keras_prompt.presets import load_preprocessor
+from keras_prompt.tasks.prompt_task import PROMPT_KEYWORDS
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
 from keras_prompt.tasks.prompt_task import check_frozen_backbone
 
@@ -81,9 +84,19 @@ class PromptSeq2SeqLM(PromptTaskMixin, keras_hub.models.T5Seq2SeqLM):
             decoder_sequence_length: int, target tokens.
             **kwargs: `prompt_length`, `initializer`, `num_prompts` go to
                 `FrozenBackbone.from_preset` (which holds their defaults);
-                anything else (e.g. `dtype="bfloat16"`) to the backbone's
-                `from_preset`.
+                `dtype` (e.g. `dtype="bfloat16"`) and the backbone class's
+                constructor arguments to the backbone's `from_preset`. Any
+                other keyword is a `TypeError` naming the closest valid
+                one, raised before anything is loaded.
         """
+        check_preset_kwargs(
+            "PromptSeq2SeqLM.from_preset",
+            preset,
+            kwargs,
+            allowed=PROMPT_KEYWORDS,
+            known=FROM_PRESET_ARGUMENTS
+            + ("encoder_sequence_length", "decoder_sequence_length"),
+        )
         backbone = FrozenBackbone.from_preset(
             preset, load_weights=load_weights, **kwargs
         )
