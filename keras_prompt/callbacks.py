@@ -72,11 +72,14 @@ class BestPromptCheckpoint(MonitorCallback):
     The values of `evaluate_fn` are also put into the epoch logs (so
     `History` records them) when it evaluates at epoch ends; every
     evaluation is recorded in `evaluations` as
-    `{"step", "epoch", "value", "improved", "seconds", ...metrics}`. The
-    best value, patience count and records carry over from one `fit` to
-    the next (a second `fit` only replaces the file when it does better),
-    unless `reset_on_train_begin=True` or `reset()` is called. The state
-    round-trips through `get_state()` / `set_state()`, which
+    `{"step", "epoch", "value", "improved", "seconds", ...metrics}`.
+
+    One instance passed to several `fit` calls continues across them: the
+    best value (and its step, epoch and metrics), the count of evaluations
+    without improvement and the records carry over, so a later `fit` that
+    does worse never replaces the best prompt file. Call `reset()` (or pass
+    `reset_on_train_begin=True`) to start afresh, e.g. for another model.
+    The state round-trips through `get_state()` / `set_state()`, which
     `PromptTrainingCheckpoint(track=[...])` saves and restores.
 
     Args:
@@ -99,8 +102,9 @@ class BestPromptCheckpoint(MonitorCallback):
         every_n_steps: optional int >= 1: evaluate every this many
             optimiser steps instead of at the end of each epoch.
         verbose: int, 1 prints a line per evaluation. Defaults to `0`.
-        reset_on_train_begin: bool, forget the best value, patience count
-            and records at the start of every `fit`. Defaults to `False`.
+        reset_on_train_begin: bool, forget the best value, the patience
+            count and the records at the start of every `fit`, as if the
+            instance were new. Defaults to `False`.
 
     Example:
 
@@ -211,7 +215,8 @@ class BestPromptCheckpoint(MonitorCallback):
         return self.best
 
     def reset(self):
-        """Forgets the best value, the patience count and the records."""
+        """Forgets the best value, the patience count and the records: the
+        next evaluation saves the prompt file whatever its value."""
         self.best = None
         self.best_step = None
         self.best_epoch = None
@@ -242,6 +247,7 @@ class BestPromptCheckpoint(MonitorCallback):
         if self.reset_on_train_begin:
             self.reset()
         self.stopped_early = False
+        self._epoch = 0
         self._last_eval_step = self._step()
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -7,11 +7,24 @@ import numpy as np
 from keras_prompt import initializers as prompt_initializers
 from keras_prompt import prompt_files
 from keras_prompt.adapters import get_adapter
+from keras_prompt.layers._checks import check_dtype
 from keras_prompt.layers.prompt_embedding import PromptEmbedding
+from keras_prompt.presets import check_preset_kwargs
 from keras_prompt.presets import load_backbone
 from keras_prompt.validation import check_int
 from keras_prompt.validation import check_kwargs
 from keras_prompt.version import __version__
+
+#: The arguments of `FrozenBackbone.from_preset` besides the backbone's.
+FROM_PRESET_ARGUMENTS = (
+    "preset",
+    "prompt_length",
+    "initializer",
+    "num_prompts",
+    "load_weights",
+    "variable_length",
+    "prompts",
+)
 
 
 def _prompt_dtype_policy(policy):
@@ -211,6 +224,10 @@ class FrozenBackbone(keras_hub.models.Backbone):
         return self.adapter.family
 
     def call(self, inputs, training=None, mask=None, **kwargs):
+        if isinstance(inputs, dict) and inputs.get("prompt_ids") is not None:
+            # Before the functional model casts them to int32 (`1.9` would
+            # become `1`); the range is checked where the prompt is read.
+            check_dtype("prompt_ids", inputs["prompt_ids"])
         with frozen_weights_unwatched(self.variables):
             return super().call(inputs, training=training, mask=mask, **kwargs)
 
@@ -273,8 +290,11 @@ class FrozenBackbone(keras_hub.models.Backbone):
                 `False`, or what the prompt file needs.
             prompts: optional path of a prompt file written by
                 `save_prompts`, or of a folder holding `prompt.safetensors`.
-            **kwargs: passed to the backbone's `from_preset` (e.g.
-                `dtype="bfloat16"`).
+            **kwargs: passed to the backbone's `from_preset`: `dtype` (e.g.
+                `dtype="bfloat16"`) and the preset backbone class's
+                constructor arguments. Any other keyword (a misspelt
+                `promt_length`) is a `TypeError` naming the closest valid
+                one, raised before anything is loaded.
 
         Example:
 
@@ -287,6 +307,12 @@ class FrozenBackbone(keras_hub.models.Backbone):
         )
         ```
         """
+        check_preset_kwargs(
+            "FrozenBackbone.from_preset",
+            preset,
+            kwargs,
+            known=FROM_PRESET_ARGUMENTS,
+        )
         settings = {
             "prompt_length": prompt_length,
             "num_prompts": num_prompts,

@@ -5,6 +5,7 @@ local folders) go through keras-hub; Hugging Face T5 checkpoints, which
 keras-hub cannot convert, go through `keras_prompt.convert`.
 """
 
+import inspect
 import json
 
 import keras_hub
@@ -47,6 +48,47 @@ def load_backbone(preset, load_weights=True, **kwargs):
     return keras_hub.models.Backbone.from_preset(
         preset, load_weights=load_weights, **kwargs
     )
+
+
+def backbone_keywords(preset):
+    """The keywords `load_backbone(preset, **kwargs)` really passes on.
+
+    keras-hub merges the keywords of `Backbone.from_preset` into the saved
+    config and calls the backbone class with it, so it accepts `dtype` and
+    the constructor arguments of the preset's backbone class (anything
+    else would be dropped or reach `keras.Model` by accident). The class is
+    read from the preset's config; no weights are loaded. A Hugging Face T5
+    checkpoint takes the arguments of `load_hf_t5_backbone`.
+    """
+    converter = _hf_t5(preset)
+    if converter is not None:
+        function = converter.load_hf_t5_backbone
+    else:
+        from keras_hub.src.utils.preset_utils import get_preset_loader
+
+        function = get_preset_loader(preset).check_backbone_class().__init__
+    parameters = list(inspect.signature(function).parameters.values())[1:]
+    names = {
+        p.name
+        for p in parameters
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    return sorted(names | {"dtype"})
+
+
+def check_preset_kwargs(owner, preset, kwargs, allowed=(), known=()):
+    """Raises a `TypeError` (with the closest valid name) for a keyword of
+    `kwargs` that neither `allowed` (the caller's own) nor the preset's
+    backbone (`backbone_keywords`) takes, before anything is loaded.
+
+    The preset's config is read only when a keyword is not in `allowed`.
+    """
+    from keras_prompt.validation import check_kwargs
+
+    if set(kwargs) <= set(allowed):
+        return
+    allowed = tuple(allowed) + tuple(backbone_keywords(preset))
+    check_kwargs(owner, kwargs, allowed, known)
 
 
 def load_preprocessor(preset, preprocessor_cls, **kwargs):

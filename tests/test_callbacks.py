@@ -189,6 +189,68 @@ def test_min_mode_on_logged_val_loss(model, dataset, path, monkeypatch):
     assert len(saves) == len(expected)
 
 
+def again(model, dataset, callback, epochs):
+    """Another `fit` with the same callback, from the current prompt."""
+    return model.fit(
+        dataset,
+        steps_per_epoch=STEPS,
+        epochs=epochs,
+        callbacks=[callback],
+        verbose=0,
+    )
+
+
+def test_best_survives_a_later_worse_fit(model, dataset, path, monkeypatch):
+    saves = spy_saves(monkeypatch, model)
+    script = Script([0.69, 0.5, 69.8, 70.0, 71.0])
+    checkpoint = BestPromptCheckpoint(
+        path, "val_loss", evaluate_fn=script, patience=3, restore_best=True
+    )
+    run(model, dataset, checkpoint, epochs=2)
+    best_step = checkpoint.best_step
+    again(model, dataset, checkpoint, epochs=2)
+    # The second fit was worse: the file and the best are the first's.
+    assert len(saves) == 2 and checkpoint.saves == 2
+    assert checkpoint.best_value == 0.5 and checkpoint.best_step == best_step
+    np.testing.assert_array_equal(file_prompt(path), script.prompts[1])
+    assert not np.array_equal(script.prompts[1], script.prompts[3])
+    # `restore_best` loads the first fit's best back.
+    np.testing.assert_array_equal(
+        model.backbone.prompt_values(), script.prompts[1]
+    )
+    # Records and the patience count go on across fits.
+    assert [e["value"] for e in checkpoint.evaluations] == [
+        0.69,
+        0.5,
+        69.8,
+        70.0,
+    ]
+    assert checkpoint.wait == 2 and not checkpoint.stopped_early
+    again(model, dataset, checkpoint, epochs=3)
+    assert checkpoint.stopped_early and len(checkpoint.evaluations) == 5
+
+    # `reset()` forgets the best: the next evaluation saves.
+    checkpoint.reset()
+    assert checkpoint.best_value is None and checkpoint.evaluations == []
+    script.values.append(90.0)
+    again(model, dataset, checkpoint, epochs=1)
+    assert checkpoint.best_value == 90.0 and len(saves) == 3
+    np.testing.assert_array_equal(file_prompt(path), script.prompts[5])
+
+
+def test_reset_on_train_begin(model, dataset, path, monkeypatch):
+    saves = spy_saves(monkeypatch, model)
+    script = Script([0.69, 69.8])
+    checkpoint = BestPromptCheckpoint(
+        path, "val_loss", evaluate_fn=script, reset_on_train_begin=True
+    )
+    run(model, dataset, checkpoint, epochs=1)
+    again(model, dataset, checkpoint, epochs=1)
+    assert len(saves) == 2 and checkpoint.best_value == 69.8
+    assert len(checkpoint.evaluations) == 1
+    np.testing.assert_array_equal(file_prompt(path), script.prompts[1])
+
+
 def test_every_n_steps(model, dataset, path):
     script = Script([0.1, 0.2, 0.3])
     start = int(model.optimizer.iterations.numpy())
@@ -249,6 +311,11 @@ def test_missing_folder_raises(model, dataset, tmp_path):
         ({"min_delta": -1}, ValueError, "min_delta=-1"),
         ({"evaluate_fn": 3}, TypeError, "evaluate_fn=3"),
         ({"restore_best": "yes"}, TypeError, "restore_best='yes'"),
+        (
+            {"reset_on_train_begin": 1},
+            TypeError,
+            "reset_on_train_begin=1",
+        ),
         ({"path": 5}, TypeError, "path=5"),
         ({"monitor": ""}, TypeError, "monitor=''"),
     ],

@@ -23,6 +23,12 @@ def build_parser():
         prog="keras-prompt",
         description="Prompt Tuning (Lester et al., 2021) for keras-hub.",
     )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show TensorFlow's own log lines (hidden by default)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         try:
@@ -35,11 +41,23 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def main(argv=None, verbose=False):
+    """Runs the command line `argv` (default: `sys.argv[1:]`); returns the
+    exit status.
+
+    Args:
+        argv: list of str, the arguments after the program name.
+        verbose: bool, as the global `--verbose` flag (the `keras-prompt`
+            launcher, `keras_prompt_cli`, strips the flag and passes it
+            here): TensorFlow's log level is left as it is. Subcommands
+            read it as `args.verbose`.
+    """
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.verbose = bool(verbose or args.verbose)
     if not getattr(args, "run", None):
         parser.print_help()
         return 2

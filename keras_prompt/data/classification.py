@@ -54,6 +54,9 @@ class ClassificationData:
     task_name: str
     split: str
 
+    def __post_init__(self):
+        _check_labels(self)
+
     def __len__(self):
         return len(self.labels)
 
@@ -76,6 +79,28 @@ class ClassificationData:
             texts = [self.texts[i] for i in indices]
         return dataclasses.replace(
             self, texts=texts, labels=self.labels[indices]
+        )
+
+
+def _check_labels(data):
+    """Raises unless every label of `data` is an integer class index in
+    `[0, num_classes)`, naming the task, the split and the first bad
+    example (its row in the split as read)."""
+    labels = np.asarray(data.labels)
+    where = f"Task {data.task_name!r}, split {data.split!r}"
+    if labels.size and labels.dtype.kind not in "iu":
+        raise TypeError(
+            f"{where}: `labels` must be integer class indices. Received: "
+            f"labels of dtype {labels.dtype}"
+        )
+    count = len(data.label_strings)
+    bad = np.flatnonzero((labels < 0) | (labels >= count))
+    if bad.size:
+        row = int(bad[0])
+        raise ValueError(
+            f"{where}: example {row} has label {int(labels[row])}, out of "
+            f"range; expected a class index in [0, {count}) for labels "
+            f"{list(data.label_strings)} ({bad.size} bad label(s) in all)."
         )
 
 

@@ -128,7 +128,20 @@ def _convert_records(task, split, data_dir, download, max_examples, convert):
     dataset = _read_split(
         task, split, data_dir, _resolve_download(download, data_dir)
     )
-    converted = (convert(record) for record in _iter_records(dataset))
+
+    def convert_row(row, record):
+        try:
+            return convert(record)
+        except ValueError as error:
+            # Name the record: a bad label or field is then easy to find.
+            raise ValueError(
+                f"{error} (record {row} of split {split!r})"
+            ) from error
+
+    converted = (
+        convert_row(row, record)
+        for row, record in enumerate(_iter_records(dataset))
+    )
     kept = (result for result in converted if result is not None)
     return list(itertools.islice(kept, max_examples))
 

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_prompt.layers._checks import checked_indices
 from keras_prompt.validation import check_int
 from keras_prompt.validation import known_last_dim
 
@@ -98,6 +99,12 @@ class ClassificationHead(keras.layers.Layer):
                     f"{self.num_heads} heads, so `head_ids` (one int per "
                     "example) is required. Received: head_ids=None"
                 )
+            head_ids = checked_indices(
+                head_ids,
+                self.num_heads,
+                "head_ids",
+                where=f" (one per prompt) for the head '{self.name}'",
+            )
             head_ids = ops.reshape(ops.cast(head_ids, "int32"), (-1,))
             kernel = ops.take(kernel, head_ids, axis=0)
             bias = ops.take(bias, head_ids, axis=0)

@@ -2,6 +2,7 @@ import keras
 from keras import ops
 
 from keras_prompt import initializers as prompt_initializers
+from keras_prompt.layers._checks import checked_indices
 
 
 @keras.saving.register_keras_serializable(package="keras_prompt")
@@ -45,7 +46,10 @@ class PromptEmbedding(keras.layers.Layer):
             tokens.
         prompt_ids: optional int tensor of shape `(batch,)`, which prompt of
             the bank each example uses. Required when `num_prompts > 1`,
-            ignored (may be `None`) for a single prompt.
+            ignored (may be `None`) for a single prompt. A float dtype is
+            a `TypeError`; an id outside `[0, num_prompts)` is a
+            `ValueError` for concrete values and fails the traced
+            function (before the gather) otherwise.
         mask: optional padding mask `(batch, L)`, propagated by Keras.
 
     Example:
@@ -178,28 +182,24 @@ class PromptEmbedding(keras.layers.Layer):
                     f"{self.num_prompts} prompts, so `prompt_ids` (one int "
                     "per example) is required. Received: prompt_ids=None"
                 )
-            self._check_prompt_ids(prompt_ids)
-            prompt_ids = ops.reshape(ops.cast(prompt_ids, "int32"), (-1,))
+            prompt_ids = self.checked_prompt_ids(prompt_ids)
             return ops.take(embeddings, prompt_ids, axis=0)
         prompt = ops.expand_dims(embeddings, 0)
         return ops.broadcast_to(
             prompt, (batch_size, self.length, ops.shape(embeddings)[-1])
         )
 
-    def _check_prompt_ids(self, prompt_ids):
-        # A concrete value (eager or NumPy) is checked here; inside a traced
-        # function the callers validate ids at the data boundary.
-        try:
-            values = ops.convert_to_numpy(prompt_ids)
-        except Exception:
-            return
-        if values.size and (
-            values.min() < 0 or values.max() >= self.num_prompts
-        ):
-            raise ValueError(
-                f"`prompt_ids` must be in [0, {self.num_prompts}) for the "
-                f"bank '{self.name}'. Received: prompt_ids={values.tolist()}"
-            )
+    def checked_prompt_ids(self, prompt_ids):
+        """`prompt_ids` as a flat int32 tensor, checked to be ints in
+        `[0, num_prompts)` before any gather reads them (see
+        `keras_prompt.layers._checks`)."""
+        prompt_ids = checked_indices(
+            prompt_ids,
+            self.num_prompts,
+            "prompt_ids",
+            where=f" for the bank '{self.name}'",
+        )
+        return ops.reshape(ops.cast(prompt_ids, "int32"), (-1,))
 
     def call(self, inputs, prompt_ids=None, mask=None):
         self._check_width(inputs)
@@ -218,7 +218,7 @@ class PromptEmbedding(keras.layers.Layer):
         if mask is None:
             return None
         if self.prompt_mask is not None and prompt_ids is not None:
-            prompt_ids = ops.reshape(ops.cast(prompt_ids, "int32"), (-1,))
+            prompt_ids = self.checked_prompt_ids(prompt_ids)
             rows = ops.take(self.prompt_mask, prompt_ids, axis=0)
             return ops.concatenate([ops.cast(rows, mask.dtype), mask], axis=1)
         # `ones_like` + `repeat` (not `ones(shape)`) so that this also works

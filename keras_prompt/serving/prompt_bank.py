@@ -188,6 +188,8 @@ class PromptBank:
         )
         template = self._template
         model = template.with_backbone(backbone)
+        # Messages about bad `prompt_ids` list the tasks of the slots.
+        model.prompt_id_names = self._slot_descriptions
         if self._compile_kwargs is not None:
             model.compile(**_rebuilt_compile_kwargs(self._compile_kwargs))
         elif getattr(template, "sampler", None) is not None:
@@ -198,6 +200,9 @@ class PromptBank:
                 jit_compile=getattr(template, "_generate_jit_compile", "auto"),
             )
         return model
+
+    def _slot_descriptions(self):
+        return [f"{name} (id {slot})" for name, slot in self._slots.items()]
 
     @property
     def capacity(self):

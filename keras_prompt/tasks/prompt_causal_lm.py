@@ -3,9 +3,12 @@ import keras_hub
 import numpy as np
 from keras import ops
 
+from keras_prompt.frozen_backbone import FROM_PRESET_ARGUMENTS
 from keras_prompt.frozen_backbone import FrozenBackbone
+from keras_prompt.presets import check_preset_kwargs
 from keras_prompt.presets import load_preprocessor
 from keras_prompt.tasks.prompt_seq2seq_lm import _mask_after_stop
+from keras_prompt.tasks.prompt_task import PROMPT_KEYWORDS
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
 from keras_prompt.tasks.prompt_task import check_frozen_backbone
 
@@ -142,8 +145,10 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
                 `save_prompts`, or of a folder holding `prompt.safetensors`.
             **kwargs: `prompt_length`, `initializer`, `num_prompts` go to
                 `FrozenBackbone.from_preset` (which holds their defaults);
-                anything else (e.g. `dtype="bfloat16"`) to the backbone's
-                `from_preset`.
+                `dtype` (e.g. `dtype="bfloat16"`) and the backbone class's
+                constructor arguments to the backbone's `from_preset`. Any
+                other keyword is a `TypeError` naming the closest valid
+                one, raised before anything is loaded.
 
         Example:
 
@@ -154,6 +159,13 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
         model.generate(["What a dull film. Sentiment:"], max_length=64)
         ```
         """
+        check_preset_kwargs(
+            "PromptCausalLM.from_preset",
+            preset,
+            kwargs,
+            allowed=PROMPT_KEYWORDS,
+            known=FROM_PRESET_ARGUMENTS + ("sequence_length",),
+        )
         source = None
         if prompts is not None:
             source, kwargs = cls.read_preset_prompts(prompts, kwargs)
@@ -199,6 +211,7 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
         text, prompt_ids = _split_prompt_ids(x)
         if prompt_ids is None:
             return super().preprocess_samples(text, y, sample_weight)
+        prompt_ids = self.checked_prompt_ids(prompt_ids)
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(
             super().preprocess_samples(text, y, sample_weight)
         )
@@ -244,16 +257,12 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
         is_scalar = isinstance(text, (str, bytes))
         if is_scalar:
             text = [text]
+        prompt_ids = self.checked_prompt_ids(prompt_ids)
         prompt_ids = np.reshape(np.asarray(prompt_ids, dtype="int32"), (-1,))
-        num_prompts = self.backbone.num_prompts
-        if len(prompt_ids) != len(text) or (
-            prompt_ids.size
-            and (prompt_ids.min() < 0 or prompt_ids.max() >= num_prompts)
-        ):
+        if len(prompt_ids) != len(text):
             raise ValueError(
-                f"`prompt_ids` must hold one id in [0, {num_prompts}) per "
-                f"input ({len(text)} inputs). Received: "
-                f"prompt_ids={prompt_ids.tolist()}"
+                f"`prompt_ids` must hold one id per input ({len(text)} "
+                f"inputs). Received: prompt_ids={prompt_ids.tolist()}"
             )
         x, outputs = self.generate_tokens(
             text, prompt_ids, max_length, stop_token_ids

@@ -4,9 +4,14 @@ import keras
 import keras_hub
 import numpy as np
 
+from keras_prompt.frozen_backbone import FROM_PRESET_ARGUMENTS
 from keras_prompt.frozen_backbone import FrozenBackbone
+from keras_prompt.layers._checks import checked_indices
+from keras_prompt.layers._checks import concrete_value
 from keras_prompt.layers.classification_head import ClassificationHead
+from keras_prompt.presets import check_preset_kwargs
 from keras_prompt.presets import load_preprocessor
+from keras_prompt.tasks.prompt_task import PROMPT_KEYWORDS
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
 from keras_prompt.tasks.prompt_task import check_frozen_backbone
 from keras_prompt.validation import check_int
@@ -40,9 +45,11 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
     compares the two).
 
     `fit` / `evaluate` take raw strings (or pairs of strings as a tuple)
-    with integer labels in `[0, num_classes)`; `predict` takes strings and
-    returns class probabilities of shape `(N, num_classes)` (with the
-    default `activation="softmax"`; `activation=None` gives logits).
+    with integer labels in `[0, num_classes)` (float labels only when all
+    are whole numbers; see `checked_labels`), checked before any compute;
+    `predict` takes strings and returns class probabilities of shape
+    `(N, num_classes)` (with the default `activation="softmax"`;
+    `activation=None` gives logits).
 
     With a prompt bank (`num_prompts > 1`) each prompt has its own head
     (all with `num_classes` outputs), so one model serves several tasks;
@@ -238,8 +245,10 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
             **kwargs: `activation`, `dropout`, `pooling`, `name` and
                 `compile` go to the task; `prompt_length`, `initializer`,
                 `num_prompts` to `FrozenBackbone.from_preset` (which holds
-                their defaults); anything else (e.g. `dtype="bfloat16"`) to
-                the backbone's `from_preset`.
+                their defaults); `dtype` (e.g. `dtype="bfloat16"`) and the
+                backbone class's constructor arguments to the backbone's
+                `from_preset`. Any other keyword is a `TypeError` naming the
+                closest valid one, raised before anything is loaded.
 
         Example:
 
@@ -258,6 +267,13 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         tuned.predict(["a great movie"])
         ```
         """
+        check_preset_kwargs(
+            "PromptClassifier.from_preset",
+            preset,
+            kwargs,
+            allowed=TASK_KWARGS + PROMPT_KEYWORDS,
+            known=FROM_PRESET_ARGUMENTS + ("num_classes", "sequence_length"),
+        )
         source = None
         if prompts is not None:
             source, kwargs = cls.read_preset_prompts(
@@ -293,11 +309,56 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         return model if source is None else model.load_prompt_source(source)
 
     # -- inputs -------------------------------------------------------------
+    def checked_labels(self, y):
+        """`y` checked to hold class indices in `[0, num_classes)`.
+
+        Integer labels, or float labels whose values are all whole numbers
+        (`[1.0, 0.0]`, as NumPy and pandas often store them); `[1.7, 0.2]`
+        is a `ValueError`, not a silent truncation. Other dtypes (strings,
+        bools) are a `TypeError`. Concrete labels are checked at once; in a
+        `tf.data` pipeline an assertion fails the pipeline with the same
+        message. Returns `y` (a traced tensor through the assertion).
+        """
+        return checked_indices(
+            y,
+            self.num_classes,
+            "y",
+            where=(
+                " (class indices) for a PromptClassifier with "
+                f"num_classes={self.num_classes}"
+            ),
+            allow_whole_floats=True,
+        )
+
+    def _check_concrete_labels(self, y, validation_data=None):
+        # Before any compute: the input pipeline would otherwise report a
+        # bad label only as a failed assertion once the first batch runs.
+        if y is not None and concrete_value(y) is not None:
+            self.checked_labels(y)
+        if isinstance(validation_data, (tuple, list)):
+            labels = keras.utils.unpack_x_y_sample_weight(
+                tuple(validation_data)
+            )[1]
+            if labels is not None and concrete_value(labels) is not None:
+                self.checked_labels(labels)
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        self._check_concrete_labels(y, kwargs.get("validation_data"))
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        self._check_concrete_labels(y)
+        return super().evaluate(x, y, *args, **kwargs)
+
     def preprocess_samples(self, x, y=None, sample_weight=None):
+        if y is not None:
+            y = self.checked_labels(y)
         if isinstance(x, dict) and "text" in x:
             x = dict(x)
             text = x.pop("text")
             prompt_ids = x.pop("prompt_ids", None)
+            if prompt_ids is not None:
+                prompt_ids = self.checked_prompt_ids(prompt_ids)
             if x:
                 raise ValueError(
                     "A `PromptClassifier` input dict holds `'text'` and "

@@ -2,8 +2,11 @@ import keras
 import keras_hub
 from keras import ops
 
+from keras_prompt.frozen_backbone import FROM_PRESET_ARGUMENTS
 from keras_prompt.frozen_backbone import FrozenBackbone
+from keras_prompt.presets import check_preset_kwargs
 from keras_prompt.presets import load_preprocessor
+from keras_prompt.tasks.prompt_task import PROMPT_KEYWORDS
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
 from keras_prompt.tasks.prompt_task import check_frozen_backbone
 
@@ -91,8 +94,10 @@ class PromptSeq2SeqLM(PromptTaskMixin, keras_hub.models.T5Seq2SeqLM):
                 `save_prompts`, or of a folder holding `prompt.safetensors`.
             **kwargs: `prompt_length`, `initializer`, `num_prompts` go to
                 `FrozenBackbone.from_preset` (which holds their defaults);
-                anything else (e.g. `dtype="bfloat16"`) to the backbone's
-                `from_preset`.
+                `dtype` (e.g. `dtype="bfloat16"`) and the backbone class's
+                constructor arguments to the backbone's `from_preset`. Any
+                other keyword is a `TypeError` naming the closest valid
+                one, raised before anything is loaded.
 
         Example:
 
@@ -103,6 +108,14 @@ class PromptSeq2SeqLM(PromptTaskMixin, keras_hub.models.T5Seq2SeqLM):
         model.generate(["rte hypothesis: ... premise: ..."])
         ```
         """
+        check_preset_kwargs(
+            "PromptSeq2SeqLM.from_preset",
+            preset,
+            kwargs,
+            allowed=PROMPT_KEYWORDS,
+            known=FROM_PRESET_ARGUMENTS
+            + ("encoder_sequence_length", "decoder_sequence_length"),
+        )
         source = None
         if prompts is not None:
             source, kwargs = cls.read_preset_prompts(prompts, kwargs)

@@ -6,10 +6,15 @@ import numpy as np
 from keras_prompt import prompt_files
 from keras_prompt.frozen_backbone import FrozenBackbone
 from keras_prompt.frozen_backbone import frozen_weights_unwatched
+from keras_prompt.layers._checks import check_dtype
+from keras_prompt.layers._checks import checked_indices
+from keras_prompt.layers._checks import concrete_value
 from keras_prompt.validation import check_kwargs
 
 #: Keywords a task's `**kwargs` may carry to keras-hub's `Task` / Keras.
 TASK_KEYWORDS = ("name", "trainable", "dtype", "compile")
+#: Keywords a task's `from_preset` passes to `FrozenBackbone.from_preset`.
+PROMPT_KEYWORDS = ("prompt_length", "initializer", "num_prompts")
 
 
 def check_frozen_backbone(task_name, backbone, kind, kwargs=None, known=()):
@@ -49,6 +54,17 @@ class PromptTaskMixin:
     """
 
     def call(self, *args, **kwargs):
+        inputs = args[0] if args else kwargs.get("inputs")
+        if isinstance(inputs, dict) and inputs.get("prompt_ids") is not None:
+            # Before the functional model casts them to int32. Concrete
+            # ids are checked here, where a bank's task names are known;
+            # traced ones by the prompt layer, before its gather.
+            prompt_ids = inputs["prompt_ids"]
+            check_dtype("prompt_ids", prompt_ids)
+            if self.backbone.num_prompts > 1 and (
+                concrete_value(prompt_ids) is not None
+            ):
+                self.checked_prompt_ids(prompt_ids)
         # The task reads frozen weights outside the backbone too (T5 and
         # decoder LMs project onto the frozen token embedding): keep all of
         # them out of TensorFlow's gradient tape, as `FrozenBackbone` does.
@@ -426,6 +442,9 @@ class PromptTaskMixin:
             texts, sequence_length=max_length
         )
         if prompt_ids is not None:
+            # Checked here: the generation function is compiled with XLA,
+            # where an in-graph check cannot fail.
+            prompt_ids = self.checked_prompt_ids(prompt_ids)
             x = dict(x, prompt_ids=keras.ops.convert_to_tensor(prompt_ids))
         outputs = self.make_generate_function()(
             x, stop_token_ids=stop_token_ids
@@ -460,11 +479,34 @@ class PromptTaskMixin:
             for v in np.asarray(outputs, dtype=object).reshape(-1)
         ]
 
+    def checked_prompt_ids(self, prompt_ids):
+        """`prompt_ids` checked against the bank: ints in `[0,
+        num_prompts)`. A `TypeError` for another dtype; out of range a
+        `ValueError` for concrete values, and an assertion that fails the
+        `tf.data` pipeline (or traced function) otherwise. The message
+        lists the tasks of a `PromptBank`'s model (its `prompt_id_names`).
+
+        `fit`, `evaluate` and `predict` run this in their input pipeline
+        (`preprocess_samples`), outside the compiled step, so it holds
+        under XLA too, where an in-graph assertion is compiled away.
+        """
+        names = getattr(self, "prompt_id_names", None)
+        return checked_indices(
+            prompt_ids,
+            self.backbone.num_prompts,
+            "prompt_ids",
+            where=(
+                f" for the bank of {self.backbone.num_prompts} prompts of "
+                f"{type(self).__name__} '{self.name}'"
+            ),
+            known=names() if callable(names) else None,
+        )
+
     def preprocess_samples(self, x, y=None, sample_weight=None):
         prompt_ids = None
         if isinstance(x, dict) and "prompt_ids" in x:
             x = dict(x)
-            prompt_ids = x.pop("prompt_ids")
+            prompt_ids = self.checked_prompt_ids(x.pop("prompt_ids"))
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(
             super().preprocess_samples(x, y, sample_weight)
         )

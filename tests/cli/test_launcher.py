@@ -1,0 +1,142 @@
+"""The `keras-prompt` launcher (`keras_prompt_cli`): no TensorFlow start-up
+lines, a global `--verbose`, and one clean line on Ctrl-C while TensorFlow
+is still importing. Run as real subprocesses: what is checked is what
+native code writes to the process's stderr and how it exits on SIGINT."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import keras_prompt_cli
+from tests.conftest import REPO_ROOT
+
+# Lines TensorFlow's native code prints at import (without the launcher).
+TF_LINE_MARKS = (
+    "absl::InitializeLog",
+    "oneDNN",
+    "cudart_stub",
+    "cpu_feature_guard",
+    "To enable the following instructions",
+)
+NOISE = [
+    "WARNING: All log messages before absl::InitializeLog() is called are "
+    "written to STDERR\n",
+    "I0000 00:00:1796277425.173682    8533 port.cc:153] oneDNN custom "
+    "operations are on.\n",
+    "W0000 00:00:1796277641.934610   11848 assert_op.cc:39] Ignoring Assert\n",
+    "To enable the following instructions: AVX2 FMA, in other operations, "
+    "rebuild TensorFlow with the appropriate compiler flags.\n",
+]
+KEPT = [
+    "E0000 00:00:1796277492.566701    8726 cuda_platform.cc:52] failed call "
+    "to cuInit\n",
+    "/x/y.py:3: UserWarning: something the user should see\n",
+    "Traceback (most recent call last):\n",
+]
+
+
+def launcher_env():
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT)
+    # The test session sets it; the launcher must set it by itself.
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    return env
+
+
+def launch(*args, **kwargs):
+    return subprocess.Popen(
+        [sys.executable, "-m", "keras_prompt_cli", *args],
+        env=launcher_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def test_split_verbose_takes_only_global_flags():
+    split = keras_prompt_cli.split_verbose
+    assert split(["--verbose", "--help"]) == (["--help"], True)
+    assert split(["-v", "tune", "--task", "x"]) == (
+        ["tune", "--task", "x"],
+        True,
+    )
+    # After the subcommand, `-v` belongs to the subcommand.
+    assert split(["tune", "-v"]) == (["tune", "-v"], False)
+    assert split([]) == ([], False)
+
+
+@pytest.mark.parametrize("line", NOISE)
+def test_native_startup_lines_are_noise(line):
+    assert keras_prompt_cli.is_native_noise(line)
+
+
+@pytest.mark.parametrize("line", KEPT)
+def test_errors_and_python_output_are_kept(line):
+    assert not keras_prompt_cli.is_native_noise(line)
+
+
+def test_help_prints_no_tensorflow_log_lines(tmp_path):
+    process = launch("--help", cwd=str(tmp_path))
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert out.startswith("usage: keras-prompt")
+    assert "--verbose" in out
+    for mark in TF_LINE_MARKS:
+        assert mark not in err, err
+    assert err == ""
+
+
+def test_verbose_help_is_accepted(tmp_path):
+    process = launch("--verbose", "--help", cwd=str(tmp_path))
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    assert out.startswith("usage: keras-prompt")
+    assert "Traceback" not in err
+
+
+def test_module_cli_still_runs(tmp_path):
+    process = subprocess.run(
+        [sys.executable, "-m", "keras_prompt.cli", "--help"],
+        env=launcher_env(),
+        capture_output=True,
+        text=True,
+        cwd=str(tmp_path),
+        timeout=300,
+    )
+    assert process.returncode == 0, process.stderr
+    assert process.stdout.startswith("usage: keras-prompt")
+
+
+def tensorflow_loading(pid):
+    """Whether process `pid` has mapped a TensorFlow library (it is
+    importing TensorFlow, or has done so)."""
+    try:
+        with open(f"/proc/{pid}/maps") as maps:
+            return "tensorflow" in maps.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(
+    not os.path.isdir("/proc/self"), reason="needs /proc to see the import"
+)
+def test_ctrl_c_while_tensorflow_imports(tmp_path):
+    # `--help` spends nearly all its time importing TensorFlow; the signal
+    # is sent once a TensorFlow library is mapped, well before the import
+    # ends (it takes seconds).
+    process = launch("--help", cwd=str(tmp_path))
+    deadline = time.monotonic() + 120
+    while not tensorflow_loading(process.pid):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "TensorFlow never started"
+        time.sleep(0.02)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, (out, err)
+    assert err == "keras-prompt: interrupted\n"
+    assert out == ""
