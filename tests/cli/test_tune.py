@@ -387,7 +387,7 @@ def test_default_minilm_on_real_sst2(tmp_path, capsys, monkeypatch):
 def test_dtype_auto_follows_the_detection_and_is_recorded(
     preset, tmp_path, capsys, monkeypatch, fast
 ):
-    """`--dtype auto` (the default) loads bfloat16 frozen weights where the
+    """`--dtype auto` loads bfloat16 frozen weights where the
     detection finds native bfloat16, float32 where it does not (forced
     here); the prompt file is the same format either way."""
     from keras_prompt import precision
@@ -395,7 +395,7 @@ def test_dtype_auto_follows_the_detection_and_is_recorded(
     reason = "forced for the test"
     monkeypatch.setattr(precision, "fast_bfloat16", lambda: (fast, reason))
     output = tmp_path / "run"
-    assert main(tiny_args(preset, output)) == 0
+    assert main(tiny_args(preset, output, "--dtype", "auto")) == 0
     out = capsys.readouterr().out
     dtype = "bfloat16" if fast else "float32"
     assert f"with {dtype} frozen weights (auto: {reason})" in out
