@@ -10,6 +10,8 @@ import keras
 import numpy as np
 from keras.src.callbacks.monitor_callback import MonitorCallback
 
+from keras_prompt.validation import check_bool
+
 _MAX_WORDS = {"acc", "accuracy", "auc", "em", "f1", "f1a", "score"}
 _MIN_WORDS = {"loss", "error", "perplexity", "mse", "mae"}
 
@@ -181,14 +183,8 @@ class BestPromptCheckpoint(MonitorCallback):
                 "`min_delta` must be a finite number >= 0. "
                 f"Received: min_delta={min_delta!r}"
             )
-        for name, value in (
-            ("restore_best", restore_best),
-            ("reset_on_train_begin", reset_on_train_begin),
-        ):
-            if not isinstance(value, bool):
-                raise TypeError(
-                    f"`{name}` must be a bool. Received: {name}={value!r}"
-                )
+        check_bool("restore_best", restore_best)
+        check_bool("reset_on_train_begin", reset_on_train_begin)
         # Keras' `MonitorCallback` holds the monitor, the mode, `min_delta`
         # and the best value (`best`), and decides what improves
         # (`_is_improvement`); `mode="auto"` is resolved here, by name.

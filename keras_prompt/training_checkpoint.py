@@ -27,6 +27,7 @@ import numpy as np
 
 from keras_prompt.prompt_files import atomic_write_bytes
 from keras_prompt.prompt_files import default_mode
+from keras_prompt.validation import check_bool
 from keras_prompt.validation import check_int
 
 FORMAT = "keras_prompt.training_state"
@@ -151,14 +152,8 @@ class PromptTrainingCheckpoint(keras.callbacks.Callback):
                         "Every callback of `track` needs `get_state` and "
                         f"`set_state`. Received: {type(callback).__name__}"
                     )
-        for name, value in (
-            ("delete_on_train_end", delete_on_train_end),
-            ("restore_on_train_begin", restore_on_train_begin),
-        ):
-            if not isinstance(value, bool):
-                raise TypeError(
-                    f"`{name}` must be a bool. Received: {name}={value!r}"
-                )
+        check_bool("delete_on_train_end", delete_on_train_end)
+        check_bool("restore_on_train_begin", restore_on_train_begin)
         self.directory = os.fspath(directory)
         self.save_freq = save_freq
         self.config = config

@@ -29,6 +29,13 @@ def check_positive_int(name, value):
         )
 
 
+def check_bool(name, value):
+    """Raises a `TypeError` naming `name` unless `value` is a bool."""
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
+    return value
+
+
 def known_last_dim(input_shape, layer_name):
     """The last dimension of `input_shape` as an int, for `build`.
 

@@ -23,6 +23,26 @@ def _one_line(error):
     return text
 
 
+def one_line_errors(run):
+    """Wraps a subcommand's `run(args)` so that the errors a user can fix
+    (`ValueError`, `TypeError`, `OSError` from the library) become one-line
+    `CliError`s."""
+    import functools
+
+    @functools.wraps(run)
+    def wrapped(args):
+        from keras_prompt.cli import CliError
+
+        try:
+            return run(args)
+        except CliError:
+            raise
+        except (ValueError, TypeError, OSError) as error:
+            raise CliError(_one_line(error)) from error
+
+    return wrapped
+
+
 def check_int_arg(args, name, minimum, optional=False):
     """Raises unless `--name` is an integer >= `minimum` (or `None`, when
     `optional`)."""

@@ -28,6 +28,7 @@ from keras_prompt.cli import CliError
 from keras_prompt.cli.common import RUN_FILE
 from keras_prompt.cli.common import _one_line
 from keras_prompt.cli.common import check_int_arg
+from keras_prompt.cli.common import one_line_errors
 from keras_prompt.cli.common import resolve_preset
 
 DEFAULT_BATCH_SIZE = 32
@@ -154,17 +155,9 @@ def label_strings(task_name):
 
 
 # -- the command ---------------------------------------------------------------
+@one_line_errors
 def run(args):
     """Runs `keras-prompt predict`; returns the exit code."""
-    try:
-        return _run(args)
-    except CliError:
-        raise
-    except (ValueError, TypeError, OSError) as error:
-        raise CliError(_one_line(error)) from error
-
-
-def _run(args):
     check_int_arg(args, "batch-size", 1)
     check_int_arg(args, "sequence-length", 2, optional=True)
     check_int_arg(args, "max-length", 1, optional=True)

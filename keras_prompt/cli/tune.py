@@ -41,6 +41,7 @@ from keras_prompt.cli.common import count_parameters
 from keras_prompt.cli.common import default_output
 from keras_prompt.cli.common import format_seconds
 from keras_prompt.cli.common import load_backbone
+from keras_prompt.cli.common import one_line_errors
 from keras_prompt.cli.common import recorded_preset
 from keras_prompt.cli.common import resolve_preset
 from keras_prompt.cli.common import write_outputs
@@ -299,16 +300,6 @@ def print_resume_hint(model, work, args):
 
 
 # -- the command -------------------------------------------------------------
-def run(args):
-    """Runs `keras-prompt tune`; returns the exit code."""
-    try:
-        return _run(args)
-    except CliError:
-        raise
-    except (ValueError, TypeError, OSError) as error:
-        raise CliError(_one_line(error)) from error
-
-
 def build_model(args, task, preset):
     """Loads the backbone and builds the recipe and the prompt task that
     fits it (a classifier on encoders, a text-to-text model on T5)."""
@@ -358,7 +349,9 @@ def build_model(args, task, preset):
     return recipe, model
 
 
-def _run(args):
+@one_line_errors
+def run(args):
+    """Runs `keras-prompt tune`; returns the exit code."""
     start = time.time()
     check_args(args)
     args.dtype_choice = args.dtype
