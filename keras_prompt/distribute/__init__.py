@@ -5,9 +5,9 @@ This is the TensorFlow edge of keras_prompt (layers use `keras.ops` only):
 * `resolve_strategy("auto" | "tpu" | "gpu" | "cpu" | "multi_worker")`
   connects a TPU when there is one, else mirrors over several GPUs, else the
   default strategy; build and compile the task inside `strategy.scope()`
-  with `compile_options(strategy)`, then call `prepare_model(model)` (works
-  around Keras 3.15 TF-trainer issues with boolean masks and multi-worker
-  logs).
+  with `compile_options(strategy)`, then `fit` as on one device (the
+  tasks handle Keras 3.15's TF-trainer issues with boolean masks and
+  multi-worker logs themselves; `prepare_model` remains as a no-op).
 * `make_static` batches a `tf.data` pipeline to fixed shapes (TPU
   programs are compiled per shape); `TraceCounter` counts step traces.
 * `plan` estimates per-device memory (weights, activations with and without
