@@ -218,7 +218,8 @@ class PromptTrainingCheckpoint(keras.callbacks.Callback):
         ) as error:
             raise ValueError(
                 f"Not a keras_prompt training checkpoint: path={path!r} "
-                f"({error})"
+                f"({error}); delete its folder to resume from an older "
+                "checkpoint, or start afresh"
             ) from None
         return tensors, state
 
