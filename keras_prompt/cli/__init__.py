@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-SUBCOMMANDS = ("tune", "predict", "demo", "plan")
+SUBCOMMANDS = ("tune", "predict", "evaluate", "export", "demo", "plan")
 
 
 class CliError(Exception):

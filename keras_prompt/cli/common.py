@@ -1,9 +1,11 @@
 """What `keras-prompt` commands share: the checks made before a model or
-data is loaded (one-line `CliError`s), loading a backbone, progress and
-parameter counts, and writing outputs into a temporary folder that is moved
-into place, so that a failed or interrupted run leaves the output
-untouched."""
+data is loaded (one-line `CliError`s), loading a backbone or the model of a
+tuned run, progress and parameter counts, and writing outputs into a
+temporary folder that is moved into place, so that a failed or interrupted
+run leaves the output untouched."""
 
+import dataclasses
+import json
 import os
 import shutil
 import tempfile
@@ -13,6 +15,9 @@ from keras_prompt.cli import CliError
 _MAX_MESSAGE = 400
 #: What a run of `keras-prompt tune` records next to its prompt file.
 RUN_FILE = "run.json"
+#: Inputs per batch when `tune` evaluates (and `evaluate` reproduces it:
+#: classifiers score length-trimmed batches, whose padding follows it).
+EVAL_BATCH_SIZE = 64
 
 
 def _one_line(error):
@@ -69,21 +74,22 @@ def default_output(task_name):
     return os.path.join("runs", *task_name.split("/"))
 
 
-def check_output(output):
-    """Raises `CliError` unless the folder `output` can be created/written.
+def check_output(output, name="--output"):
+    """Raises `CliError` unless the folder `output` (the argument `name`)
+    can be created/written.
 
     Nothing is left behind: the check creates and removes a temporary
     folder in the nearest existing parent.
     """
     path = os.path.abspath(output)
     if os.path.exists(path) and not os.path.isdir(path):
-        raise CliError(f"--output {output!r} exists and is not a folder")
+        raise CliError(f"{name} {output!r} exists and is not a folder")
     existing = path
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
         raise CliError(
-            f"--output {output!r} cannot be created: {existing!r} is a file, "
+            f"{name} {output!r} cannot be created: {existing!r} is a file, "
             "not a folder"
         )
     try:
@@ -91,9 +97,17 @@ def check_output(output):
         os.rmdir(probe)
     except OSError as error:
         raise CliError(
-            f"--output {output!r} is not writable ({existing!r}: "
+            f"{name} {output!r} is not writable ({existing!r}: "
             f"{_one_line(error)})"
         ) from None
+
+
+def check_data_dir(data_dir):
+    """Raises `CliError` unless `--data-dir` (if given) is a folder."""
+    if data_dir is not None and not os.path.isdir(data_dir):
+        raise CliError(
+            f"--data-dir {data_dir!r} does not exist or is not a folder"
+        )
 
 
 def check_no_earlier_run(output, names, overwrite):
@@ -145,7 +159,15 @@ def recorded_preset(preset):
     return os.path.abspath(preset) if os.path.isdir(preset) else preset
 
 
-def check_dataset(task, data_dir):
+def recorded_data_dir(data_dir):
+    """The TFDS data dir as `run.json` records it: a local folder by its
+    absolute path (`None`: the TFDS default)."""
+    if data_dir and os.path.isdir(data_dir):
+        return os.path.abspath(data_dir)
+    return data_dir or None
+
+
+def check_dataset(task, data_dir, split="validation"):
     """Raises `DatasetNotPreparedError` early (before a model is loaded)
     when the task's dataset is not in the data dir and may not be
     downloaded."""
@@ -154,9 +176,7 @@ def check_dataset(task, data_dir):
 
     download = loading._resolve_download(None, data_dir)
     try:
-        loading._read_split(
-            task, task.resolve_split("validation"), data_dir, download
-        )
+        loading._read_split(task, task.resolve_split(split), data_dir, download)
     except DatasetNotPreparedError:
         raise
     except Exception as error:  # TFDS download errors come in many kinds.
@@ -260,3 +280,110 @@ def format_seconds(seconds):
 
 def format_metrics(metrics):
     return ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+
+
+# -- tuned runs --------------------------------------------------------------
+@dataclasses.dataclass
+class TunedRun:
+    """A run folder of `keras-prompt tune`, or a prompt file, read before
+    any model is loaded.
+
+    Attributes:
+        path: str, the prompt file.
+        info: dict, the `run.json` beside it (`{}` when there is none).
+        metadata: dict, the prompt file's metadata.
+        preset: str, the preset to build the model from.
+    """
+
+    path: str
+    info: dict
+    metadata: dict
+    preset: str
+
+    @property
+    def config(self):
+        """The run's settings (`run.json`'s `"config"`, `{}` if none)."""
+        return self.info.get("config") or {}
+
+    @property
+    def task_name(self):
+        """The `keras_prompt.data` task the prompt was trained on: the
+        run's, else the prompt file's first task name, else `None`."""
+        names = self.metadata.get("task_names") or []
+        return self.info.get("task") or (names[0] if names else None)
+
+
+def locate_run(source):
+    """`(prompt file, run info)`: the run folder's or file's prompt file
+    and the `run.json` beside it (`{}` when there is none)."""
+    from keras_prompt import prompt_files
+
+    try:
+        path = prompt_files.resolve_prompt_path(source)
+    except FileNotFoundError:
+        raise CliError(
+            f"{source!r} is neither a prompt file nor a run folder holding "
+            f"{prompt_files.RUN_PROMPT_FILE!r}"
+        ) from None
+    run_file = os.path.join(os.path.dirname(path), RUN_FILE)
+    if not os.path.isfile(run_file):
+        return path, {}
+    try:
+        with open(run_file, encoding="utf-8") as f:
+            info = json.load(f)
+    except (OSError, ValueError) as error:
+        raise CliError(f"{run_file!r}: {_one_line(error)}") from None
+    if not isinstance(info, dict):
+        raise CliError(f"{run_file!r} does not hold a JSON object")
+    return path, info
+
+
+def read_run(source, preset=None, command="predict"):
+    """The `TunedRun` of `source` (a run folder or prompt file), checked:
+    it holds a single prompt, and its preset is known (`preset`, else
+    `run.json`'s)."""
+    from keras_prompt import prompt_files
+
+    path, info = locate_run(source)
+    if preset is None and not info.get("preset"):
+        raise CliError(
+            f"{source!r} has no {RUN_FILE} beside it recording the "
+            "preset; pass --preset (the preset the prompt was trained on)"
+        )
+    preset = resolve_preset(preset or info["preset"])
+    metadata = prompt_files.read_prompt_source(path).metadata
+    if metadata["num_prompts"] != 1:
+        raise CliError(
+            f"{path!r} holds a bank of {metadata['num_prompts']} prompts; "
+            f"keras-prompt {command} takes single-prompt files (serve banks "
+            "with keras_prompt.serving.PromptBank.from_preset)"
+        )
+    return TunedRun(path, info, metadata, preset)
+
+
+def load_run_model(run, sequence_length=None, max_length=None):
+    """The task model of a `TunedRun`, built as `keras-prompt tune` built
+    it: `from_preset(preset, prompts=...)` with the run's sequence lengths
+    and frozen-weight dtype, compiled with the training recipe's settings,
+    so that its outputs are those the run scored.
+
+    Args:
+        run: a `TunedRun`.
+        sequence_length: optional int, input tokens instead of the run's.
+        max_length: optional int, target tokens (text-to-text) instead of
+            the run's.
+    """
+    from keras_prompt.tasks import task_class_of_prompt_file
+
+    config = run.config
+    task_class = task_class_of_prompt_file(run.metadata, run.path)
+    kwargs = {}
+    sequence_length = sequence_length or config.get("sequence_length")
+    if sequence_length is not None:
+        target_length = max_length or config.get("target_length") or 16
+        kwargs = task_class.preprocessor_lengths(sequence_length, target_length)
+    if config.get("dtype"):
+        kwargs["dtype"] = config["dtype"]
+    model = task_class.from_preset(run.preset, prompts=run.path, **kwargs)
+    model.compile(**model.train_compile_kwargs)
+    return model

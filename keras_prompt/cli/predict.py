@@ -1,7 +1,8 @@
 """`keras-prompt predict`: run a tuned prompt on texts.
 
 Rebuilds the trained model from the preset and the prompt file
-(`from_preset(preset, prompts=...)`) and prints one JSON line per text:
+(`from_preset(preset, prompts=...)`, with the run's sequence length and
+frozen-weight dtype) and prints one JSON line per text:
 `{"text", "label", "probability"}` for a classifier (the label's name when
 the run's task names its classes), `{"text", "output"}` (the generated
 text) for a text-to-text or causal LM prompt.
@@ -25,11 +26,10 @@ import os
 import sys
 
 from keras_prompt.cli import CliError
-from keras_prompt.cli.common import RUN_FILE
-from keras_prompt.cli.common import _one_line
 from keras_prompt.cli.common import check_int_arg
+from keras_prompt.cli.common import load_run_model
 from keras_prompt.cli.common import one_line_errors
-from keras_prompt.cli.common import resolve_preset
+from keras_prompt.cli.common import read_run
 
 DEFAULT_BATCH_SIZE = 32
 # A first line whose first field is one of these is a header.
@@ -117,31 +117,6 @@ def parse_lines(lines, tsv):
     return [line.strip() for line in lines if line.strip()]
 
 
-def locate_run(source):
-    """`(prompt file, run info)`: the run folder's or file's prompt file
-    and the `run.json` beside it (`{}` when there is none)."""
-    from keras_prompt import prompt_files
-
-    try:
-        path = prompt_files.resolve_prompt_path(source)
-    except FileNotFoundError:
-        raise CliError(
-            f"{source!r} is neither a prompt file nor a run folder holding "
-            f"{prompt_files.RUN_PROMPT_FILE!r}"
-        ) from None
-    run_file = os.path.join(os.path.dirname(path), RUN_FILE)
-    if not os.path.isfile(run_file):
-        return path, {}
-    try:
-        with open(run_file, encoding="utf-8") as f:
-            info = json.load(f)
-    except (OSError, ValueError) as error:
-        raise CliError(f"{run_file!r}: {_one_line(error)}") from None
-    if not isinstance(info, dict):
-        raise CliError(f"{run_file!r} does not hold a JSON object")
-    return path, info
-
-
 def label_strings(task_name):
     """The class names of a `keras_prompt.data` task, or `None`."""
     from keras_prompt.data import get_task
@@ -162,36 +137,9 @@ def run(args):
     check_int_arg(args, "sequence-length", 2, optional=True)
     check_int_arg(args, "max-length", 1, optional=True)
     texts = read_texts(args)
-    path, info = locate_run(args.source)
-    if args.preset is None and not info.get("preset"):
-        raise CliError(
-            f"{args.source!r} has no {RUN_FILE} beside it recording the "
-            "preset; pass --preset (the preset the prompt was trained on)"
-        )
-    preset = resolve_preset(args.preset or info["preset"])
-    config = info.get("config") or {}
-
-    from keras_prompt import prompt_files
-    from keras_prompt.tasks import task_class_of_prompt_file
-
-    metadata = prompt_files.read_prompt_source(path).metadata
-    if metadata["num_prompts"] != 1:
-        raise CliError(
-            f"{path!r} holds a bank of {metadata['num_prompts']} prompts; "
-            "predict runs single-prompt files (serve banks with "
-            "keras_prompt.serving.PromptBank.from_preset)"
-        )
-    task_class = task_class_of_prompt_file(metadata, path)
-    names = metadata.get("task_names") or []
-    task_name = info.get("task") or (names[0] if names else None)
-
-    kwargs = {}
-    sequence_length = args.sequence_length or config.get("sequence_length")
-    if sequence_length is not None:
-        target_length = args.max_length or config.get("target_length") or 16
-        kwargs = task_class.preprocessor_lengths(sequence_length, target_length)
-    model = task_class.from_preset(preset, prompts=path, **kwargs)
-    classes = label_strings(task_name)
+    tuned = read_run(args.source, args.preset, "predict")
+    model = load_run_model(tuned, args.sequence_length, args.max_length)
+    classes = label_strings(tuned.task_name)
     infer_kwargs = {}
     if args.max_length is not None:
         infer_kwargs["max_length"] = args.max_length

@@ -30,9 +30,11 @@ import tempfile
 import time
 
 from keras_prompt.cli import CliError
+from keras_prompt.cli.common import EVAL_BATCH_SIZE
 from keras_prompt.cli.common import RUN_FILE
 from keras_prompt.cli.common import _one_line
 from keras_prompt.cli.common import check_choice
+from keras_prompt.cli.common import check_data_dir
 from keras_prompt.cli.common import check_dataset
 from keras_prompt.cli.common import check_int_arg
 from keras_prompt.cli.common import check_no_earlier_run
@@ -42,6 +44,7 @@ from keras_prompt.cli.common import default_output
 from keras_prompt.cli.common import format_seconds
 from keras_prompt.cli.common import load_backbone
 from keras_prompt.cli.common import one_line_errors
+from keras_prompt.cli.common import recorded_data_dir
 from keras_prompt.cli.common import recorded_preset
 from keras_prompt.cli.common import resolve_preset
 from keras_prompt.cli.common import write_outputs
@@ -53,7 +56,6 @@ DEFAULT_BATCH_SIZE = 32
 DEFAULT_PROMPT_LENGTH = 20
 DEFAULT_SEQUENCE_LENGTH = 128
 TARGET_LENGTH = 16
-EVAL_BATCH_SIZE = 64
 INITIALIZERS = ("random_uniform", "sampled_vocab", "class_label")
 OPTIMIZERS = ("auto", "adam", "adafactor")
 DEFAULT_CHECKPOINT_EVERY = 50
@@ -213,10 +215,7 @@ def check_args(args):
     rate = args.learning_rate
     if rate is not None and not (rate > 0 and math.isfinite(rate)):
         raise CliError(f"--learning-rate must be positive, got {rate!r}")
-    if args.data_dir is not None and not os.path.isdir(args.data_dir):
-        raise CliError(
-            f"--data-dir {args.data_dir!r} does not exist or is not a folder"
-        )
+    check_data_dir(args.data_dir)
 
 
 # -- checkpoints -------------------------------------------------------------
@@ -477,7 +476,8 @@ def run(args):
             "max_eval_examples": args.max_eval_examples,
             "max_train_examples": args.max_train_examples,
             "seed": args.seed,
-            "data_dir": args.data_dir or os.environ.get("TFDS_DATA_DIR"),
+            # Absolute, as the preset: `keras-prompt evaluate` reads it.
+            "data_dir": recorded_data_dir(args.data_dir),
         },
         "steps": args.steps,
         "train_examples": num_train,

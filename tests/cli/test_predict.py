@@ -91,10 +91,13 @@ class TestPredictClassifier:
             cwd=tmp_path,
         )
         assert [r["text"] for r in records] == TEXTS + rows
+        # The run's frozen-weight dtype (`--dtype auto`: bfloat16 on CPUs
+        # with AVX512-BF16) is the one predict loads.
         expected = PromptClassifier.from_preset(
             preset,
             prompts=str(output),
             sequence_length=SEQUENCE_LENGTH,
+            dtype=info["config"]["dtype"],
         ).predict(TEXTS + rows, verbose=0)
         for record, scores in zip(records, expected):
             assert set(record) == {"text", "label", "probability"}
