@@ -15,6 +15,7 @@ executes every notebook in its CI mode, in memory, without rewriting them.
 
 import copy
 import os
+import re
 import sys
 import tempfile
 
@@ -41,6 +42,29 @@ STORED = {
     # the XXL checkpoint.
     "04_scale_tpu_xxl.ipynb": ("OUTPUT_DIR = {output!r}\n", 13),
 }
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def clean_streams(outputs):
+    """Keras' progress bar redraws its line with `\\r` and backspaces: keep
+    what a terminal would finally show, one output per stream."""
+    merged = []
+    for output in outputs:
+        if output.get("output_type") != "stream":
+            merged.append(output)
+            continue
+        if merged and merged[-1].get("name") == output.get("name"):
+            merged[-1].text += output.text
+        else:
+            merged.append(copy.deepcopy(output))
+    for output in merged:
+        if output.get("output_type") == "stream":
+            text = ANSI.sub("", output.text).replace("\x08", "")
+            lines = [line.split("\r")[-1] for line in text.split("\n")]
+            output.text = "\n".join(lines)
+    return merged
 
 
 def parameters_index(notebook):
@@ -81,11 +105,14 @@ def store(name):
             continue
         counter += 1
         # No errors, and no TensorFlow start-up logs (stderr).
-        cell.outputs = [
-            o
-            for o in done.outputs
-            if o.get("output_type") != "error" and o.get("name") != "stderr"
-        ]
+        cell.outputs = clean_streams(
+            [
+                o
+                for o in done.outputs
+                if o.get("output_type") != "error"
+                and o.get("name") != "stderr"
+            ]
+        )
         cell.execution_count = counter
     for cell in notebook.cells[len(run.cells) :]:
         if cell.cell_type == "code":
