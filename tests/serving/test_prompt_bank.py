@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from keras_prompt import FrozenBackbone
 from keras_prompt import PromptSeq2SeqLM
+from keras_prompt import set_random_seed
 from keras_prompt.serving import PromptBank
 from tests.serving import serving_fixtures as fixtures
 from tests.test_case import TestCase
@@ -332,6 +333,9 @@ class TestMixedTraining(TestCase):
         from tests.tasks.seq2seq_fixtures import build_pretrained_t5
 
         backbone, preprocessor = build_pretrained_t5()
+        # Seeded here: `fit` shuffles, and what ran before in the process
+        # must not decide the outcome.
+        set_random_seed(0)
         template = PromptSeq2SeqLM(
             FrozenBackbone(backbone, prompt_length=5), preprocessor
         )
@@ -357,7 +361,7 @@ class TestMixedTraining(TestCase):
         inputs, colors = toy.task_pairs(rng, 512, prefix="color:")
         names = ["long", "short"] * 256
         bank.fit(
-            inputs, colors, tasks=names, batch_size=32, epochs=12, verbose=0
+            inputs, colors, tasks=names, batch_size=16, epochs=12, verbose=0
         )
         inputs, colors = toy.task_pairs(rng, 64, prefix="color:")
         for name in ("long", "short"):
