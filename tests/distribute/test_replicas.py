@@ -23,6 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
 WORKER = os.path.join(HERE, "_replica_worker.py")
 EXPECTED_TASKS = {"seq2seq", "causal", "classifier"}
+MULTI_WORKER_TASKS = {"seq2seq", "causal"}
 
 
 def _env(**extra):
@@ -43,9 +44,9 @@ def _result(stdout, stderr):
     return json.loads(lines[-1][len("RESULT ") :])
 
 
-def _check_same_as_one_device(result):
+def _check_same_as_one_device(result, expected=EXPECTED_TASKS):
     assert result["replicas"] == 2
-    assert set(result["tasks"]) == EXPECTED_TASKS
+    assert set(result["tasks"]) == expected
     for kind, runs in result["tasks"].items():
         single, distributed = runs["single"], runs["distributed"]
         assert single["steps"] == distributed["steps"] == 2, kind
@@ -140,9 +141,9 @@ def test_multi_worker_two_processes_match_one_device():
         assert result["strategy"].startswith(
             "MultiWorkerMirroredStrategy: 2 replicas on 2 worker(s)"
         )
-        _check_same_as_one_device(result)
+        _check_same_as_one_device(result, MULTI_WORKER_TASKS)
     # Both workers hold the same prompt after training.
-    for kind in EXPECTED_TASKS:
+    for kind in MULTI_WORKER_TASKS:
         np.testing.assert_allclose(
             results[0]["tasks"][kind]["distributed"]["update"],
             results[1]["tasks"][kind]["distributed"]["update"],
