@@ -6,7 +6,9 @@ stubs, CPU features, absl's "All log messages before
 absl::InitializeLog()" notice), on every call, `--help` included, and
 before any Python code could lower their log level. A Ctrl-C during that
 import also printed a raw traceback. This module imports nothing heavy
-itself: it sets `TF_CPP_MIN_LOG_LEVEL=2` (unless already set), holds back
+itself: it sets `TF_CPP_MIN_LOG_LEVEL=3` (unless already set: TensorFlow's
+native INFO, WARNING and ERROR records, e.g. "failed call to cuInit" on
+every machine without a GPU; Python errors still show), holds back
 the native start-up lines while the CLI is imported (any other output is
 passed on), and turns a Ctrl-C at any point into one line,
 `keras-prompt: interrupted`, and exit status 130.
@@ -111,7 +113,7 @@ def main(argv=None):
         if verbose:
             from keras_prompt.cli import main as cli_main
         else:
-            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
             with native_startup_lines_held_back():
                 from keras_prompt.cli import main as cli_main
         return cli_main(argv, verbose=verbose)

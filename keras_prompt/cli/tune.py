@@ -309,7 +309,11 @@ def build_model(args, task, preset):
     args.dtype, reason = resolve_dtype(args.dtype_choice)
     print(
         f"Loading the backbone {preset} with {args.dtype} frozen weights ("
-        + (f"auto: {reason}" if args.dtype_choice == "auto" else "--dtype")
+        + (
+            f"auto: {reason}"
+            if args.dtype_choice == "auto"
+            else f"--dtype {args.dtype_choice}"
+        )
         + ")"
     )
     args.dtype_reason = reason
