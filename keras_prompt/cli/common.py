@@ -28,6 +28,28 @@ def _one_line(error):
     return text
 
 
+def add_run_command(subparsers, name, help, doc, metavar="RUN"):
+    """The parser of a subcommand that reads a tuned run: its `--help`
+    shows the module docstring `doc` (first paragraph as the description,
+    the rest, with its examples, as the epilog) and it takes the run folder
+    or prompt file as its first argument, `source`."""
+    import argparse
+
+    parser = subparsers.add_parser(
+        name,
+        help=help,
+        description=doc.split("\n\n")[0],
+        epilog="\n\n".join(doc.split("\n\n")[1:]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "source",
+        metavar=metavar,
+        help="a run folder of `keras-prompt tune`, or a prompt file",
+    )
+    return parser
+
+
 def one_line_errors(run):
     """Wraps a subcommand's `run(args)` so that the errors a user can fix
     (`ValueError`, `TypeError`, `OSError` from the library) become one-line

@@ -28,6 +28,7 @@ import os
 from keras_prompt.cli import CliError
 from keras_prompt.cli.common import EVAL_BATCH_SIZE
 from keras_prompt.cli.common import _one_line
+from keras_prompt.cli.common import add_run_command
 from keras_prompt.cli.common import check_data_dir
 from keras_prompt.cli.common import check_dataset
 from keras_prompt.cli.common import check_int_arg
@@ -40,21 +41,13 @@ DEFAULT_SPLIT = "validation"
 
 
 def add_parser(subparsers):
-    import argparse
-
-    parser = subparsers.add_parser(
+    parser = add_run_command(
+        subparsers,
         "evaluate",
-        help="score a tuned prompt on a task's split (metrics, JSON line)",
-        description=__doc__.split("\n\n")[0],
-        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "score a tuned prompt on a task's split (metrics, JSON line)",
+        __doc__,
     )
     add = parser.add_argument
-    add(
-        "source",
-        metavar="RUN",
-        help="a run folder of `keras-prompt tune`, or a prompt file",
-    )
     add(
         "--task",
         help="keras_prompt.data task name (default: the run's, from "

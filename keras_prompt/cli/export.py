@@ -27,6 +27,7 @@ import os
 import sys
 
 from keras_prompt.cli import CliError
+from keras_prompt.cli.common import add_run_command
 from keras_prompt.cli.common import check_int_arg
 from keras_prompt.cli.common import check_output
 from keras_prompt.cli.common import load_run_model
@@ -37,21 +38,13 @@ DEFAULT_BATCH_SIZE = 8
 
 
 def add_parser(subparsers):
-    import argparse
-
-    parser = subparsers.add_parser(
+    parser = add_run_command(
+        subparsers,
         "export",
-        help="export a tuned prompt as a TF Serving SavedModel",
-        description=__doc__.split("\n\n")[0],
-        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "export a tuned prompt as a TF Serving SavedModel",
+        __doc__,
     )
     add = parser.add_argument
-    add(
-        "source",
-        metavar="RUN",
-        help="a run folder of `keras-prompt tune`, or a prompt file",
-    )
     add(
         "out_dir",
         metavar="OUT_DIR",

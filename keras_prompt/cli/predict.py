@@ -26,6 +26,7 @@ import os
 import sys
 
 from keras_prompt.cli import CliError
+from keras_prompt.cli.common import add_run_command
 from keras_prompt.cli.common import check_int_arg
 from keras_prompt.cli.common import load_run_model
 from keras_prompt.cli.common import one_line_errors
@@ -37,21 +38,14 @@ HEADER_NAMES = ("sentence", "text", "input", "inputs")
 
 
 def add_parser(subparsers):
-    import argparse
-
-    parser = subparsers.add_parser(
+    parser = add_run_command(
+        subparsers,
         "predict",
-        help="run a tuned prompt on texts (JSON lines out)",
-        description=__doc__.split("\n\n")[0],
-        epilog="\n\n".join(__doc__.split("\n\n")[1:]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run a tuned prompt on texts (JSON lines out)",
+        __doc__,
+        metavar="RUN_DIR_OR_PROMPT_FILE",
     )
     add = parser.add_argument
-    add(
-        "source",
-        metavar="RUN_DIR_OR_PROMPT_FILE",
-        help="a run folder of `keras-prompt tune`, or a prompt file",
-    )
     add("texts", nargs="*", metavar="TEXT", help="texts to run the prompt on")
     add(
         "--input",
