@@ -540,8 +540,10 @@ class Recipe:
             prompt_length=self.prompt_length,
             initializer=self.make_initializer(preprocessor.tokenizer),
         )
+        options = {"target_length": self.decoder_sequence_length}
+        options.update(task_options or {})
         model = task_class.from_recipe(
-            wrapped, preprocessor, self.task, **(task_options or {})
+            wrapped, preprocessor, self.task, **options
         )
         return self.compile(model, **kwargs)
 

@@ -152,8 +152,34 @@ def _looks_local(preset):
     return preset.startswith((".", "/", "~")) or os.sep in preset
 
 
+#: `--preset` names of the pretrained models of `keras_prompt.pretrained`:
+#: `(function name, model, pip extra)`.
+NAMED_PRESETS = {
+    "minilm": ("minilm_preset_dir", "all-MiniLM-L6-v2", "minilm"),
+    "smollm2": ("smollm2_preset_dir", "SmolLM2-135M-Instruct", "smollm2"),
+}
+
+
+def named_preset(name):
+    """The folder of a `NAMED_PRESETS` model, or a `CliError` naming its
+    pip extra."""
+    from keras_prompt import pretrained
+
+    function, model, extra = NAMED_PRESETS[name]
+    try:
+        return getattr(pretrained, function)()
+    except (ImportError, FileNotFoundError) as error:
+        raise CliError(
+            f"--preset {name}: {model} is not installed: run "
+            f'pip install "keras-prompt[{extra}]" ({_one_line(error)})'
+        ) from None
+
+
 def resolve_preset(preset):
-    """The preset to load: `preset`, or the installed all-MiniLM-L6-v2."""
+    """The preset to load: `preset`, a `NAMED_PRESETS` model by its name,
+    or the installed all-MiniLM-L6-v2."""
+    if preset in NAMED_PRESETS:
+        return named_preset(preset)
     if preset is not None:
         if not isinstance(preset, str) or not preset.strip():
             raise CliError(f"--preset must be non-empty, got {preset!r}")

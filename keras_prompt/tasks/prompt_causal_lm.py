@@ -7,6 +7,7 @@ from keras_prompt.frozen_backbone import FROM_PRESET_ARGUMENTS
 from keras_prompt.frozen_backbone import FrozenBackbone
 from keras_prompt.presets import check_preset_kwargs
 from keras_prompt.presets import load_preprocessor
+from keras_prompt.tasks.prompt_seq2seq_lm import _is_text
 from keras_prompt.tasks.prompt_seq2seq_lm import _mask_after_stop
 from keras_prompt.tasks.prompt_task import PROMPT_KEYWORDS
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
@@ -74,6 +75,12 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
         preprocessor: the family's `keras_hub.models.CausalLMPreprocessor`
             (e.g. `GPT2CausalLMPreprocessor`), or `None` (then inputs must
             be token ids and padding masks).
+        target_length: optional int, the target tokens text-to-text
+            training (`fit` on `(input, target)` string pairs) and
+            `generate_targets` make room for: inputs are cut to
+            `preprocessor.sequence_length - target_length` tokens (the
+            start token included) and targets to `target_length`. `None`:
+            inputs are cut to leave room for each example's target.
         **kwargs: passed to `keras_hub.models.CausalLM` (`name`,
             `compile`).
 
@@ -93,10 +100,22 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
     backbone_cls = FrozenBackbone
     preprocessor_cls = keras_hub.models.CausalLMPreprocessor
 
-    def __init__(self, backbone, preprocessor=None, **kwargs):
+    def __init__(
+        self, backbone, preprocessor=None, target_length=None, **kwargs
+    ):
         check_frozen_backbone(
             "PromptCausalLM", backbone, "causal", kwargs, ("preprocessor",)
         )
+        if target_length is not None and (
+            isinstance(target_length, bool)
+            or not isinstance(target_length, int)
+            or target_length < 1
+        ):
+            raise ValueError(
+                "`target_length` must be None or an int >= 1. "
+                f"Received: target_length={target_length!r}"
+            )
+        self.target_length = target_length
         if preprocessor is not None:
             backbone.adapter.check_sequence_length(
                 getattr(preprocessor, "sequence_length", None),
@@ -123,6 +142,7 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
         load_weights=True,
         sequence_length=None,
         prompts=None,
+        target_length=None,
         **kwargs,
     ):
         """Builds the task from a keras-hub preset of a decoder-only model.
@@ -143,6 +163,9 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
                 absolute-position models so that the prompt fits.
             prompts: optional path of a prompt file written by
                 `save_prompts`, or of a folder holding `prompt.safetensors`.
+            target_length: optional int, see the class; `keras-prompt
+                tune` trains with its `--sequence-length` plus 16 as
+                `sequence_length` and 16 here.
             **kwargs: `prompt_length`, `initializer`, `num_prompts` go to
                 `FrozenBackbone.from_preset` (which holds their defaults);
                 `dtype` (e.g. `dtype="bfloat16"`) and the backbone class's
@@ -183,7 +206,11 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
             preprocessor.sequence_length = min(
                 preprocessor.sequence_length, limit - backbone.prompt_length
             )
-        model = cls(backbone=backbone, preprocessor=preprocessor)
+        model = cls(
+            backbone=backbone,
+            preprocessor=preprocessor,
+            target_length=target_length,
+        )
         return model if source is None else model.load_prompt_source(source)
 
     # -- the prompt-state protocol ------------------------------------------
@@ -194,6 +221,28 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
         """One sequence holds the input and the target: `sequence_length +
         target_length` tokens (the prompt comes on top)."""
         return {"sequence_length": sequence_length + target_length}
+
+    trains_with_recipe = True
+
+    @classmethod
+    def from_recipe(
+        cls, backbone, preprocessor, data_task, target_length=None, **options
+    ):
+        """A text-to-text model for any `data_task`, not yet compiled: the
+        input and the target in one sequence, the loss on the target tokens
+        only. Options of other task kinds (a classifier's `pooling`) are
+        ignored."""
+        return cls(
+            backbone, preprocessor, target_length=target_length, compile=False
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config["target_length"] = self.target_length
+        return config
+
+    def task_config(self):
+        return {"target_length": self.target_length}
 
     def check_generation_length(self, max_length):
         if max_length is None and self.preprocessor is not None:
@@ -208,6 +257,8 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
         )
 
     def preprocess_samples(self, x, y=None, sample_weight=None):
+        if y is not None and _is_text(y):
+            return self._preprocess_pairs(x, y, sample_weight)
         text, prompt_ids = _split_prompt_ids(x)
         if prompt_ids is None:
             return super().preprocess_samples(text, y, sample_weight)
@@ -217,6 +268,188 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
         )
         x = dict(x, prompt_ids=prompt_ids)
         return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
+
+    # -- text-to-text: an input and its target in one sequence ------------
+    #: What joins an input and its target: the model reads the input's
+    #: tokens and learns to continue them with those of `separator +
+    #: target`, then the end token.
+    target_separator = " "
+
+    def _preprocess_pairs(self, x, y, sample_weight):
+        """`(input, target)` string pairs -> token inputs, next-token labels
+        and sample weights that are 1 on the target tokens (and the end
+        token) only."""
+        texts, prompt_ids = _split_prompt_ids(x)
+        if self.preprocessor is None:
+            raise ValueError(
+                "`fit` on `(input, target)` strings needs a `preprocessor`."
+            )
+        if sample_weight is not None:
+            raise ValueError(
+                "`sample_weight` is not supported with `(input, target)` "
+                "string pairs: the loss weighs every target token."
+            )
+        x, y, sample_weight = self.pack_text_pairs(texts, y)
+        if prompt_ids is not None:
+            x = dict(x, prompt_ids=self.checked_prompt_ids(prompt_ids))
+        return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
+
+    def _token_ids(self, texts):
+        """The token ids of a batch of strings, as a `tf.RaggedTensor`."""
+        import tensorflow as tf
+        from keras_hub.src.utils.tensor_utils import no_convert_scope
+
+        preprocessor = self.preprocessor
+        if not preprocessor.built:
+            preprocessor.build(None)
+        with tf.device("cpu"), no_convert_scope():
+            ids = preprocessor.tokenizer(tf.convert_to_tensor(texts))
+        if isinstance(ids, tf.RaggedTensor):
+            return ids
+        if isinstance(ids, (list, tuple)):
+            # keras-hub tokenizes eagerly in Python: lists of ids.
+            return tf.ragged.constant(ids, dtype="int32", ragged_rank=1)
+        return tf.RaggedTensor.from_tensor(ids)
+
+    def _input_budget(self, target_lengths, extra):
+        """The input tokens each row keeps: the sequence less the start
+        token (when added), `extra` tokens and the target's room."""
+        import tensorflow as tf
+
+        preprocessor = self.preprocessor
+        room = (
+            target_lengths
+            if self.target_length is None
+            else tf.fill(tf.shape(target_lengths), self.target_length)
+        )
+        budget = (
+            preprocessor.sequence_length
+            + extra
+            - int(preprocessor.add_start_token)
+            - tf.cast(room, "int64")
+        )
+        return tf.maximum(budget, 0)
+
+    def pack_text_pairs(self, inputs, targets):
+        """`(x, y, sample_weight)` for the loss on targets given inputs.
+
+        Each row holds `[start] input tokens, tokens of target_separator +
+        target, end token, padding`, cut to the preprocessor's
+        `sequence_length` (inputs are cut first, see `target_length`) and
+        trimmed to the batch's longest row, rounded up to a multiple of 8
+        (fewer distinct shapes to compile). `y` is the next token at each
+        position, `sample_weight` is 1 where that token belongs to the
+        target (or is the end token), 0 elsewhere.
+
+        Args:
+            inputs: a batch (rank 1) of input strings.
+            targets: a batch of target strings, one per input.
+        """
+        import tensorflow as tf
+        from keras_hub.src.utils.tensor_utils import no_convert_scope
+
+        from keras_prompt.data.batching import PAD_MULTIPLE
+
+        preprocessor = self.preprocessor
+        input_ids = self._token_ids(inputs)
+        target_ids = self._token_ids(
+            tf.strings.join(
+                [self.target_separator, tf.convert_to_tensor(targets)]
+            )
+        )
+        # The packed row is sequence_length + 1 long (the last token is
+        # only a label) and ends with the end token.
+        budget = self._input_budget(target_ids.row_lengths(), 0)
+        input_ids = _ragged_prefix(input_ids, budget)
+        length = preprocessor.sequence_length + 1
+        with tf.device("cpu"), no_convert_scope():
+            token_ids, padding_mask = preprocessor.packer(
+                tf.concat([input_ids, target_ids], axis=1),
+                sequence_length=length,
+                add_start_value=preprocessor.add_start_token,
+                add_end_value=True,
+            )
+        token_ids = tf.convert_to_tensor(token_ids)
+        padding_mask = tf.cast(padding_mask, "bool")
+        longest = tf.reduce_max(
+            tf.reduce_sum(tf.cast(padding_mask, "int32"), axis=1)
+        )
+        # Rows keep `longest` tokens, rounded up to PAD_MULTIPLE for the
+        # inputs (`longest - 1` of them), at most the full length.
+        width = tf.minimum(
+            (longest - 1 + PAD_MULTIPLE - 1) // PAD_MULTIPLE * PAD_MULTIPLE,
+            length - 1,
+        )
+        token_ids = token_ids[:, : width + 1]
+        padding_mask = padding_mask[:, : width + 1]
+        prefix = tf.cast(input_ids.row_lengths(), "int32") + int(
+            preprocessor.add_start_token
+        )
+        # Label j is token j + 1: a target token from position prefix - 1.
+        is_target = tf.range(width)[None, :] >= (prefix[:, None] - 1)
+        x = {
+            "token_ids": token_ids[:, :-1],
+            "padding_mask": padding_mask[:, :-1],
+        }
+        y = token_ids[:, 1:]
+        sample_weight = tf.cast(
+            tf.logical_and(padding_mask[:, 1:], is_target), "float32"
+        )
+        return x, y, sample_weight
+
+    def generation_inputs(self, texts):
+        """Token inputs for `generate_step` from strings, each cut to leave
+        room for `target_length` generated tokens (see `target_length`)
+        and padded to the preprocessor's `sequence_length`."""
+        import tensorflow as tf
+        from keras_hub.src.utils.tensor_utils import no_convert_scope
+
+        preprocessor = self.preprocessor
+        input_ids = self._token_ids(texts)
+        room = tf.zeros_like(input_ids.row_lengths())
+        input_ids = _ragged_prefix(input_ids, self._input_budget(room, 0))
+        with tf.device("cpu"), no_convert_scope():
+            token_ids, padding_mask = preprocessor.packer(
+                input_ids,
+                sequence_length=preprocessor.sequence_length,
+                add_start_value=preprocessor.add_start_token,
+                add_end_value=False,
+            )
+        return {
+            "token_ids": tf.convert_to_tensor(token_ids),
+            "padding_mask": tf.cast(padding_mask, "bool"),
+        }
+
+    def generate_targets(self, inputs):
+        """The generated continuation of each input string, the input not
+        included: what text-to-text scoring compares with the targets
+        (greedy with `compile()`'s default sampler; the separator stays,
+        scoring strips it).
+
+        Args:
+            inputs: a list of input strings.
+
+        Example:
+
+        ```python
+        model.fit(x=["great film", "dull"], y=["positive", "negative"])
+        model.generate_targets(["what a film"])  # e.g. [" positive"]
+        ```
+        """
+        if self.preprocessor is None:
+            raise ValueError(
+                "`generate_targets` needs the model's preprocessor."
+            )
+        x = self.generation_inputs(list(inputs))
+        outputs = self.make_generate_function()(
+            x, stop_token_ids=self.stop_token_ids()
+        )
+        outputs = dict(outputs)
+        outputs["padding_mask"] = ops.logical_and(
+            ops.cast(outputs["padding_mask"], "bool"),
+            ops.logical_not(ops.cast(x["padding_mask"], "bool")),
+        )
+        return self.preprocessor.generate_postprocess(outputs)
 
     def generate(
         self,
@@ -338,3 +571,13 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
                 token_ids, padding_mask, stop_token_ids
             ),
         }
+
+
+def _ragged_prefix(ragged, lengths):
+    """The first `lengths[i]` (at most all) values of each row of a 2D
+    `tf.RaggedTensor`."""
+    import tensorflow as tf
+
+    positions = tf.ragged.range(ragged.row_lengths())
+    keep = positions < tf.cast(lengths, positions.dtype)[:, None]
+    return tf.ragged.boolean_mask(ragged, keep)

