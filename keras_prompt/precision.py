@@ -34,7 +34,7 @@ def cpu_flags(path="/proc/cpuinfo"):
 
 
 def _accelerators():
-    """`(kind, [compute capabilities])` of the backend's accelerator:
+    """`(platform, [compute capabilities])` of the backend's accelerator:
     `("tpu", [])`, `("gpu", [(8, 0), ...])` or `(None, [])`."""
     import keras
 
@@ -66,16 +66,16 @@ def fast_bfloat16(accelerators=None, flags=None):
     """Whether bfloat16 matmuls run natively here; `(bool, reason)`.
 
     Args:
-        accelerators: optional `(kind, capabilities)` instead of asking the
+        accelerators: optional `(platform, capabilities)` instead of asking the
             backend (for tests and planning).
         flags: optional set of CPU flags instead of `/proc/cpuinfo`'s.
     """
-    kind, capabilities = (
+    platform, capabilities = (
         _accelerators() if accelerators is None else accelerators
     )
-    if kind == "tpu":
+    if platform == "tpu":
         return True, "TPU"
-    if kind == "gpu":
+    if platform == "gpu":
         if capabilities and all(tuple(c) >= (8, 0) for c in capabilities):
             return True, f"GPU compute capability {min(capabilities)}"
         return False, f"GPU compute capability {min(capabilities)} < 8.0"

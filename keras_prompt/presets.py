@@ -68,11 +68,11 @@ def backbone_keywords(preset):
 
         function = get_preset_loader(preset).check_backbone_class().__init__
     parameters = list(inspect.signature(function).parameters.values())[1:]
-    names = {
-        p.name
-        for p in parameters
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    }
+    by_keyword = (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
+    names = {p.name for p in parameters if p.kind in by_keyword}
     return sorted(names | {"dtype"})
 
 

@@ -274,20 +274,20 @@ class PromptTrainingCheckpoint(keras.callbacks.Callback):
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
         pairs = []
-        for kind, variables in (
+        for group, variables in (
             ("optimizer", optimizer.variables),
             ("seeds", [g.state for g in seed_generators(model)]),
         ):
-            names = state[kind]
+            names = state[group]
             if len(names) != len(variables):
                 raise ValueError(
                     f"The training checkpoint {state_path!r} holds "
-                    f"{len(names)} {kind} variables; the model has "
+                    f"{len(names)} {group} variables; the model has "
                     f"{len(variables)}. It was written for another model "
                     "or optimizer."
                 )
             for i, variable in enumerate(variables):
-                key = f"{kind}/{i:05d}"
+                key = f"{group}/{i:05d}"
                 value = tensors.get(key)
                 if value is None or tuple(value.shape) != tuple(variable.shape):
                     raise ValueError(
@@ -337,17 +337,17 @@ class PromptTrainingCheckpoint(keras.callbacks.Callback):
         os.makedirs(self.directory, exist_ok=True)
         tensors = {}
         names = {}
-        for kind, variables in (
+        for group, variables in (
             ("optimizer", model.optimizer.variables),
             ("seeds", [g.state for g in seed_generators(model)]),
         ):
-            names[kind] = []
+            names[group] = []
             for i, variable in enumerate(variables):
                 # (`np.ascontiguousarray` would make scalars 1-D.)
-                tensors[f"{kind}/{i:05d}"] = np.array(
+                tensors[f"{group}/{i:05d}"] = np.array(
                     _numpy(variable), order="C"
                 )
-                names[kind].append(variable.path)
+                names[group].append(variable.path)
         state = {
             "step": step,
             "epoch": self._epoch + 1 if epoch_end else self._epoch,

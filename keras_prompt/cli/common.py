@@ -18,6 +18,8 @@ RUN_FILE = "run.json"
 #: Inputs per batch when `tune` evaluates (and `evaluate` reproduces it:
 #: classifiers score length-trimmed batches, whose padding follows it).
 EVAL_BATCH_SIZE = 64
+#: Target tokens of text-to-text and causal-LM runs (`tune` records it).
+TARGET_LENGTH = 16
 
 
 def _one_line(error):
@@ -428,7 +430,9 @@ def load_run_model(run, sequence_length=None, max_length=None):
     kwargs = {}
     sequence_length = sequence_length or config.get("sequence_length")
     if sequence_length is not None:
-        target_length = max_length or config.get("target_length") or 16
+        target_length = (
+            max_length or config.get("target_length") or TARGET_LENGTH
+        )
         kwargs = task_class.preprocessor_lengths(sequence_length, target_length)
     if config.get("dtype"):
         kwargs["dtype"] = config["dtype"]

@@ -1,6 +1,8 @@
 """The evaluation printer of `keras-prompt tune` (imports Keras, so the
 CLI loads it only once a run starts)."""
 
+import time
+
 import keras
 
 from keras_prompt.cli.common import format_metrics
@@ -49,8 +51,6 @@ class ProgressLines(keras.callbacks.Callback):
         return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def on_train_batch_end(self, batch, logs=None):
-        import time
-
         step = self._step()
         if self.start is None:
             # Timed from the first step on: it includes tracing.

@@ -37,6 +37,7 @@ import time
 from keras_prompt.cli import CliError
 from keras_prompt.cli.common import EVAL_BATCH_SIZE
 from keras_prompt.cli.common import RUN_FILE
+from keras_prompt.cli.common import TARGET_LENGTH
 from keras_prompt.cli.common import _one_line
 from keras_prompt.cli.common import check_choice
 from keras_prompt.cli.common import check_data_dir
@@ -60,7 +61,6 @@ DEFAULT_STEPS = 300
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_PROMPT_LENGTH = 20
 DEFAULT_SEQUENCE_LENGTH = 128
-TARGET_LENGTH = 16
 INITIALIZERS = ("random_uniform", "sampled_vocab", "class_label")
 OPTIMIZERS = ("auto", "adam", "adafactor")
 DEFAULT_CHECKPOINT_EVERY = 50

@@ -88,7 +88,7 @@ def _check_labels(data):
     example (its row in the split as read)."""
     labels = np.asarray(data.labels)
     where = f"Task {data.task_name!r}, split {data.split!r}"
-    if labels.size and labels.dtype.kind not in "iu":
+    if labels.size and not np.issubdtype(labels.dtype, np.integer):
         raise TypeError(
             f"{where}: `labels` must be integer class indices. Received: "
             f"labels of dtype {labels.dtype}"

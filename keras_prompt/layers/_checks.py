@@ -52,9 +52,9 @@ def check_dtype(name, values, allow_whole_floats=False):
         return dtype
     if allow_whole_floats and is_float_dtype(dtype):
         return dtype
-    kinds = "integers (or whole floats)" if allow_whole_floats else "integers"
+    wanted = "integers (or whole floats)" if allow_whole_floats else "integers"
     raise TypeError(
-        f"`{name}` must hold {kinds} (a cast to int32 would truncate "
+        f"`{name}` must hold {wanted} (a cast to int32 would truncate "
         f"them silently). Received: {name} of dtype {dtype}"
     )
 
@@ -93,7 +93,9 @@ def _bad_mask(values, upper, whole):
 
 def _describe(values):
     values = values.reshape(-1)
-    if values.dtype.kind == "f" and np.all(values == np.floor(values)):
+    if np.issubdtype(values.dtype, np.floating) and np.all(
+        values == np.floor(values)
+    ):
         values = values.astype("int64")
     return values.tolist()
 
