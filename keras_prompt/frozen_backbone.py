@@ -24,7 +24,12 @@ FROM_PRESET_ARGUMENTS = (
     "load_weights",
     "variable_length",
     "prompts",
+    "deep",
+    "deep_initializer",
 )
+
+#: What `deep_initializer` may name besides a Keras initializer.
+PROPAGATE = "propagate"
 
 
 def _prompt_dtype_policy(policy):
@@ -87,6 +92,14 @@ class FrozenBackbone(keras_hub.models.Backbone):
     The padding mask is extended so attention sees the prompt. The only
     trainable variable is the prompt.
 
+    With `deep=True` the prompt is deep (P-Tuning v2): besides the input
+    prompt, each transformer layer after the first (T5: each encoder
+    layer) has its own `prompt_length` vectors, which replace the hidden
+    states at the prompt positions before that layer runs; masks and
+    positions are as for the shallow prompt. The prompt variable then has
+    shape `(num_layers, prompt_length, dim)` (a bank: `(num_prompts,
+    num_layers, prompt_length, dim)`), layer 0 being the input prompt.
+
     Inputs are the wrapped backbone's own inputs, plus `"prompt_ids"`
     (int, shape `(batch,)`) when `num_prompts > 1`. Sequence outputs
     include the `prompt_length` prompt positions, where the family's
@@ -114,6 +127,15 @@ class FrozenBackbone(keras_hub.models.Backbone):
             than `prompt_length` (right-aligned, the free positions
             masked; see `PromptEmbedding`). `PromptBank` sets it. Defaults
             to `False`.
+        deep: bool, deep prompts (one per layer, see above). Defaults to
+            `False`.
+        deep_initializer: how the prompts of layers `1..` start (deep
+            prompts only): `"propagate"` (the default) sets them to the
+            hidden states the input prompt alone produces at the prompt
+            positions entering each layer (`init_deep_prompts`), so the
+            deep model starts as the shallow one (exactly for decoder-only
+            models, whose prompt positions never see the text); or any
+            Keras initializer (e.g. `"zeros"`, `RandomNormal(stddev=0.02)`).
         **kwargs: `name`, `trainable`, `dtype` of `keras.Model`.
 
     Example:
@@ -146,6 +168,8 @@ class FrozenBackbone(keras_hub.models.Backbone):
         initializer="random_uniform",
         num_prompts=1,
         variable_length=False,
+        deep=False,
+        deep_initializer=PROPAGATE,
         **kwargs,
     ):
         if not isinstance(backbone, keras_hub.models.Backbone):
@@ -170,8 +194,18 @@ class FrozenBackbone(keras_hub.models.Backbone):
                 "initializer",
                 "num_prompts",
                 "variable_length",
+                "deep",
+                "deep_initializer",
             ),
         )
+        if not isinstance(deep, (bool, np.bool_)):
+            raise TypeError(f"`deep` must be a bool. Received: deep={deep!r}")
+        deep = bool(deep)
+        if not (
+            isinstance(deep_initializer, str)
+            and deep_initializer == (PROPAGATE)
+        ):
+            deep_initializer = keras.initializers.get(deep_initializer)
         adapter = get_adapter(backbone)
         if variable_length and not adapter.supports_mixed_prompt_lengths:
             raise ValueError(
@@ -188,6 +222,7 @@ class FrozenBackbone(keras_hub.models.Backbone):
             initializer=initializer,
             num_prompts=num_prompts,
             variable_length=variable_length,
+            depth=adapter.num_prompted_layers() if deep else None,
             dtype=_prompt_dtype_policy(backbone.dtype_policy),
             name="prompt_embedding",
         )
@@ -207,7 +242,11 @@ class FrozenBackbone(keras_hub.models.Backbone):
         self.num_prompts = num_prompts
         self.variable_length = variable_length
         self.initializer = initializer
+        self.deep = deep
+        self.deep_initializer = deep_initializer
         self.token_embedding = backbone.token_embedding
+        if deep:
+            self._init_deep_layers()
 
     def __getattr__(self, name):
         # Reach the wrapped backbone's attributes (hidden_dim, num_layers,
@@ -222,6 +261,85 @@ class FrozenBackbone(keras_hub.models.Backbone):
     @property
     def family(self):
         return self.adapter.family
+
+    @property
+    def prompt_depth(self):
+        """The layers of deep prompts, or `None` for a shallow prompt."""
+        return self.prompt_embedding.depth
+
+    def task_prompt_shape(self, length=None):
+        """The shape of one task's prompt: `([depth,] length, dim)`."""
+        length = self.prompt_length if length is None else length
+        shape = (length, int(self.prompt_embedding.dim))
+        if self.deep:
+            shape = (self.prompt_depth,) + shape
+        return shape
+
+    def _init_deep_layers(self):
+        if isinstance(self.deep_initializer, str):
+            self.init_deep_prompts()
+            return
+        variable = self.prompt_embedding.embeddings
+        values = np.array(keras.ops.convert_to_numpy(variable), "float32")
+        deep = values[:, 1:] if self.num_prompts > 1 else values[1:]
+        deep[...] = keras.ops.convert_to_numpy(
+            self.deep_initializer(deep.shape, dtype="float32")
+        )
+        variable.assign(values)
+
+    def init_deep_prompts(self, inputs=None):
+        """Sets the deep prompts of layers `1..` to the hidden states the
+        input prompt (layer 0) alone produces at the prompt positions.
+
+        The model runs once as a shallow one (layers `1..` leave the
+        hidden states unchanged), recording the hidden states at the
+        prompt positions entering each layer, which then become the
+        prompts of those layers. Without `inputs`, a probe of one masked
+        token per prompt (decoder-only models: one token after the
+        prompt), so the prompt positions see only the prompt; then a deep
+        decoder-only model gives exactly the shallow model's outputs on
+        any input, and an encoder's differs only through what the prompt
+        positions would have read from the text.
+
+        Args:
+            inputs: optional dict of this model's inputs for one example
+                (a bank: one example per prompt id, `"prompt_ids"`
+                included); the deep model then reproduces the shallow
+                model's outputs on them.
+        """
+        if not self.deep:
+            raise ValueError(
+                "`init_deep_prompts` sets deep prompts; this FrozenBackbone "
+                "has a shallow prompt (build it with `deep=True`)."
+            )
+        ids = np.arange(self.num_prompts, dtype="int32")
+        if inputs is None:
+            inputs = self.adapter.probe_inputs(self.num_prompts)
+            if self.num_prompts > 1:
+                inputs["prompt_ids"] = ids
+        else:
+            inputs = dict(inputs)
+            if self.num_prompts > 1:
+                ids = np.asarray(
+                    keras.ops.convert_to_numpy(inputs["prompt_ids"])
+                ).reshape(-1)
+            elif len(next(iter(inputs.values()))) != 1:
+                raise ValueError(
+                    "`inputs` must hold one example for a single prompt; "
+                    "received a batch of "
+                    f"{len(next(iter(inputs.values())))}."
+                )
+        with self.prompt_embedding.recording() as states:
+            self(inputs, training=False)
+        variable = self.prompt_embedding.embeddings
+        values = np.array(keras.ops.convert_to_numpy(variable), "float32")
+        for layer, state in states.items():
+            state = np.asarray(keras.ops.convert_to_numpy(state), "float32")
+            if self.num_prompts > 1:
+                values[ids, layer] = state
+            else:
+                values[layer] = state[0]
+        variable.assign(values)
 
     def call(self, inputs, training=None, mask=None, **kwargs):
         if isinstance(inputs, dict) and inputs.get("prompt_ids") is not None:
@@ -240,6 +358,12 @@ class FrozenBackbone(keras_hub.models.Backbone):
                 "initializer": keras.initializers.serialize(self.initializer),
                 "num_prompts": self.num_prompts,
                 "variable_length": self.variable_length,
+                "deep": self.deep,
+                "deep_initializer": (
+                    self.deep_initializer
+                    if isinstance(self.deep_initializer, str)
+                    else keras.initializers.serialize(self.deep_initializer)
+                ),
             }
         )
         return config
@@ -261,6 +385,8 @@ class FrozenBackbone(keras_hub.models.Backbone):
         load_weights=True,
         variable_length=None,
         prompts=None,
+        deep=None,
+        deep_initializer=PROPAGATE,
         **kwargs,
     ):
         """Loads a pretrained backbone and wraps it with a prompt.
@@ -273,10 +399,11 @@ class FrozenBackbone(keras_hub.models.Backbone):
 
         With `prompts=`, a trained prompt file (or a run folder of
         `keras-prompt tune`) is read first, before the backbone is loaded:
-        it sets `prompt_length`, `num_prompts` and `variable_length`, and
-        its prompt is loaded into the new backbone (the prompt of a task
-        file; a classifier's head is left out, see `PromptClassifier`).
-        An argument that contradicts the file is a `ValueError`.
+        it sets `prompt_length`, `num_prompts`, `variable_length` and
+        `deep`, and its prompt is loaded into the new backbone (the prompt
+        of a task file; a classifier's head is left out, see
+        `PromptClassifier`). An argument that contradicts the file is a
+        `ValueError`.
 
         Args:
             preset: the preset name, handle or folder.
@@ -290,6 +417,9 @@ class FrozenBackbone(keras_hub.models.Backbone):
                 `False`, or what the prompt file needs.
             prompts: optional path of a prompt file written by
                 `save_prompts`, or of a folder holding `prompt.safetensors`.
+            deep: bool, deep prompts (see the class docstring). Defaults
+                to `False`, or the prompt file's.
+            deep_initializer: see the class docstring.
             **kwargs: passed to the backbone's `from_preset`: `dtype` (e.g.
                 `dtype="bfloat16"`) and the preset backbone class's
                 constructor arguments. Any other keyword (a misspelt
@@ -317,6 +447,7 @@ class FrozenBackbone(keras_hub.models.Backbone):
             "prompt_length": prompt_length,
             "num_prompts": num_prompts,
             "variable_length": variable_length,
+            "deep": deep,
         }
         source = None
         if prompts is not None:
@@ -333,6 +464,8 @@ class FrozenBackbone(keras_hub.models.Backbone):
             initializer=initializer,
             num_prompts=_default(settings["num_prompts"], 1),
             variable_length=_default(settings["variable_length"], False),
+            deep=_default(settings["deep"], False),
+            deep_initializer=deep_initializer,
         )
         if source is not None:
             prompt_files.check_same_backbone(
@@ -346,21 +479,25 @@ class FrozenBackbone(keras_hub.models.Backbone):
     @staticmethod
     def prompt_file_settings(metadata):
         """The constructor arguments a prompt file's metadata determines:
-        `prompt_length`, `num_prompts` and `variable_length` (a bank
+        `prompt_length`, `num_prompts`, `variable_length` (a bank
         holding prompts shorter than its `prompt_length`; a single prompt
-        stored right-aligned in a longer slot has its own length)."""
+        stored right-aligned in a longer slot has its own length) and
+        `deep`."""
         lengths = prompt_files.prompt_lengths(metadata)
         num_prompts = metadata["num_prompts"]
+        deep = metadata.get("prompt_depth") is not None
         if num_prompts == 1:
             return {
                 "prompt_length": lengths[0],
                 "num_prompts": 1,
                 "variable_length": False,
+                "deep": deep,
             }
         return {
             "prompt_length": metadata["prompt_length"],
             "num_prompts": num_prompts,
             "variable_length": min(lengths) < metadata["prompt_length"],
+            "deep": deep,
         }
 
     # -- prompt files -------------------------------------------------------
@@ -373,7 +510,9 @@ class FrozenBackbone(keras_hub.models.Backbone):
         fingerprint = prompt_files.embedding_fingerprint(
             None, rows=(table.shape, sample)
         )
-        return {
+        # Recorded for deep prompts only: shallow files stay as they were.
+        depth = {"prompt_depth": self.prompt_depth} if self.deep else {}
+        return depth | {
             "backbone_class": type(self.backbone).__name__,
             "family": self.adapter.family,
             "hidden_dim": hidden_dim,
@@ -446,7 +585,7 @@ class FrozenBackbone(keras_hub.models.Backbone):
         lengths = prompt_files.prompt_lengths(metadata)
         length = metadata["prompt_length"]
         if metadata["num_prompts"] == 1:
-            return prompt[length - lengths[0] :]
+            return prompt[..., length - lengths[0] :, :]
         if min(lengths) < length and not self.variable_length:
             raise ValueError(
                 f"The prompt file {source!r} holds prompts of lengths "
@@ -485,6 +624,7 @@ class FrozenBackbone(keras_hub.models.Backbone):
             raise ValueError(
                 f"The prompt from {source!r} has shape {values.shape}, but "
                 f"this model's prompt has shape {expected} (prompt_length="
-                f"{self.prompt_length}, num_prompts={self.num_prompts})."
+                f"{self.prompt_length}, num_prompts={self.num_prompts}, "
+                f"deep={self.deep})."
             )
         self.prompt_embedding.embeddings.assign(values)

@@ -123,7 +123,9 @@ def _prompt_array(prompt):
                 "`backbone.prompt_values()[i]` or `bank.prompt(name)`. "
                 f"Received: prompt={type(source).__name__}"
             )
-        prompt = prompt.prompt_values()
+        values = prompt.prompt_values()
+        # Deep prompts: only the input layer (0) is in the token space.
+        prompt = values[0] if prompt.deep else values
     try:
         import keras
 

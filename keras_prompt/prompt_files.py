@@ -1,7 +1,9 @@
 """The prompt file: a few kilobytes holding trained prompts and their origin.
 
 A prompt file is a `safetensors` file. Its tensors are the prompt variable
-(`"prompt"`, shape `(length, dim)` or `(num_prompts, length, dim)`) and any
+(`"prompt"`, shape `([num_prompts,] [depth,] length, dim)`: a bank has a
+leading prompt axis, deep prompts a layer axis, recorded as `prompt_depth`
+in the metadata) and any
 extra trained tensors a task adds (a classifier's head, prefixed
 `"extra/"`). Its metadata records what the prompt was trained against: the
 backbone class, hidden size, vocabulary size and a fingerprint of the frozen
@@ -184,6 +186,13 @@ def _check_metadata(metadata, path):
             )
         if value < 1:
             raise _schema_error(path, field, f"must be >= 1. Found: {value}")
+    depth = metadata.get("prompt_depth")
+    if depth is not None and (
+        isinstance(depth, bool) or not isinstance(depth, int) or depth < 1
+    ):
+        raise _schema_error(
+            path, "prompt_depth", f"must be an int >= 1. Found: {depth!r}"
+        )
     for field, expected in _OPTIONAL_FIELDS.items():
         value = metadata.get(field)
         if value is not None and not isinstance(value, expected):
@@ -231,6 +240,8 @@ def _check_metadata(metadata, path):
 
 def _expected_prompt_shape(metadata):
     shape = (metadata["prompt_length"], metadata["hidden_dim"])
+    if metadata.get("prompt_depth") is not None:
+        shape = (metadata["prompt_depth"],) + shape
     if metadata["num_prompts"] > 1:
         shape = (metadata["num_prompts"],) + shape
     return shape
@@ -331,13 +342,33 @@ def _check_tensors(slices, metadata, path):
     if shape != expected:
         raise ValueError(
             f"The prompt of prompt file {path!r} has shape {shape}, but its "
-            f"metadata says {expected} (num_prompts, prompt_length, "
-            "hidden_dim)."
+            f"metadata says {expected} (num_prompts, prompt_depth, "
+            "prompt_length, hidden_dim)."
         )
 
 
+def describe_depth(depth):
+    """A prompt depth in words, for messages."""
+    if depth is None:
+        return "a shallow prompt (input only; deep=False)"
+    return f"deep prompts ({depth} layers; deep=True)"
+
+
 def check_same_backbone(metadata, expected, path):
-    """Raises if a prompt file was trained against another backbone."""
+    """Raises if a prompt file was trained against another backbone, or
+    holds prompts of another depth (deep vs shallow)."""
+    _check_backbone_keys(metadata, expected, path)
+    theirs, ours = metadata.get("prompt_depth"), expected.get("prompt_depth")
+    if theirs != ours:
+        raise ValueError(
+            f"The prompt file {path!r} holds {describe_depth(theirs)}, but "
+            f"this model has {describe_depth(ours)}: build it with "
+            f"deep={theirs is not None} (`from_preset(..., prompts=...)` "
+            "does)."
+        )
+
+
+def _check_backbone_keys(metadata, expected, path):
     keys = ("backbone_class", "hidden_dim", "vocabulary_size")
     for key in keys + ("embedding_fingerprint",):
         if metadata.get(key) != expected.get(key):

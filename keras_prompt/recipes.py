@@ -213,6 +213,8 @@ class Recipe:
             labels. May be `None` when `fit` gets `train_data` and
             `validation_data` (or `evaluate_fn`).
         prompt_length: int, prompt vectors. Paper: 100.
+        deep: bool, deep prompts (a prompt at every layer, P-Tuning v2;
+            see `FrozenBackbone`). Paper: `False`.
         initializer: `"class_label"` (paper; the task's `label_strings`
             or `labels`, sampled vocabulary when there are none),
             `"sampled_vocab"`, `"random_uniform"`, or a prompt initialiser
@@ -262,6 +264,7 @@ class Recipe:
 
     task: Any = None
     prompt_length: int = 100
+    deep: bool = False
     initializer: Any = "class_label"
     labels: Optional[Sequence[str]] = None
     optimizer_name: str = "adafactor"
@@ -311,7 +314,7 @@ class Recipe:
         _check_float(
             "clipping_threshold", self.clipping_threshold, allow_none=True
         )
-        for name in ("multiply_by_parameter_scale", "factored"):
+        for name in ("multiply_by_parameter_scale", "factored", "deep"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(
                     f"`{name}` must be a bool. "
@@ -539,6 +542,7 @@ class Recipe:
             backbone,
             prompt_length=self.prompt_length,
             initializer=self.make_initializer(preprocessor.tokenizer),
+            deep=self.deep,
         )
         options = {"target_length": self.decoder_sequence_length}
         options.update(task_options or {})

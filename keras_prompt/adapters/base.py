@@ -8,6 +8,7 @@ generation. Nothing outside an adapter branches on the model family.
 """
 
 import keras
+import numpy as np
 
 _REGISTRY = []
 
@@ -96,6 +97,47 @@ class PromptAdapter:
             prompt positions.
         """
         raise NotImplementedError
+
+    # -- deep prompts ---------------------------------------------------------
+    def num_prompted_layers(self):
+        """The transformer layers the prompt passes through (T5: the
+        encoder's): a deep prompt has one layer of vectors per layer."""
+        return len(self.backbone.transformer_layers)
+
+    @staticmethod
+    def layer_prompts(prompt, prompt_ids=None, offsets=0):
+        """`before_layer(index, x)`: what each layer loop calls on the
+        hidden states entering transformer layer `index`.
+
+        With deep prompts, layer `index >= 1` gets the hidden states at the
+        prompt positions (starting at `offsets`: an int, or one per row)
+        replaced by that layer's prompt; layer 0 and shallow prompts leave
+        them unchanged. Adapters call it in every pass that contains the
+        prompt positions (forward and cache prefill), not in later cached
+        steps: the deep prompts' keys and values are in the cache.
+        """
+        if not getattr(prompt, "deep", False):
+            return lambda index, x: x
+
+        def before_layer(index, x):
+            if index == 0:
+                return x
+            return prompt(
+                x, prompt_ids=prompt_ids, layer=index, offsets=offsets
+            )
+
+        return before_layer
+
+    def probe_inputs(self, batch_size):
+        """Inputs of one token per row under which only the prompt
+        positions matter to themselves (the token is masked, or comes after
+        the prompt under causal attention): what
+        `FrozenBackbone.init_deep_prompts` runs to read the hidden states
+        the input prompt alone produces at each layer."""
+        return {
+            name: np.zeros((batch_size, 1), dtype=tensor.dtype)
+            for name, tensor in self.backbone.input.items()
+        }
 
     def check_prompt_length(self, length, bank_length, model_name):
         """Raises unless a prompt of `length` may join a bank of prompts of

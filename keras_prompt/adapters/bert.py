@@ -139,13 +139,17 @@ class EncoderPromptAdapter(PromptAdapter):
         zeros = ops.repeat(ops.zeros_like(segment_ids[:, :1]), prompt.length, 1)
         return insert_after_first(segment_ids, zeros)
 
-    def encode(self, x, padding_mask):
-        """Embedding layer norm, dropout and the transformer layers."""
+    def encode(self, x, padding_mask, prompt, prompt_ids=None):
+        """Embedding layer norm, dropout and the transformer layers (deep
+        prompts before each layer after the first)."""
         backbone = self.backbone
         x = backbone.embeddings_layer_norm(x)
         x = backbone.embeddings_dropout(x)
-        for layer in backbone.transformer_layers:
-            x = layer(x, padding_mask=padding_mask)
+        before_layer = self.layer_prompts(
+            prompt, prompt_ids, offsets=self.prompt_position
+        )
+        for index, layer in enumerate(backbone.transformer_layers):
+            x = layer(before_layer(index, x), padding_mask=padding_mask)
         return x
 
 
@@ -170,7 +174,7 @@ class TokenAndPositionEncoderAdapter(EncoderPromptAdapter):
         tokens = self.insert_prompt(tokens, prompt, prompt_ids)
         x = ops.add(tokens, embeddings.position_embedding(tokens))
         padding_mask = self.extend_padding_mask(inputs["padding_mask"], prompt)
-        return self.encode(x, padding_mask)
+        return self.encode(x, padding_mask, prompt, prompt_ids)
 
 
 @register_adapter
@@ -203,6 +207,6 @@ class BertAdapter(EncoderPromptAdapter):
         segments = backbone.segment_embedding(segment_ids)
         x = backbone.embeddings_add((tokens, positions, segments))
         padding_mask = self.extend_padding_mask(inputs["padding_mask"], prompt)
-        x = self.encode(x, padding_mask)
+        x = self.encode(x, padding_mask, prompt, prompt_ids)
         pooled = backbone.pooled_dense(x[:, backbone.cls_token_index, :])
         return {"sequence_output": x, "pooled_output": pooled}

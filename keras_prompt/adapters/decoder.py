@@ -18,11 +18,18 @@ Generation keeps the prompt in the key/value cache: the prefill pass runs
 written at `prompt_length + index`, so positions (absolute or rotary)
 continue after the prompt. Generation inputs must be right-padded, as
 keras-hub's samplers require.
+
+Deep prompts: before each decoder layer after the first, the hidden states
+at each row's prompt positions are replaced by that layer's prompt, in the
+forward pass and in the prefill pass, so the cached keys and values of the
+prompt positions come from the deep prompts and later cached steps need
+nothing more.
 """
 
 import textwrap
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_prompt.adapters.base import PromptAdapter
@@ -252,14 +259,16 @@ class DecoderAdapter(PromptAdapter):
         prompt and starts at position `start_index`."""
         return x
 
-    def transformer(self, x, padding_mask):
-        """The transformer layers without cache."""
-        for layer in self.backbone.transformer_layers:
+    def transformer(self, x, padding_mask, before_layer):
+        """The transformer layers without cache; `before_layer(index, x)`
+        (see `layer_prompts`) runs before each."""
+        for index, layer in enumerate(self.backbone.transformer_layers):
+            x = before_layer(index, x)
             x = layer(x, **{self.padding_mask_argument: padding_mask})
         return x
 
     def transformer_with_cache(
-        self, x, cache, cache_update_index, padding_mask=None
+        self, x, cache, cache_update_index, before_layer, padding_mask=None
     ):
         """The transformer layers with a cache; returns `(x, cache)`."""
 
@@ -272,7 +281,7 @@ class DecoderAdapter(PromptAdapter):
                 },
             )
 
-        return self.stacked_cache_pass(x, cache, call)
+        return self.stacked_cache_pass(x, cache, call, before_layer)
 
     def cache_heads(self):
         """`(num_key_value_heads, head_dim)` of the attention cache."""
@@ -300,6 +309,21 @@ class DecoderAdapter(PromptAdapter):
         return ops.zeros(shape, dtype=dtype)
 
     # -- shared ---------------------------------------------------------------
+    def probe_inputs(self, batch_size):
+        # A real token after the prompt: causal attention keeps it out of
+        # the prompt positions, which stay at the start of the sequence.
+        inputs = super().probe_inputs(batch_size)
+        inputs["padding_mask"] = np.ones_like(inputs["padding_mask"])
+        return inputs
+
+    def deep_layer_prompts(self, prompt, prompt_ids, padding_mask):
+        """`layer_prompts` at each row's prompt positions (after its
+        leading padding)."""
+        if not getattr(prompt, "deep", False):
+            return self.layer_prompts(prompt)
+        offsets = _leading_padding(padding_mask)
+        return self.layer_prompts(prompt, prompt_ids, offsets=offsets)
+
     def insert_prompt(self, x, padding_mask, prompt, prompt_ids=None):
         """Inserts the prompt before each row's first real token.
 
@@ -316,12 +340,13 @@ class DecoderAdapter(PromptAdapter):
 
     def forward(self, inputs, prompt, prompt_ids=None):
         padding_mask = inputs["padding_mask"]
+        before_layer = self.deep_layer_prompts(prompt, prompt_ids, padding_mask)
         x = self.embed_tokens(inputs["token_ids"])
         x, padding_mask = self.insert_prompt(
             x, padding_mask, prompt, prompt_ids
         )
         x = self.finish_embedding(x)
-        x = self.transformer(x, padding_mask)
+        x = self.transformer(x, padding_mask, before_layer)
         return self.backbone.layer_norm(x)
 
     def logits(self, hidden_states):
@@ -353,26 +378,32 @@ class DecoderAdapter(PromptAdapter):
         in the prefill pass.
         """
         x = self.embed_tokens(token_ids)
+        before_layer = self.layer_prompts(None)
         if prompt is not None:
             if padding_mask is None:
                 padding_mask = ops.ones_like(token_ids, dtype="bool")
+            before_layer = self.deep_layer_prompts(
+                prompt, prompt_ids, padding_mask
+            )
             x, padding_mask = self.insert_prompt(
                 x, padding_mask, prompt, prompt_ids
             )
         x = self.finish_embedding(x, start_index=cache_update_index)
         x, cache = self.transformer_with_cache(
-            x, cache, cache_update_index, padding_mask
+            x, cache, cache_update_index, before_layer, padding_mask
         )
         hidden_states = self.backbone.layer_norm(x)
         return self.logits(hidden_states), hidden_states, cache
 
-    def stacked_cache_pass(self, x, cache, call):
+    def stacked_cache_pass(self, x, cache, call, before_layer):
         """Runs each layer on its slice of a stacked cache.
 
-        `call(layer, x, layer_cache)` returns `(x, layer_cache)`.
+        `call(layer, x, layer_cache)` returns `(x, layer_cache)`;
+        `before_layer(index, x)` runs before each layer.
         """
         caches = []
         for i, layer in enumerate(self.backbone.transformer_layers):
+            x = before_layer(i, x)
             x, layer_cache = call(layer, x, cache[:, i, ...])
             caches.append(layer_cache)
         return x, ops.stack(caches, axis=1)

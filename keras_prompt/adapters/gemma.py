@@ -91,8 +91,9 @@ class Gemma3Adapter(_ScaledEmbeddingAdapter):
             )
         super().__init__(backbone)
 
-    def transformer(self, x, padding_mask):
-        for layer in self.backbone.transformer_layers:
+    def transformer(self, x, padding_mask, before_layer):
+        for index, layer in enumerate(self.backbone.transformer_layers):
+            x = before_layer(index, x)
             x = layer(x, padding_mask=padding_mask, vision_mask=None)
         return x
 
@@ -107,10 +108,12 @@ class Gemma3Adapter(_ScaledEmbeddingAdapter):
         )
 
     def transformer_with_cache(
-        self, x, cache, cache_update_index, padding_mask=None
+        self, x, cache, cache_update_index, before_layer, padding_mask=None
     ):
         caches = []
-        for layer, layer_cache in zip(self.backbone.transformer_layers, cache):
+        layers = self.backbone.transformer_layers
+        for index, (layer, layer_cache) in enumerate(zip(layers, cache)):
+            x = before_layer(index, x)
             x, layer_cache = layer(
                 x,
                 cache=layer_cache,

@@ -6,7 +6,11 @@ from keras_prompt.adapters.base import register_adapter
 class T5Adapter(PromptAdapter):
     """T5 / T5 1.1: the prompt is prepended to the embedded encoder input.
 
-    The paper puts the prompt on the encoder only. The encoder padding mask
+    The paper puts the prompt on the encoder only. Deep prompts are on the
+    encoder layers too (layer `i` of the prompt replaces the encoder hidden
+    states at the prompt positions before encoder layer `i`); the decoder
+    gets none, it reads the deep-prompted encoder output through
+    cross-attention. The encoder padding mask
     is extended with ones, so the encoder's self-attention and the
     decoder's cross-attention both see the prompt; relative position
     buckets need no change. The decoder is untouched. The
@@ -34,7 +38,9 @@ class T5Adapter(PromptAdapter):
         x = backbone.encoder_embedding_dropout(x)
         attention_mask = padding_mask[:, None, :]
         position_bias = None
-        for layer in backbone.encoder_transformer_layers:
+        before_layer = self.layer_prompts(prompt, prompt_ids)
+        for index, layer in enumerate(backbone.encoder_transformer_layers):
+            x = before_layer(index, x)
             x, position_bias = layer(
                 x,
                 attention_mask=attention_mask,
@@ -44,6 +50,9 @@ class T5Adapter(PromptAdapter):
         x = backbone.encoder_layer_norm(x)
         x = backbone.encoder_dropout(x)
         return x, padding_mask
+
+    def num_prompted_layers(self):
+        return len(self.backbone.encoder_transformer_layers)
 
     def decode(self, token_ids, padding_mask, encoder_output, encoder_mask):
         """Runs the (unchanged) decoder over the prompted encoder output."""

@@ -25,6 +25,7 @@ interruption (Ctrl-C, a killed job) the same command with --resume goes on
 from there and ends with the prompt an uninterrupted run would have.
 """
 
+import argparse
 import json
 import math
 import os
@@ -100,6 +101,13 @@ def add_parser(subparsers):
         type=int,
         default=DEFAULT_PROMPT_LENGTH,
         help="prompt vectors" + default,
+    )
+    add(
+        "--deep",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="deep prompts: a prompt at every transformer layer (T5: every "
+        "encoder layer), P-Tuning v2 (default: --no-deep, the input only)",
     )
     add(
         "--init",
@@ -342,6 +350,7 @@ def build_model(args, task, preset):
     recipe = Recipe(
         task=task,
         prompt_length=args.prompt_length,
+        deep=args.deep,
         initializer=args.init,
         optimizer_name=args.optimizer,
         learning_rate=args.learning_rate,
@@ -473,6 +482,7 @@ def run(args):
         "model_class": type(model).__name__,
         "config": {
             "prompt_length": args.prompt_length,
+            "deep": args.deep,
             "init": args.init,
             "steps": args.steps,
             "batch_size": args.batch_size,

@@ -1,5 +1,9 @@
+import contextlib
+
 import keras
 from keras import ops
+from keras.src.backend import get_keras_mask
+from keras.src.backend import set_keras_mask
 
 from keras_prompt import initializers as prompt_initializers
 from keras_prompt.layers._checks import checked_indices
@@ -15,6 +19,14 @@ class PromptEmbedding(keras.layers.Layer):
     first. With `num_prompts > 1` it holds a bank of prompts of the same
     length and each example picks its own through `prompt_ids`, so one
     batch can mix tasks.
+
+    With `depth`, the prompts are deep (P-Tuning v2, Liu et al., 2022):
+    every prompt has `depth` layers of `length` vectors, shape
+    `(depth, length, dim)` (a bank: `(num_prompts, depth, length, dim)`).
+    Layer 0 is prepended to the embedded tokens as above; layer `i >= 1`
+    replaces the hidden states at the prompt positions before the
+    backbone's transformer layer `i` runs, when the model's adapter calls
+    the layer with `layer=i` (see `keras_prompt.adapters`).
 
     The width `dim` is taken from the input in `build`. The variable is
     kept in the layer's variable dtype (float32 under `mixed_bfloat16`)
@@ -38,6 +50,10 @@ class PromptEmbedding(keras.layers.Layer):
             prepends each example's row of it. Only adapters whose
             attention sees relative positions may use it (T5). Defaults to
             `False`.
+        depth: optional int, the number of layers of deep prompts (a
+            `FrozenBackbone` built with `deep=True` sets it to its
+            transformer's number of layers). `None` (the default) keeps
+            one shallow prompt at the input.
         **kwargs: other keyword arguments of `keras.layers.Layer`
             (`name`, `dtype`, `trainable`).
 
@@ -51,6 +67,13 @@ class PromptEmbedding(keras.layers.Layer):
             `ValueError` for concrete values and fails the traced
             function (before the gather) otherwise.
         mask: optional padding mask `(batch, L)`, propagated by Keras.
+        layer: optional int in `[1, depth)`, deep prompts only: instead of
+            prepending, replace the `length` positions starting at
+            `offsets` of the hidden states `inputs` `(batch, T, dim)` by
+            layer `layer` of each example's prompt; the output has the
+            input's shape.
+        offsets: int, or int tensor `(batch,)`: where the prompt starts in
+            each row (with `layer`). Defaults to `0`.
 
     Example:
 
@@ -65,6 +88,10 @@ class PromptEmbedding(keras.layers.Layer):
 
     bank = keras_prompt.PromptEmbedding(length=4, num_prompts=3)
     y = bank(x, prompt_ids=np.array([0, 2]))  # example 0 uses prompt 0
+
+    deep = keras_prompt.PromptEmbedding(length=4, depth=3)
+    y = deep(x)  # (2, 10, 8): layer 0 prepended
+    h = deep(y, layer=1)  # (2, 10, 8): positions 0..3 hold layer 1
     ```
     """
 
@@ -74,6 +101,7 @@ class PromptEmbedding(keras.layers.Layer):
         initializer="random_uniform",
         num_prompts=1,
         variable_length=False,
+        depth=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -100,24 +128,47 @@ class PromptEmbedding(keras.layers.Layer):
                 "`variable_length=True` needs a bank (`num_prompts` >= 2). "
                 f"Received: num_prompts={num_prompts}"
             )
+        if depth is not None and (
+            isinstance(depth, bool) or not isinstance(depth, int) or depth < 1
+        ):
+            raise ValueError(
+                "`depth` must be None (a shallow prompt) or an int >= 1 (deep "
+                f"prompts, one per layer). Received: depth={depth!r}"
+            )
         self.length = length
+        self.depth = depth
         self.num_prompts = num_prompts
         self.variable_length = bool(variable_length)
         self.prompt_mask = None
         self.initializer = prompt_initializers.get(initializer)
         self.supports_masking = True
         self.embeddings = None
+        self._recorded = None
 
     @property
     def is_bank(self):
         return self.num_prompts > 1
 
     @property
+    def deep(self):
+        """Whether the prompts are deep (one per layer)."""
+        return self.depth is not None
+
+    @property
     def prompt_shape(self):
-        """Shape of the prompt variable without the width."""
+        """Shape of the prompt variable without the width:
+        `([num_prompts,] [depth,] length)`."""
+        shape = (self.length,)
+        if self.deep:
+            shape = (self.depth,) + shape
         if self.is_bank:
-            return (self.num_prompts, self.length)
-        return (self.length,)
+            shape = (self.num_prompts,) + shape
+        return shape
+
+    @property
+    def mask_shape(self):
+        """Shape of a variable-length bank's `prompt_mask`."""
+        return (self.num_prompts, self.length)
 
     def build(self, input_shape):
         dim = input_shape[-1]
@@ -135,7 +186,7 @@ class PromptEmbedding(keras.layers.Layer):
         if self.variable_length:
             self.prompt_mask = self.add_weight(
                 name="prompt_mask",
-                shape=self.prompt_shape,
+                shape=self.mask_shape,
                 initializer="zeros",
                 trainable=False,
             )
@@ -165,16 +216,24 @@ class PromptEmbedding(keras.layers.Layer):
                 f"inputs.shape={tuple(inputs.shape)}"
             )
 
-    def prompts_for(self, prompt_ids=None, batch_size=None, dtype=None):
+    def prompts_for(
+        self, prompt_ids=None, batch_size=None, dtype=None, layer=0
+    ):
         """The prompt vectors of each example, `(batch, length, dim)`.
 
         Args:
             prompt_ids: int tensor `(batch,)`; required for a bank.
             batch_size: int or scalar tensor; used for a single prompt.
             dtype: the dtype of the result (defaults to compute dtype).
+            layer: int, which layer of deep prompts (`0`: the input).
         """
         dtype = dtype or self.compute_dtype
-        embeddings = ops.cast(self.embeddings, dtype)
+        embeddings = self.embeddings
+        if self.deep:
+            embeddings = (
+                embeddings[:, layer] if self.is_bank else (embeddings[layer])
+            )
+        embeddings = ops.cast(embeddings, dtype)
         if self.is_bank:
             if prompt_ids is None:
                 raise ValueError(
@@ -201,11 +260,73 @@ class PromptEmbedding(keras.layers.Layer):
         )
         return ops.reshape(ops.cast(prompt_ids, "int32"), (-1,))
 
-    def call(self, inputs, prompt_ids=None, mask=None):
+    def call(self, inputs, prompt_ids=None, mask=None, layer=None, offsets=0):
         self._check_width(inputs)
         batch_size = ops.shape(inputs)[0]
+        if layer is not None:
+            return self._replace(inputs, prompt_ids, layer, offsets)
         prompt = self.prompts_for(prompt_ids, batch_size, dtype=inputs.dtype)
         return ops.concatenate([prompt, inputs], axis=1)
+
+    @contextlib.contextmanager
+    def recording(self):
+        """Within this context, calls with `layer` leave the hidden states
+        unchanged (the model runs as with a shallow prompt) and record
+        them at the prompt positions: yields `{layer: (batch, length,
+        dim)}`, filled as the model runs (eagerly)."""
+        self._recorded = {}
+        try:
+            yield self._recorded
+        finally:
+            self._recorded = None
+
+    def _prompt_positions(self, inputs, offsets):
+        """The hidden states at the prompt positions, `(batch, length,
+        dim)`."""
+        if isinstance(offsets, int):
+            return inputs[:, offsets : offsets + self.length]
+        source = ops.reshape(ops.cast(offsets, "int32"), (-1, 1)) + ops.arange(
+            self.length, dtype="int32"
+        )
+        return ops.take_along_axis(inputs, ops.expand_dims(source, -1), axis=1)
+
+    def _replace(self, inputs, prompt_ids, layer, offsets):
+        """`inputs` with the prompt positions holding layer `layer`."""
+        if not self.deep or not 1 <= layer < self.depth:
+            raise ValueError(
+                f"`layer` must be in [1, {self.depth}) for the deep prompts "
+                f"of `PromptEmbedding` '{self.name}' (depth={self.depth}). "
+                f"Received: layer={layer!r}"
+            )
+        if self._recorded is not None:
+            self._recorded[layer] = self._prompt_positions(inputs, offsets)
+            return inputs
+        batch_size = ops.shape(inputs)[0]
+        prompt = self.prompts_for(
+            prompt_ids, batch_size, dtype=inputs.dtype, layer=layer
+        )
+        if isinstance(offsets, int):
+            end = offsets + self.length
+            outputs = ops.concatenate(
+                [inputs[:, :offsets], prompt, inputs[:, end:]], axis=1
+            )
+        else:
+            # Per-row offsets (a decoder's prompt follows left padding).
+            positions = ops.arange(ops.shape(inputs)[1], dtype="int32")
+            source = positions[None, :] - ops.reshape(
+                ops.cast(offsets, "int32"), (-1, 1)
+            )
+            inside = ops.logical_and(source >= 0, source < self.length)
+            source = ops.clip(source, 0, self.length - 1)
+            gathered = ops.take_along_axis(
+                prompt, ops.expand_dims(source, -1), axis=1
+            )
+            outputs = ops.where(ops.expand_dims(inside, -1), gathered, inputs)
+        # The hidden states keep their (Keras) mask, not an extended one.
+        mask = get_keras_mask(inputs)
+        if mask is not None:
+            set_keras_mask(outputs, mask)
+        return outputs
 
     def extend_mask(self, mask, prompt_ids=None):
         """Extends a padding mask `(batch, L)` to `(batch, length + L)`.
@@ -230,12 +351,21 @@ class PromptEmbedding(keras.layers.Layer):
     def compute_mask(self, inputs, mask=None, prompt_ids=None):
         return self.extend_mask(mask, prompt_ids)
 
-    def compute_output_shape(self, inputs_shape, prompt_ids_shape=None):
-        input_shape = inputs_shape
-        length = input_shape[1]
+    def compute_output_shape(self, inputs_shape):
+        """The prepended output's shape (calls with `layer` keep the
+        input's)."""
+        length = inputs_shape[1]
         if length is not None:
             length = length + self.length
-        return (input_shape[0], length, input_shape[-1])
+        return (inputs_shape[0], length) + tuple(inputs_shape[2:])
+
+    def compute_output_spec(
+        self, inputs, prompt_ids=None, mask=None, layer=None, offsets=0
+    ):
+        shape = tuple(inputs.shape)
+        if layer is None:
+            shape = self.compute_output_shape(shape)
+        return keras.KerasTensor(shape, dtype=self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()
@@ -245,6 +375,7 @@ class PromptEmbedding(keras.layers.Layer):
                 "initializer": keras.initializers.serialize(self.initializer),
                 "num_prompts": self.num_prompts,
                 "variable_length": self.variable_length,
+                "depth": self.depth,
             }
         )
         return config

@@ -185,6 +185,8 @@ class PromptBank:
             initializer="zeros",
             num_prompts=capacity,
             variable_length=self._adapter.supports_mixed_prompt_lengths,
+            deep=self._template.backbone.deep,
+            deep_initializer="zeros",
         )
         template = self._template
         model = template.with_backbone(backbone)
@@ -270,28 +272,30 @@ class PromptBank:
         return list(self.model.head_variables())
 
     def task_state(self, name):
-        """The arrays of task `name`: `{"prompt": (length, dim)}` (its own
-        length), plus the task's heads (`"head/kernel"` and `"head/bias"`
-        for a classifier)."""
+        """The arrays of task `name`: `{"prompt": ([depth,] length, dim)}`
+        (its own length), plus the task's heads (`"head/kernel"` and
+        `"head/bias"` for a classifier)."""
         self._check_known([name])
         slot, length = self._slots[name], self._lengths[name]
         values = self._values()
         state = {
-            "prompt": values["prompt"][slot, self.prompt_length - length :]
+            "prompt": values["prompt"][
+                slot, ..., self.prompt_length - length :, :
+            ]
         }
         for key in self._head_keys():
             state[key] = values[key][slot]
         return state
 
     def prompt(self, name):
-        """The prompt of task `name`, `(length, dim)`."""
+        """The prompt of task `name`, `([depth,] length, dim)`."""
         return self.task_state(name)["prompt"]
 
     def _put(self, values, slot, state, prompt_length):
         prompt = state["prompt"]
-        start = prompt_length - prompt.shape[0]
+        start = prompt_length - prompt.shape[-2]
         values["prompt"][slot] = 0.0
-        values["prompt"][slot, start:] = prompt
+        values["prompt"][slot, ..., start:, :] = prompt
         if "prompt_mask" in values:
             values["prompt_mask"][slot] = 0.0
             values["prompt_mask"][slot, start:] = 1.0
@@ -325,7 +329,7 @@ class PromptBank:
         slot = next(i for i in range(self.capacity) if i not in used)
         self._write(slot, state)
         self._slots[name] = slot
-        self._lengths[name] = state["prompt"].shape[0]
+        self._lengths[name] = state["prompt"].shape[-2]
         return slot
 
     def replace_task(self, name, source, source_task=None):
@@ -336,7 +340,7 @@ class PromptBank:
         self._make_room(state, new_task=False)
         slot = self._slots[name]
         self._write(slot, state)
-        self._lengths[name] = state["prompt"].shape[0]
+        self._lengths[name] = state["prompt"].shape[-2]
         return slot
 
     def remove_task(self, name):
@@ -371,7 +375,7 @@ class PromptBank:
         return list(names)
 
     def _make_room(self, state, new_task):
-        length = state["prompt"].shape[0]
+        length = state["prompt"].shape[-2]
         prompt_length = self.prompt_length
         self._adapter.check_prompt_length(
             length, prompt_length, self.task_class.__name__
@@ -426,7 +430,7 @@ class PromptBank:
         """Writes task `name` as a single-prompt file (its own length) that
         the task's standalone model loads with `load_prompts`."""
         state = self.task_state(name)
-        metadata = self._file_metadata([name], state["prompt"].shape[0], None)
+        metadata = self._file_metadata([name], state["prompt"].shape[-2], None)
         self._write_file(path, state, metadata)
 
     def save(self, path):

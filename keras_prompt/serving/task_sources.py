@@ -11,10 +11,10 @@ from keras_prompt.tasks.prompt_task import PromptTaskMixin
 
 
 def read_task_state(model, source, source_task=None):
-    """The checked state `{"prompt": (length, dim), **heads}` of one task
-    for a bank whose task model is `model`, from a prompt file, a trained
-    task model, a prompt array or a dict of arrays; `source_task` picks
-    one prompt of a source holding several (a name or an index)."""
+    """The checked state `{"prompt": ([depth,] length, dim), **heads}` of
+    one task for a bank whose task model is `model`, from a prompt file, a
+    trained task model, a prompt array or a dict of arrays; `source_task`
+    picks one prompt of a source holding several (a name or an index)."""
     count = None
     if isinstance(source, (str, os.PathLike)):
         state, count, source_task = _read_file(
@@ -49,7 +49,7 @@ def _read_file(model, path, source_task):
     """`(state, count, index)` of a prompt file, through the task's
     validated reader (backbone, task class, settings, tensors)."""
     state, metadata = model.read_prompt_file(path)
-    count = metadata["num_prompts"] if state["prompt"].ndim == 3 else None
+    count = metadata["num_prompts"] if metadata["num_prompts"] > 1 else None
     names = metadata.get("task_names") or []
     if count is not None and isinstance(source_task, str):
         if source_task not in names:
@@ -71,12 +71,18 @@ def _read_file(model, path, source_task):
 
 def _checked_state(model, state, source):
     prompt = state.get("prompt")
-    dim = model.backbone.prompt_embedding.dim
-    if prompt is None or prompt.ndim != 2 or prompt.shape[-1] != dim:
+    expected = model.backbone.task_prompt_shape()
+    if (
+        prompt is None
+        or prompt.ndim != len(expected)
+        or prompt.shape[:-2] != expected[:-2]
+        or prompt.shape[-1] != expected[-1]
+    ):
         shape = None if prompt is None else prompt.shape
+        wanted = expected[:-2] + ("length", expected[-1])
         raise ValueError(
-            f"A task's prompt must have shape (length, {dim}). Received "
-            f"shape {shape} from source={naming.describe(source)}"
+            f"A task's prompt must have shape ({', '.join(map(str, wanted))})"
+            f". Received shape {shape} from source={naming.describe(source)}"
         )
     model.check_state_names(state, naming.describe(source))
     shared = ", ".join(

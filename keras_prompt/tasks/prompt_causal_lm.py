@@ -166,7 +166,8 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
             target_length: optional int, see the class; `keras-prompt
                 tune` trains with its `--sequence-length` plus 16 as
                 `sequence_length` and 16 here.
-            **kwargs: `prompt_length`, `initializer`, `num_prompts` go to
+            **kwargs: `prompt_length`, `initializer`, `num_prompts`, `deep`,
+                `deep_initializer` go to
                 `FrozenBackbone.from_preset` (which holds their defaults);
                 `dtype` (e.g. `dtype="bfloat16"`) and the backbone class's
                 constructor arguments to the backbone's `from_preset`. Any

@@ -244,7 +244,8 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
                 `save_prompts`, or of a folder holding `prompt.safetensors`.
             **kwargs: `activation`, `dropout`, `pooling`, `name` and
                 `compile` go to the task; `prompt_length`, `initializer`,
-                `num_prompts` to `FrozenBackbone.from_preset` (which holds
+                `num_prompts`, `deep`, `deep_initializer` to
+                `FrozenBackbone.from_preset` (which holds
                 their defaults); `dtype` (e.g. `dtype="bfloat16"`) and the
                 backbone class's constructor arguments to the backbone's
                 `from_preset`. Any other keyword is a `TypeError` naming the

@@ -92,7 +92,8 @@ class PromptSeq2SeqLM(PromptTaskMixin, keras_hub.models.T5Seq2SeqLM):
             decoder_sequence_length: int, target tokens.
             prompts: optional path of a prompt file written by
                 `save_prompts`, or of a folder holding `prompt.safetensors`.
-            **kwargs: `prompt_length`, `initializer`, `num_prompts` go to
+            **kwargs: `prompt_length`, `initializer`, `num_prompts`, `deep`,
+                `deep_initializer` go to
                 `FrozenBackbone.from_preset` (which holds their defaults);
                 `dtype` (e.g. `dtype="bfloat16"`) and the backbone class's
                 constructor arguments to the backbone's `from_preset`. Any

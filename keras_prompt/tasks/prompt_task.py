@@ -14,7 +14,13 @@ from keras_prompt.validation import check_kwargs
 #: Keywords a task's `**kwargs` may carry to keras-hub's `Task` / Keras.
 TASK_KEYWORDS = ("name", "trainable", "dtype", "compile")
 #: Keywords a task's `from_preset` passes to `FrozenBackbone.from_preset`.
-PROMPT_KEYWORDS = ("prompt_length", "initializer", "num_prompts")
+PROMPT_KEYWORDS = (
+    "prompt_length",
+    "initializer",
+    "num_prompts",
+    "deep",
+    "deep_initializer",
+)
 
 
 def check_frozen_backbone(task_name, backbone, kind, kwargs=None, known=()):
