@@ -1,4 +1,5 @@
 import contextlib
+import warnings
 
 import keras
 import keras_hub
@@ -330,7 +331,11 @@ class FrozenBackbone(keras_hub.models.Backbone):
                     f"{len(next(iter(inputs.values())))}."
                 )
         with self.prompt_embedding.recording() as states:
-            self(inputs, training=False)
+            with warnings.catch_warnings():
+                # Keras' note on a softmax over one position (the probe's
+                # one-token T5 decoder) is noise here.
+                warnings.simplefilter("ignore", UserWarning)
+                self(inputs, training=False)
         variable = self.prompt_embedding.embeddings
         values = np.array(keras.ops.convert_to_numpy(variable), "float32")
         for layer, state in states.items():

@@ -158,3 +158,30 @@ def test_real_minilm_reproduces_the_runs_accuracy(
     assert record["examples"] == 128
     assert record["metrics"] == minilm_run.info["validation"]
     assert line == summary(minilm_run)
+
+
+def test_deep_run_is_recorded_reproduced_and_checked(tmp_path, capsys):
+    """`tune --deep`: run.json and the prompt file record the depth, the
+    trainable parameters count a prompt per layer, `evaluate` rebuilds a
+    deep model from the run and reproduces its accuracy, and a shallow
+    model refuses the file."""
+    from keras_prompt import PromptClassifier
+    from keras_prompt.prompt_files import read_prompt_file
+    from tests.cli.conftest import tune
+    from tests.cli.test_tune import tiny_bert_preset
+
+    preset = tiny_bert_preset(str(tmp_path / "bert"), num_layers=2)
+    run = tune(preset, tmp_path / "run", "--deep")
+    assert run.info["config"]["deep"] is True
+    prompt_file = os.path.join(run.folder, "prompt.safetensors")
+    tensors, metadata = read_prompt_file(prompt_file)
+    assert metadata["prompt_depth"] == 2
+    assert tensors["prompt"].shape == (2, 3, 16)
+    head = sum(v.size for k, v in tensors.items() if k != "prompt")
+    assert run.info["trainable_parameters"] == 2 * 3 * 16 + head
+    _, record = evaluate([run.folder], capsys)
+    assert record["metrics"] == run.info["validation"]
+    model = load_run_model(read_run(run.folder))
+    assert model.backbone.deep and model.backbone.prompt_depth == 2
+    with pytest.raises(ValueError, match="deep=True"):
+        PromptClassifier.from_preset(preset, prompts=run.folder, deep=False)

@@ -30,14 +30,14 @@ SENTIMENT_WORDS = (
 SEQUENCE_LENGTH = 16
 
 
-def tiny_bert_preset(folder, seed=0):
+def tiny_bert_preset(folder, seed=0, num_layers=1):
     """Saves a tiny random BERT and its WordPiece tokenizer as a preset."""
     keras_prompt.set_random_seed(seed)
     vocabulary = wordpiece_vocabulary(SENTIMENT_WORDS)
     backbone = tiny_backbone(
         "bert",
         vocabulary_size=len(vocabulary),
-        num_layers=1,
+        num_layers=num_layers,
         max_sequence_length=32,
     )
     backbone.save_to_preset(folder)
