@@ -217,6 +217,7 @@ class PromptTaskMixin:
         settings = {
             "prompt_length": backbone.prompt_length,
             "num_prompts": backbone.num_prompts,
+            "deep": backbone.deep,
         }
         settings.update(
             {
