@@ -135,7 +135,8 @@ class FrozenBackbone(keras_hub.models.Backbone):
             hidden states the input prompt alone produces at the prompt
             positions entering each layer (`init_deep_prompts`), so the
             deep model starts as the shallow one (exactly for decoder-only
-            models, whose prompt positions never see the text); or any
+            models, whose prompt positions never see the text; with
+            absolute positions, GPT-2, on right-padded inputs only); or any
             Keras initializer (e.g. `"zeros"`, `RandomNormal(stddev=0.02)`).
         **kwargs: `name`, `trainable`, `dtype` of `keras.Model`.
 
@@ -206,7 +207,14 @@ class FrozenBackbone(keras_hub.models.Backbone):
             isinstance(deep_initializer, str)
             and deep_initializer == (PROPAGATE)
         ):
-            deep_initializer = keras.initializers.get(deep_initializer)
+            try:
+                deep_initializer = keras.initializers.get(deep_initializer)
+            except (TypeError, ValueError) as error:
+                raise ValueError(
+                    f"`deep_initializer` must be {PROPAGATE!r} or a Keras "
+                    "initializer (a name such as 'zeros', or an instance). "
+                    f"Received: deep_initializer={deep_initializer!r}"
+                ) from error
         adapter = get_adapter(backbone)
         if variable_length and not adapter.supports_mixed_prompt_lengths:
             raise ValueError(
@@ -300,7 +308,10 @@ class FrozenBackbone(keras_hub.models.Backbone):
         prompt), so the prompt positions see only the prompt; then a deep
         decoder-only model gives exactly the shallow model's outputs on
         any input, and an encoder's differs only through what the prompt
-        positions would have read from the text.
+        positions would have read from the text. (A decoder with absolute
+        positions, GPT-2, only on right-padded inputs: behind left padding
+        its prompt sits at later positions than in the probe, and the
+        shallow prompt's hidden states depend on them.)
 
         Args:
             inputs: optional dict of this model's inputs for one example

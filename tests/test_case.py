@@ -131,6 +131,56 @@ class TestCase:
                 err_msg=f"output {name!r} differs from the reference",
             )
 
+    def run_deep_prompt_reference_test(
+        self,
+        plain_backbone,
+        frozen_backbone,
+        inputs,
+        prompt_token_ids,
+        prompted_key,
+        compare,
+        atol=1e-5,
+    ):
+        """`run_prompt_reference_test` for deep prompts, one example at a
+        time: the input layer holds the embeddings of `prompt_token_ids`,
+        layers `1..` start random and are set by `init_deep_prompts` on
+        the example (to the hidden states the tokens produce there), and
+        the deep model then gives the plain backbone's outputs on the
+        example with those tokens inserted."""
+        table = keras.ops.convert_to_numpy(
+            plain_backbone.token_embedding.embeddings
+        )
+        shape = frozen_backbone.prompt_values().shape
+        batch = len(next(iter(inputs.values())))
+        for i in range(batch):
+            row = {k: v[i : i + 1] for k, v in inputs.items()}
+            values = np.random.default_rng(i).normal(size=shape)
+            values[0] = table[np.asarray(prompt_token_ids)]
+            frozen_backbone.assign_prompts(values)
+            expected = to_numpy(
+                plain_backbone(prompted_key(row), training=False)
+            )
+            # The random deep layers change the outputs: setting them does
+            # something.
+            before = to_numpy(frozen_backbone(row, training=False))
+            assert (
+                max(
+                    np.abs(select(before[name]) - select(expected[name])).max()
+                    for name, select in compare.items()
+                )
+                > 10 * atol
+            )
+            frozen_backbone.init_deep_prompts(row)
+            actual = to_numpy(frozen_backbone(row, training=False))
+            for name, select in compare.items():
+                np.testing.assert_allclose(
+                    select(actual[name]),
+                    select(expected[name]),
+                    atol=atol,
+                    err_msg=f"output {name!r} of example {i} differs from "
+                    "the reference",
+                )
+
     # -- the shared per-family checks ------------------------------------------
     def run_layer_test(
         self,
@@ -167,26 +217,39 @@ class TestCase:
             assert to_numpy(extended).dtype == np.asarray(mask).dtype
         return layer
 
-    def run_backbone_test(self, family, tmp_path, prompt_length=3):
+    def run_backbone_test(self, family, tmp_path, prompt_length=3, deep=False):
         """`FrozenBackbone` around the family's tiny backbone: only the
         prompt trains, a prompt holding token embeddings equals the plain
         backbone on those tokens inserted where the family puts the prompt
         (both padding sides for decoders), `.keras` and prompt-file round
-        trips."""
+        trips.
+
+        With `deep=True` the same with deep prompts, the reference step
+        being `run_deep_prompt_reference_test` (the deep layers set on each
+        example)."""
         from keras_prompt import FrozenBackbone
 
         backbone = tiny_backbone(family)
         tokens = PROMPT_TOKENS[:prompt_length]
-        wrapped = FrozenBackbone(backbone, prompt_length=prompt_length)
+        wrapped = FrozenBackbone(
+            backbone, prompt_length=prompt_length, deep=deep
+        )
         assert wrapped.family == family
+        assert wrapped.deep is deep
+        assert wrapped.prompt_values().shape == wrapped.task_prompt_shape()
         assert wrapped.trainable_weights == [
             wrapped.prompt_embedding.embeddings
         ]
         assert len(wrapped.non_trainable_weights) == len(backbone.weights)
         kind = get_kind(family)
         assert wrapped.adapter.kind == kind
+        reference_test = (
+            self.run_deep_prompt_reference_test
+            if deep
+            else self.run_prompt_reference_test
+        )
         for side in ("right", "left") if kind == "causal" else ("right",):
-            self.run_prompt_reference_test(
+            reference_test(
                 NamedOutputs(backbone),
                 NamedOutputs(wrapped),
                 backbone_inputs(family, side),
@@ -205,14 +268,20 @@ class TestCase:
         self.assertAllEqual(restored.prompt_values(), wrapped.prompt_values())
         path = os.path.join(str(tmp_path), "backbone.prompt.safetensors")
         wrapped.save_prompts(path)
-        other = FrozenBackbone(backbone, prompt_length=prompt_length)
+        other = FrozenBackbone(backbone, prompt_length=prompt_length, deep=deep)
         other.load_prompts(path)
         self.assertAllEqual(other.prompt_values(), wrapped.prompt_values())
         self.assertAllEqual(other(inputs), wrapped(inputs))
         return wrapped
 
     def run_task_test(
-        self, family, tmp_path, prompt_length=3, strings=False, export=False
+        self,
+        family,
+        tmp_path,
+        prompt_length=3,
+        strings=False,
+        export=False,
+        deep=False,
     ):
         """The family's task model (`PromptSeq2SeqLM`, `PromptCausalLM` or
         `PromptClassifier`) on token inputs:
@@ -227,6 +296,8 @@ class TestCase:
         tiny preprocessor (`generate` / `predict`, the models rebuilt from
         the prompt files); with `export=True` also the bank exported as a
         SavedModel, reloaded in this process, serving the same outputs.
+        With `deep=True` every model has deep prompts (training moves
+        every layer of the prompt).
         """
         from keras_prompt.serving import PromptBank
 
@@ -241,7 +312,9 @@ class TestCase:
         x, y, sample_weight = task_data(family)
 
         # One training step moves the prompt (and head) only.
-        task_a = random_prompt(tiny_task(backbone, prompt_length), seed=1)
+        task_a = random_prompt(
+            tiny_task(backbone, prompt_length, deep=deep), seed=1
+        )
         trainable = task_a.trainable_weights
         prompt = task_a.backbone.prompt_embedding.embeddings
         assert prompt in trainable
@@ -259,6 +332,11 @@ class TestCase:
         )
         for variable, value in zip(trainable, before):
             assert not np.allclose(to_numpy(variable), value), variable.path
+        if deep:
+            # Every layer of the prompt gets a gradient.
+            moved = to_numpy(prompt) - before[trainable.index(prompt)]
+            for layer, update in enumerate(moved):
+                assert np.abs(update).max() > 1e-6, f"prompt layer {layer}"
         for variable, value in zip(backbone.weights, frozen_before):
             np.testing.assert_array_equal(
                 to_numpy(variable), value, err_msg=variable.path
@@ -270,14 +348,17 @@ class TestCase:
             for name in "ab"
         }
         task_a.save_prompts(paths["a"])
-        restored = tiny_task(backbone, prompt_length)
+        restored = tiny_task(backbone, prompt_length, deep=deep)
         restored.load_prompts(paths["a"])
         self.assertAllEqual(restored(x), task_a(x))
 
         # A bank of two tasks, one from a model, one from its file.
-        task_b = random_prompt(tiny_task(backbone, prompt_length), seed=2)
+        task_b = random_prompt(
+            tiny_task(backbone, prompt_length, deep=deep), seed=2
+        )
         task_b.save_prompts(paths["b"])
         bank = PromptBank(task_a, capacity=2)
+        assert bank.model.backbone.deep is deep
         bank.add_task("a", task_a)
         bank.add_task("b", paths["b"])
         mixed_x = {k: np.concatenate([v, v]) for k, v in x.items()}
@@ -296,12 +377,25 @@ class TestCase:
             self.assertAllClose(mixed[rows], alone[name][rows], atol=1e-4)
         if preprocessor is not None:
             self._run_string_task_test(
-                family, backbone, preprocessor, prompt_length, paths, export
+                family,
+                backbone,
+                preprocessor,
+                prompt_length,
+                paths,
+                export,
+                deep,
             )
         return task_a
 
     def _run_string_task_test(
-        self, family, backbone, preprocessor, prompt_length, paths, export
+        self,
+        family,
+        backbone,
+        preprocessor,
+        prompt_length,
+        paths,
+        export,
+        deep=False,
     ):
         tmp_path = os.path.dirname(paths["a"])
         from keras_prompt import export_saved_model
@@ -309,7 +403,9 @@ class TestCase:
 
         tasks = {}
         for name, path in paths.items():
-            tasks[name] = tiny_task(backbone, prompt_length, preprocessor)
+            tasks[name] = tiny_task(
+                backbone, prompt_length, preprocessor, deep=deep
+            )
             tasks[name].compile(jit_compile=False)
             tasks[name].load_prompts(path)
         texts = list(TEXTS)
@@ -689,14 +785,17 @@ def task_data(family):
     return x, y, np.roll(x["padding_mask"], -1, axis=1).astype("float32")
 
 
-def tiny_task(backbone, prompt_length=3, preprocessor=None, num_classes=3):
-    """The task model of `backbone`'s kind around a new `FrozenBackbone`."""
+def tiny_task(
+    backbone, prompt_length=3, preprocessor=None, num_classes=3, deep=False
+):
+    """The task model of `backbone`'s kind around a new `FrozenBackbone`
+    (with deep prompts when `deep`)."""
     from keras_prompt import FrozenBackbone
     from keras_prompt import PromptCausalLM
     from keras_prompt import PromptClassifier
     from keras_prompt import PromptSeq2SeqLM
 
-    wrapped = FrozenBackbone(backbone, prompt_length=prompt_length)
+    wrapped = FrozenBackbone(backbone, prompt_length=prompt_length, deep=deep)
     kind = wrapped.adapter.kind
     if kind == "seq2seq":
         return PromptSeq2SeqLM(wrapped, preprocessor)

@@ -1,4 +1,5 @@
-"""Every registered adapter family through the shared checks.
+"""Every registered adapter family through the shared checks, with a
+shallow prompt and with deep prompts (`deep=True`).
 
 The families come from the adapter registry, so a new adapter file is
 covered by registering it (and giving it a tiny backbone in
@@ -45,17 +46,22 @@ class TestFamilies(TestCase):
             expected_mask=expected_mask,
         )
 
-    def test_backbone(self, family, tmp_path):
-        self.run_backbone_test(family, tmp_path)
+    @pytest.mark.parametrize("deep", [False, True], ids=["shallow", "deep"])
+    def test_backbone(self, family, deep, tmp_path):
+        self.run_backbone_test(family, tmp_path, deep=deep)
 
-    def test_task(self, family, tmp_path):
-        self.run_task_test(family, tmp_path)
+    @pytest.mark.parametrize("deep", [False, True], ids=["shallow", "deep"])
+    def test_task(self, family, deep, tmp_path):
+        self.run_task_test(family, tmp_path, deep=deep)
 
 
 # Generation and export trace several graphs per model (~40 s a family on
 # 2 cores): once per task kind, and slow.
 @pytest.mark.slow
+@pytest.mark.parametrize("deep", [False, True], ids=["shallow", "deep"])
 @pytest.mark.parametrize("family", sorted(STRING_FAMILIES.values()))
 class TestFamilyStrings(TestCase):
-    def test_task_on_strings_and_export(self, family, tmp_path):
-        self.run_task_test(family, tmp_path, strings=True, export=True)
+    def test_task_on_strings_and_export(self, family, deep, tmp_path):
+        self.run_task_test(
+            family, tmp_path, strings=True, export=True, deep=deep
+        )

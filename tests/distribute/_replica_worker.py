@@ -1,10 +1,11 @@
 """Runs in a subprocess: one device vs. two replicas, same global batch.
 
 `python _replica_worker.py mirrored` configures two logical CPU devices
-before TensorFlow initialises, then trains each task twice from the same
-initial weights on the same global batches: once on the default strategy
-and once under `MirroredStrategy` (via `resolve_strategy("cpu")`), and
-prints `RESULT {json}` with the losses and prompt updates of both.
+before TensorFlow initialises, then trains each task (the causal one also
+with deep prompts) twice from the same initial weights on the same global
+batches: once on the default strategy and once under `MirroredStrategy`
+(via `resolve_strategy("cpu")`), and prints `RESULT {json}` with the
+losses and prompt updates of both.
 
 `python _replica_worker.py multi_worker` is one worker of a
 `MultiWorkerMirroredStrategy` cluster described by `TF_CONFIG`; it trains
@@ -70,7 +71,7 @@ def seq2seq_data():
     return tf.data.Dataset.from_tensor_slices((inputs, targets))
 
 
-def causal_task(preprocessor):
+def causal_task(preprocessor, deep=False):
     gpt2 = keras_hub.models.GPT2Backbone(
         vocabulary_size=40,
         num_layers=2,
@@ -81,8 +82,14 @@ def causal_task(preprocessor):
         max_sequence_length=16,
     )
     return keras_prompt.PromptCausalLM(
-        FrozenBackbone(gpt2, prompt_length=3), None
+        FrozenBackbone(gpt2, prompt_length=3, deep=deep), None
     )
+
+
+def deep_causal_task(preprocessor):
+    """The causal task with deep prompts (one per GPT-2 layer), their
+    layers `1..` propagated inside the strategy's scope."""
+    return causal_task(preprocessor, deep=True)
 
 
 def causal_data():
@@ -138,6 +145,7 @@ def classifier_data():
 TASKS = {
     "seq2seq": (seq2seq_task, seq2seq_data),
     "causal": (causal_task, causal_data),
+    "causal_deep": (deep_causal_task, causal_data),
     "classifier": (classifier_task, classifier_data),
 }
 
@@ -190,7 +198,8 @@ def main():
     }
     # The multi-worker cluster (slow: two processes talking over gRPC)
     # checks the two generative kinds; the classifier's input pipeline is
-    # the same under both strategies.
+    # the same under both strategies, and deep prompts are one more
+    # variable shape.
     kinds = TASKS if MODE == "mirrored" else ("seq2seq", "causal")
     for kind in kinds:
         distributed = train(kind, STRATEGY)

@@ -5,9 +5,10 @@ devices, and a multi-worker cluster, must be configured before TensorFlow
 initialises): a plain `fit` (no preparation) of PromptSeq2SeqLM on a tiny
 T5 and of PromptClassifier on a tiny BERT, both from raw strings (so with
 keras-hub's boolean padding masks, unevenly padded across replicas), and of
-PromptCausalLM on a tiny GPT-2. Plain SGD makes the prompt's update
-proportional to the gradient, so a gradient summed instead of averaged over
-replicas would show.
+PromptCausalLM on a tiny GPT-2 (under `MirroredStrategy` also with deep
+prompts). Plain SGD makes the prompt's update proportional to the
+gradient, so a gradient summed instead of averaged over replicas would
+show.
 """
 
 import json
@@ -22,7 +23,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
 WORKER = os.path.join(HERE, "_replica_worker.py")
-EXPECTED_TASKS = {"seq2seq", "causal", "classifier"}
+EXPECTED_TASKS = {"seq2seq", "causal", "causal_deep", "classifier"}
 MULTI_WORKER_TASKS = {"seq2seq", "causal"}
 
 

@@ -90,11 +90,11 @@ def bert():
     return backbone, preprocessor
 
 
-def seq2seq_task(prompt_length, seed):
+def seq2seq_task(prompt_length, seed, deep=False):
     from keras_prompt import PromptSeq2SeqLM
 
     backbone, preprocessor = t5()
-    wrapped = FrozenBackbone(backbone, prompt_length=prompt_length)
+    wrapped = FrozenBackbone(backbone, prompt_length=prompt_length, deep=deep)
     model = PromptSeq2SeqLM(wrapped, preprocessor)
     # No XLA: compiling generation for every tiny test model costs more
     # than it saves. Banks built from these models inherit the setting.
@@ -126,21 +126,31 @@ def classifier_task(prompt_length, seed, num_classes=3, pooling="cls"):
     return random_prompt(model, seed)
 
 
-@functools.lru_cache(maxsize=None)
-def t5_tasks():
+def t5_tasks(deep=False):
     """Three T5 tasks with prompts of lengths 2, 4 and 3 (do not train
-    them: tests share them)."""
+    them: tests share them), with deep prompts when `deep`."""
+    return _t5_tasks(bool(deep))
+
+
+def t5_alone(deep=False):
+    """What each of `t5_tasks(deep)` generates alone for `TEXTS`."""
+    return _t5_alone(bool(deep))
+
+
+# Cached on the positional `deep` alone, so that `t5_tasks()` and
+# `t5_tasks(deep=False)` share their models.
+@functools.lru_cache(maxsize=None)
+def _t5_tasks(deep):
     return {
-        "a": seq2seq_task(2, seed=1),
-        "b": seq2seq_task(4, seed=2),
-        "c": seq2seq_task(3, seed=3),
+        "a": seq2seq_task(2, seed=1, deep=deep),
+        "b": seq2seq_task(4, seed=2, deep=deep),
+        "c": seq2seq_task(3, seed=3, deep=deep),
     }
 
 
 @functools.lru_cache(maxsize=None)
-def t5_alone():
-    """What each of `t5_tasks()` generates alone for `TEXTS`."""
-    return {n: m.generate(TEXTS) for n, m in t5_tasks().items()}
+def _t5_alone(deep):
+    return {n: m.generate(TEXTS) for n, m in _t5_tasks(deep).items()}
 
 
 @functools.lru_cache(maxsize=None)

@@ -23,9 +23,10 @@ class TestPromptEnsemble(TestCase):
         assert answers == ["red", "cat", "x", "only"]
         assert members == [0, 0, 0, 0]
 
-    def test_generation_in_one_pass_equals_separate_runs(self, tmp_path):
-        tasks = fixtures.t5_tasks()
-        alone = fixtures.t5_alone()
+    @pytest.mark.parametrize("deep", [False, True], ids=["shallow", "deep"])
+    def test_generation_in_one_pass_equals_separate_runs(self, deep, tmp_path):
+        tasks = fixtures.t5_tasks(deep)
+        alone = fixtures.t5_alone(deep)
         paths = []
         for name, model in tasks.items():
             paths.append(os.path.join(str(tmp_path), f"{name}.safetensors"))
@@ -34,6 +35,7 @@ class TestPromptEnsemble(TestCase):
         template = tasks["a"]
         ensemble = PromptEnsemble.from_prompt_files(template, paths)
         assert ensemble.members == ["member_0", "member_1", "member_2"]
+        assert ensemble.bank.model.backbone.deep is deep
         texts = fixtures.TEXTS
         answers, members = ensemble.generate(texts, return_members=True)
         separate = [alone[name] for name in tasks]  # N separate runs

@@ -21,6 +21,7 @@ from keras_prompt.serving.naming import to_python_strings
 from tests.serving import serving_fixtures as fixtures
 from tests.test_case import TestCase
 from tests.test_case import random_prompt
+from tests.test_case import t5_inputs
 from tests.test_case import tiny_backbone
 from tests.test_case import to_numpy
 
@@ -332,6 +333,35 @@ class TestPromptBank(TestCase):
             PromptBank.from_preset(MISSING_PRESET, prompts=path, num_classes=2)
         with pytest.raises(TypeError, match="num_prompts"):
             PromptBank.from_preset(MISSING_PRESET, prompts=path, num_prompts=3)
+
+    def test_deep_bank_file_round_trip(self, presets, tmp_path):
+        # The file's `prompt_depth` makes the restored bank deep.
+        tasks = fixtures.t5_tasks(deep=True)  # Prompt lengths 2, 4 and 3.
+        bank = PromptBank(tasks["a"], capacity=4)
+        for name, model in tasks.items():
+            bank.add_task(name, model)
+        path = str(tmp_path / "deep.prompt.safetensors")
+        bank.save(path)
+        restored = PromptBank.from_preset(
+            presets["t5"],
+            prompts=path,
+            encoder_sequence_length=8,
+            decoder_sequence_length=3,
+        )
+        backbone = restored.model.backbone
+        assert backbone.deep and backbone.prompt_depth == 2
+        for name in tasks:
+            np.testing.assert_array_equal(
+                restored.prompt(name), bank.prompt(name)
+            )
+        x = t5_inputs()
+        names = ["c", "a"]
+        self.assertAllEqual(
+            backbone(dict(x, prompt_ids=restored.task_ids(names))),
+            bank.model.backbone(dict(x, prompt_ids=bank.task_ids(names))),
+        )
+        with pytest.raises(ValueError, match="`deep=False` contradicts"):
+            PromptBank.from_preset(MISSING_PRESET, prompts=path, deep=False)
 
     def test_run_folder_and_unnamed_or_bare_files(self, presets, tmp_path):
         model = fixtures.seq2seq_task(3, seed=7)
