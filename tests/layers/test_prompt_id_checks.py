@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_prompt
 from keras_prompt import FrozenBackbone
 from keras_prompt import PromptCausalLM
 from keras_prompt import PromptClassifier
@@ -35,7 +36,7 @@ FLOAT = r"`prompt_ids` must hold integers.*Received: prompt_ids of dtype float"
 
 @pytest.fixture(scope="module")
 def classifier():
-    keras.utils.set_random_seed(0)
+    keras_prompt.set_random_seed(0)
     backbone = FrozenBackbone(
         tiny_backbone("bert"), prompt_length=2, num_prompts=NUM_PROMPTS
     )

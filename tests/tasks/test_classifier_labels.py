@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+import keras_prompt
 from keras_prompt import FrozenBackbone
 from keras_prompt import PromptClassifier
 from keras_prompt.data.classification import ClassificationData
@@ -24,7 +25,7 @@ X = encoder_inputs("bert")  # two examples
 
 @pytest.fixture(scope="module")
 def model():
-    keras.utils.set_random_seed(0)
+    keras_prompt.set_random_seed(0)
     classifier = PromptClassifier(
         FrozenBackbone(tiny_backbone("bert"), prompt_length=2),
         num_classes=2,
