@@ -67,12 +67,9 @@ def backbone_keywords(preset):
         from keras_hub.src.utils.preset_utils import get_preset_loader
 
         function = get_preset_loader(preset).check_backbone_class().__init__
-    parameters = list(inspect.signature(function).parameters.values())[1:]
-    by_keyword = (
-        inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        inspect.Parameter.KEYWORD_ONLY,
-    )
-    names = {p.name for p in parameters if p.kind in by_keyword}
+    # The names a keyword can set (after `self` / the preset argument).
+    spec = inspect.getfullargspec(function)
+    names = set(spec.args[1:]) | set(spec.kwonlyargs)
     return sorted(names | {"dtype"})
 
 
