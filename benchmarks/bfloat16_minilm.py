@@ -2,8 +2,10 @@
 all-MiniLM-L6-v2 and GLUE SST-2, seeds 0 and 1, interleaved in one run.
 
 Each configuration is the README's main job (P=20, class-label init, mean
-head, Adam 1e-2, 300 steps of 32, all 872 dev sentences) with `--dtype
-float32` or `--dtype bfloat16`, in its own process; the same seed draws
+head, Adam 1e-2, 300 steps of 32, all 872 dev sentences; deep prompts, as
+`tune` defaults to, or `--no-deep` for the input prompt alone, as measured
+in docs/performance.md) with `--dtype float32` or `--dtype bfloat16`, in
+its own process; the same seed draws
 the same batches for both. Prints the training time (steps only: the
 evaluation is timed apart), the steps per second, the peak resident
 memory of the process and the dev accuracy, and the ratios.
@@ -28,7 +30,7 @@ CHILD = (
 )
 
 
-def tune(dtype, seed, steps, max_eval, folder):
+def tune(dtype, seed, steps, max_eval, folder, deep):
     output = os.path.join(folder, f"{dtype}-{seed}")
     command = [
         sys.executable,
@@ -46,6 +48,8 @@ def tune(dtype, seed, steps, max_eval, folder):
     ]
     if max_eval:
         command += ["--max-eval-examples", str(max_eval)]
+    if deep is not None:
+        command += ["--deep" if deep else "--no-deep"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode:
@@ -70,13 +74,24 @@ def main():
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--max-eval-examples", type=int)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument(
+        "--deep",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="deep prompts or the input prompt (default: tune's, deep)",
+    )
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for seed in args.seeds:
             for dtype in ("float32", "bfloat16"):
                 row = tune(
-                    dtype, seed, args.steps, args.max_eval_examples, folder
+                    dtype,
+                    seed,
+                    args.steps,
+                    args.max_eval_examples,
+                    folder,
+                    args.deep,
                 )
                 rows.append((seed, dtype, row))
                 print(

@@ -3,13 +3,14 @@ prompt-tuned on the text-to-text pairs, scored on its greedy continuations.
 
 SmolLM2-135M-Instruct (the `keras-prompt[smollm2]` extra, converted once
 from its 4-bit GGUF file into float32) with a 20-token class-label prompt,
-Adafactor at 0.3 and the given steps, batch size and input length, each
-configuration in its own process: a shallow prompt (the input only) and
-deep prompts (`--deep`: a prompt at each of the 30 decoder layers), on the
-same batches (same seed). Prints for each the trainable parameters, the dev
-accuracy (exact match of the stripped continuation with "positive" /
-"negative"), the training time (steps only: the evaluation is timed
-apart), the evaluation time and the peak resident memory of the process.
+Adafactor at 0.3 (or `--optimizer` / `--learning-rate`) and the given steps,
+batch size and input length, each configuration in its own process: a
+shallow prompt (the input only) and deep prompts (`--deep`: a prompt at each
+of the 30 decoder layers), on the same batches (same seed). Prints for each
+the trainable parameters, the dev accuracy (exact match of the stripped
+continuation with "positive" / "negative"), the training time (steps only:
+the evaluation is timed apart), the evaluation time and the peak resident
+memory of the process.
 
     TFDS_DATA_DIR=../shared/tfds python benchmarks/smollm2_sst2.py
     # --steps 20 --max-eval-examples 64 --depths shallow for a quick look
@@ -38,6 +39,10 @@ def tune(args, folder, depth):
     for name in ("steps", "batch_size", "sequence_length", "seed"):
         command += ["--" + name.replace("_", "-"), str(getattr(args, name))]
     command += ["--checkpoint-every", "0", "--output", output]
+    if args.optimizer:
+        command += ["--optimizer", args.optimizer]
+    if args.learning_rate:
+        command += ["--learning-rate", str(args.learning_rate)]
     if args.max_eval_examples:
         command += ["--max-eval-examples", str(args.max_eval_examples)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -62,6 +67,12 @@ def main():
     parser.add_argument("--max-eval-examples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--optimizer", default=None, help="adam or adafactor (tune's default)"
+    )
+    parser.add_argument(
+        "--learning-rate", type=float, default=None, help="tune's default"
+    )
+    parser.add_argument(
         "--depths",
         default="shallow,deep",
         help="comma-separated: shallow (the input prompt only) and/or deep",
@@ -73,7 +84,8 @@ def main():
     print(
         f"SmolLM2-135M-Instruct, SST-2: {args.steps} steps of "
         f"{args.batch_size}, P=20, inputs <= {args.sequence_length} tokens, "
-        f"seed {args.seed}"
+        f"seed {args.seed}, {args.optimizer or 'default optimizer'} at "
+        f"{args.learning_rate or 'its default learning rate'}"
     )
     with tempfile.TemporaryDirectory() as folder:
         for depth in depths:

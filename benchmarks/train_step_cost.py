@@ -42,6 +42,8 @@ about 5 min more). `docs/performance.md` has both.
     python benchmarks/train_step_cost.py --quick    # < 1 min, time only
     python benchmarks/train_step_cost.py --models t5 --t5-batch 32
     python benchmarks/train_step_cost.py --before-after  # the fixes, ~5 min
+    python benchmarks/train_step_cost.py --models t5 --t5-batch 32 \
+        --prompt-dtype bfloat16     # bfloat16 frozen weights vs float32 full
 """
 
 import argparse
@@ -71,6 +73,13 @@ def parse_args(argv=None):
     parser.add_argument("--minilm-batch", type=int, default=32)
     parser.add_argument("--minilm-length", type=int, default=64)
     parser.add_argument("--prompt-length", type=int, default=20)
+    parser.add_argument(
+        "--prompt-dtype",
+        default="float32",
+        choices=("float32", "bfloat16"),
+        help="the frozen weights of the prompt-tuned model (the prompt and "
+        "head stay float32; full fine-tuning always trains float32)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument(
@@ -102,8 +111,15 @@ def parse_args(argv=None):
 
 
 # -- models -------------------------------------------------------------------
+def prompt_dtype(args, method):
+    """The frozen weights' dtype of `method` (full fine-tuning: float32)."""
+    return args.prompt_dtype if method == "prompt" else "float32"
+
+
 def build_t5(args, method, jit):
-    return _models.build_t5(method, args.prompt_length, args.quick, jit)
+    return _models.build_t5(
+        method, args.prompt_length, args.quick, jit, prompt_dtype(args, method)
+    )
 
 
 def t5_batch(args):
@@ -125,7 +141,10 @@ def t5_bound(args):
 
 def build_minilm(args, method, jit):
     return _models.build_minilm(
-        method, args.prompt_length, _models.minilm_pretrained, jit
+        method,
+        args.prompt_length,
+        lambda: _models.minilm_pretrained(prompt_dtype(args, method)),
+        jit,
     )
 
 
@@ -157,7 +176,10 @@ def describe_family(args, family):
     else:
         shape = f"batch {args.minilm_batch}, length {args.minilm_length}"
         name = "all-MiniLM-L6-v2"
-    return f"{name} ({shape}, prompt {args.prompt_length})"
+    return (
+        f"{name} ({shape}, prompt {args.prompt_length}; prompt tuning on "
+        f"{args.prompt_dtype} frozen weights, fine-tuning on float32)"
+    )
 
 
 # -- memory (child process) ----------------------------------------------------
@@ -200,6 +222,8 @@ def memory_table(args, family):
             f"{family}:{method}",
             "--prompt-length",
             args.prompt_length,
+            "--prompt-dtype",
+            args.prompt_dtype,
             "--t5-batch",
             args.t5_batch,
             "--t5-input",

@@ -1,9 +1,11 @@
 """`keras-prompt tune`: prompt-tune a frozen pretrained model on a task.
 
-With no arguments it trains a 20-token prompt and a linear head on a frozen
-all-MiniLM-L6-v2 (the `keras-prompt[minilm]` extra; nothing is downloaded)
-for GLUE SST-2 from TFDS, reports validation accuracy and writes
-`runs/glue/sst2/prompt.safetensors` and `run.json`.
+With no arguments it trains deep prompts (a 20-token prompt at each of the
+6 layers; `--no-deep` for the input prompt alone) and a linear head on a
+frozen all-MiniLM-L6-v2 (the `keras-prompt[minilm]` extra; nothing is
+downloaded) for GLUE SST-2 from TFDS, reports validation accuracy and writes
+`runs/glue/sst2/prompt.safetensors` and `run.json`. T5 and decoder-only
+presets train the input prompt unless `--deep` is given.
 
 Encoder presets (BERT, RoBERTa, DistilBERT) train a `PromptClassifier` on
 the task's raw sentences and class indices; T5 presets train a
@@ -105,9 +107,11 @@ def add_parser(subparsers):
     add(
         "--deep",
         action=argparse.BooleanOptionalAction,
-        default=False,
+        default=None,
         help="deep prompts: a prompt at every transformer layer (T5: every "
-        "encoder layer), P-Tuning v2 (default: --no-deep, the input only)",
+        "encoder layer), P-Tuning v2; --no-deep: the input prompt only "
+        "(default: deep for classifiers (encoders), where it measured "
+        "better; the input prompt for T5 and decoder-only models)",
     )
     add(
         "--init",
@@ -347,6 +351,8 @@ def build_model(args, task, preset):
             "tune` cannot train yet. Train it with "
             f"keras_prompt.{task_class.__name__}"
         )
+    if args.deep is None:
+        args.deep = task_class.tune_deep_default
     recipe = Recipe(
         task=task,
         prompt_length=args.prompt_length,
@@ -433,9 +439,11 @@ def run(args):
         else f"{seen / num_train:.1f} passes over {num_train:,} examples"
     )
     pooling = model.prompt_file_info().get("pooling")
+    depth = model.backbone.prompt_depth
+    prompts = f"deep prompts at {depth} layers" if depth else "input prompt"
     print(
         f"Training {args.steps} steps of {args.batch_size} ({passes}); "
-        f"{args.init} prompt init, {optimizer_name} at learning rate "
+        f"{prompts}, {args.init} init, {optimizer_name} at learning rate "
         f"{learning_rate:g}" + (f"; {pooling}-pooling head" if pooling else "")
     )
     checkpointing = args.checkpoint_every > 0

@@ -541,6 +541,11 @@ class PromptTaskMixin:
     #: Whether the training recipe can build and train this task (it
     #: implements `preprocessor_lengths` and `from_recipe`).
     trains_with_recipe = False
+    #: Whether `keras-prompt tune` trains deep prompts (a prompt at every
+    #: layer) unless told otherwise: the configuration that measured best
+    #: for this task (`docs/performance.md`). The Python API's default is
+    #: always the paper's input prompt (`deep=False`).
+    tune_deep_default = False
 
     @classmethod
     def preprocessor_lengths(cls, sequence_length, target_length):

@@ -120,6 +120,8 @@ class TestTuneTinyBert:
         assert info["steps"] == 4
         assert info["config"]["batch_size"] == 8
         assert info["config"]["pooling"] == "mean"
+        # A classifier's default: deep prompts (one layer here).
+        assert info["config"]["deep"] is True
         assert info["train_examples"] == 64
         assert info["validation_examples"] == 24
         assert [h["step"] for h in info["history"]] == [2, 4]
@@ -142,6 +144,7 @@ class TestTuneTinyBert:
                 prompt_length=3,
                 sequence_length=SEQUENCE_LENGTH,
                 pooling=info["config"]["pooling"],
+                deep=info["config"]["deep"],
             )
             model.load_prompts(str(output / "prompt.safetensors"))
             return model
@@ -266,6 +269,7 @@ def test_t5_preset_trains_a_prompt_seq2seq_lm(tmp_path, capsys):
     info = json.loads((output / "run.json").read_text())
     assert info["model_class"] == "PromptSeq2SeqLM"
     assert info["config"]["optimizer"] == "adafactor"
+    assert info["config"]["deep"] is False  # T5's default: the input prompt
     assert info["validation_examples"] == 8
     assert 0.0 <= info["validation_accuracy"] <= 1.0
     assert info["trainable_parameters"] == 3 * 16
@@ -364,10 +368,12 @@ def test_default_minilm_on_real_sst2(tmp_path, capsys, monkeypatch):
     info = json.loads((output / "run.json").read_text())
     assert info["backbone_class"] == "BertBackbone"
     assert info["validation_examples"] == 872
-    assert info["trainable_parameters"] == 20 * 384 + 384 * 2 + 2
-    assert info["trainable_parameters"] / info["total_parameters"] < 1e-3
+    # The default: deep prompts, one per layer of the six.
+    assert info["config"]["deep"] is True
+    assert info["trainable_parameters"] == 6 * 20 * 384 + 384 * 2 + 2
+    assert info["trainable_parameters"] / info["total_parameters"] < 3e-3
     assert 0.4 < info["validation_accuracy"] <= 1.0
-    assert os.path.getsize(output / "prompt.safetensors") < 100_000
+    assert os.path.getsize(output / "prompt.safetensors") < 200_000
 
 
 @needs_sst2
@@ -449,6 +455,7 @@ def test_causal_lm_preset_trains_a_prompt_causal_lm(tmp_path, capsys):
     assert info["backbone_class"] == "Llama3Backbone"
     assert info["config"]["init"] == "class_label"
     assert info["config"]["optimizer"] == "adafactor"
+    assert info["config"]["deep"] is False  # a causal LM's default
     assert info["validation_examples"] == 8
     assert info["trainable_parameters"] == 3 * 16
     accuracy = info["validation_accuracy"]
