@@ -1,11 +1,12 @@
 """`keras-prompt tune`: prompt-tune a frozen pretrained model on a task.
 
 With no arguments it trains deep prompts (a 20-token prompt at each of the
-6 layers; `--no-deep` for the input prompt alone) and a linear head on a
-frozen all-MiniLM-L6-v2 (the `keras-prompt[minilm]` extra; nothing is
+6 layers; `--no-deep` for the input prompt alone) and a linear head for
+1,500 steps of 32 (about 11 minutes on 2 CPU cores) on a frozen
+all-MiniLM-L6-v2 (the `keras-prompt[minilm]` extra; nothing is
 downloaded) for GLUE SST-2 from TFDS, reports validation accuracy and writes
 `runs/glue/sst2/prompt.safetensors` and `run.json`. T5 and decoder-only
-presets train the input prompt unless `--deep` is given.
+presets train the input prompt unless `--deep` is given, for 300 steps.
 
 Encoder presets (BERT, RoBERTa, DistilBERT) train a `PromptClassifier` on
 the task's raw sentences and class indices; T5 presets train a
@@ -60,7 +61,6 @@ from keras_prompt.cli.common import write_outputs
 from keras_prompt.prompt_files import RUN_PROMPT_FILE
 
 DEFAULT_TASK = "glue/sst2"
-DEFAULT_STEPS = 300
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_PROMPT_LENGTH = 20
 DEFAULT_SEQUENCE_LENGTH = 128
@@ -122,8 +122,9 @@ def add_parser(subparsers):
     add(
         "--steps",
         type=int,
-        default=DEFAULT_STEPS,
-        help="training steps" + default,
+        help="training steps (default: 1500 for classifiers, where it "
+        "measured better than 300 within 15 minutes on 2 CPU cores; 300 for "
+        "T5 and decoder-only models)",
     )
     add(
         "--batch-size",
@@ -219,7 +220,6 @@ def add_parser(subparsers):
 def check_args(args):
     """Validates the arguments that need no model or data; one-line errors."""
     for name, minimum in (
-        ("steps", 1),
         ("batch-size", 1),
         ("prompt-length", 1),
         ("sequence-length", 2),
@@ -227,6 +227,7 @@ def check_args(args):
         ("checkpoint-every", 0),
     ):
         check_int_arg(args, name, minimum)
+    check_int_arg(args, "steps", 1, optional=True)
     check_int_arg(args, "max-eval-examples", 1, optional=True)
     check_int_arg(args, "max-train-examples", 1, optional=True)
     check_choice(args, "init", INITIALIZERS, optional=True)
@@ -286,6 +287,16 @@ def remove_folders(folders):
             break
 
 
+def saved_step(work):
+    """The step of the newest checkpoint in `work`, or `None`."""
+    from keras_prompt.recipes import CHECKPOINT_DIR
+    from keras_prompt.training_checkpoint import PromptTrainingCheckpoint
+
+    saver = PromptTrainingCheckpoint(os.path.join(work, CHECKPOINT_DIR))
+    latest = saver.latest()
+    return saver.read_state(latest)[1]["step"] if latest else None
+
+
 def print_resume_hint(model, work, args):
     """After Ctrl-C: what was kept, and the command that goes on."""
     import keras
@@ -294,12 +305,7 @@ def print_resume_hint(model, work, args):
     if work is None:
         kept = "--checkpoint-every 0 was given, so the progress is lost"
     else:
-        from keras_prompt.recipes import CHECKPOINT_DIR
-        from keras_prompt.training_checkpoint import PromptTrainingCheckpoint
-
-        saver = PromptTrainingCheckpoint(os.path.join(work, CHECKPOINT_DIR))
-        latest = saver.latest()
-        saved = saver.read_state(latest)[1]["step"] if latest else None
+        saved = saved_step(work)
         argv = getattr(args, "argv", None) or sys.argv[1:]
         command = shlex.join(
             ["keras-prompt"]
@@ -353,6 +359,8 @@ def build_model(args, task, preset):
         )
     if args.deep is None:
         args.deep = task_class.tune_deep_default
+    if args.steps is None:
+        args.steps = task_class.tune_steps_default
     recipe = Recipe(
         task=task,
         prompt_length=args.prompt_length,
@@ -448,7 +456,12 @@ def run(args):
     )
     checkpointing = args.checkpoint_every > 0
     if args.resume and checkpointing and os.path.isdir(work):
-        print(f"Resuming the run in {work}")
+        saved = saved_step(work)
+        print(
+            f"Resuming the run in {work} from step {saved}"
+            if saved
+            else f"No checkpoint in {work} yet: starting from step 0"
+        )
     created = missing_folders(work)
     verbose = 1 if sys.stdout.isatty() else 0
     with tempfile.TemporaryDirectory() as scratch:

@@ -546,6 +546,9 @@ class PromptTaskMixin:
     #: for this task (`docs/performance.md`). The Python API's default is
     #: always the paper's input prompt (`deep=False`).
     tune_deep_default = False
+    #: How many training steps `keras-prompt tune` takes unless told
+    #: otherwise (`--steps`).
+    tune_steps_default = 300
 
     @classmethod
     def preprocessor_lengths(cls, sequence_length, target_length):

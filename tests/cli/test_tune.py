@@ -187,6 +187,25 @@ class TestTuneTinyBert:
         info = json.loads((output / "run.json").read_text())
         assert info["config"]["init"] == "class_label"
 
+    def test_steps_default_is_the_tasks(
+        self, preset, tmp_path, capsys, monkeypatch
+    ):
+        """Without --steps the task class decides (1,500 for classifiers,
+        shortened here); --steps still wins."""
+        from keras_prompt import PromptClassifier
+
+        monkeypatch.setattr(PromptClassifier, "tune_steps_default", 3)
+        args = tiny_args(preset, tmp_path / "default")
+        at = args.index("--steps")
+        del args[at : at + 2]
+        assert main(args) == 0
+        assert "Training 3 steps of 8" in capsys.readouterr().out
+        info = json.loads((tmp_path / "default" / "run.json").read_text())
+        assert info["steps"] == info["config"]["steps"] == 3
+        assert main(tiny_args(preset, tmp_path / "given")) == 0
+        info = json.loads((tmp_path / "given" / "run.json").read_text())
+        assert info["steps"] == 4
+
     def test_failed_training_writes_nothing(
         self, preset, tmp_path, capsys, monkeypatch
     ):

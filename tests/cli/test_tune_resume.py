@@ -151,7 +151,8 @@ def test_sigkilled_at_random_moments_and_resumed_is_bit_identical(
     assert saved == sorted(saved)  # Never a step back.
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"Resuming the run in {output / tune.CHECKPOINT_FOLDER}" in (
+    work = output / tune.CHECKPOINT_FOLDER
+    assert f"Resuming the run in {work} from step {saved[-1]}" in (
         result.stdout
     )
     assert listing(output) == ["prompt.safetensors", "run.json"]
