@@ -111,37 +111,42 @@ def test_module_cli_still_runs(tmp_path):
     assert process.stdout.startswith("usage: keras-prompt")
 
 
-def tensorflow_loading(pid):
-    """Whether process `pid` has mapped a TensorFlow library (it is
-    importing TensorFlow, or has done so)."""
-    try:
-        with open(f"/proc/{pid}/maps") as maps:
-            return "tensorflow" in maps.read()
-    except OSError:
-        return False
+# Runs the launcher with an import hook that, once TensorFlow's native
+# libraries are loaded and it is importing `tensorflow.python.framework.ops`,
+# writes a marker file and pauses there: the test sends SIGINT then, so the
+# signal lands inside TensorFlow's import on any machine, however loaded.
+PAUSED_IMPORT = """
+import os, sys, time
+class PauseTensorFlowImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow.python.framework.ops":
+            with open(sys.argv[1], "w") as marker:
+                marker.write(str(os.getpid()))
+            time.sleep(300)
+        return None
+sys.meta_path.insert(0, PauseTensorFlowImport())
+import keras_prompt_cli
+sys.exit(keras_prompt_cli.main(sys.argv[2:]))
+"""
 
 
-@pytest.mark.skipif(
-    not os.path.isdir("/proc/self"), reason="needs /proc to see the import"
-)
 def test_ctrl_c_while_tensorflow_imports(tmp_path):
-    # `--help` spends nearly all its time importing TensorFlow; the signal
-    # is sent once a TensorFlow library is mapped, before the import ends.
-    # On a loaded machine this test can be descheduled until the command
-    # has printed its help (it then exits 0, the signal landing in its
-    # shutdown): such an attempt tests nothing and is made again.
-    for _ in range(5):
-        process = launch("--help", cwd=str(tmp_path))
-        deadline = time.monotonic() + 120
-        while not tensorflow_loading(process.pid):
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "TensorFlow never started"
-            time.sleep(0.02)
-        time.sleep(0.05)
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=120)
-        if not (process.returncode == 0 and out.startswith("usage:")):
-            break
+    marker = tmp_path / "importing"
+    process = subprocess.Popen(
+        [sys.executable, "-c", PAUSED_IMPORT, str(marker), "--help"],
+        env=launcher_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=str(tmp_path),
+    )
+    deadline = time.monotonic() + 240
+    while not marker.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "TensorFlow never started"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
     assert process.returncode == 130, (out, err)
     assert err == "keras-prompt: interrupted\n"
     assert out == ""
