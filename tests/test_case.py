@@ -342,6 +342,8 @@ class TestCase:
                 to_numpy(variable), value, err_msg=variable.path
             )
 
+        self._check_fit_runs_in_training_mode(family, prompt_length, deep)
+
         # The prompt file restores the outputs exactly.
         paths = {
             name: os.path.join(str(tmp_path), f"{name}.prompt.safetensors")
@@ -386,6 +388,30 @@ class TestCase:
                 deep,
             )
         return task_a
+
+    def _check_fit_runs_in_training_mode(self, family, prompt_length, deep):
+        """`fit` runs every layer in training mode: with the frozen
+        model's dropout on, two training steps that change nothing
+        (learning rate 0) see different losses (other dropout masks),
+        while evaluation is deterministic. A task `call` that dropped the
+        `training` flag ran the whole model as in inference."""
+        x, y, sample_weight = task_data(family)
+        backbone = spread_weights(tiny_backbone(family, dropout=0.5))
+        task = random_prompt(
+            tiny_task(backbone, prompt_length, deep=deep), seed=1
+        )
+        task.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=False)
+        train = [
+            task.train_on_batch(x, y, sample_weight=sample_weight)
+            for _ in range(2)
+        ]
+        test = [
+            task.test_on_batch(x, y, sample_weight=sample_weight)
+            for _ in range(2)
+        ]
+        assert test[0] == test[1], test
+        assert train[0] != train[1], train
+        assert test[0] not in train, (train, test)
 
     def _run_string_task_test(
         self,

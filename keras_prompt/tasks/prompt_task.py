@@ -59,8 +59,11 @@ class PromptTaskMixin:
     passes through preprocessing untouched, so banks mix tasks in a batch.
     """
 
-    def call(self, *args, **kwargs):
-        inputs = args[0] if args else kwargs.get("inputs")
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        # `training` and `mask` are named: Keras passes the training flag
+        # (set by `fit`) only to a `call` whose signature names it, and a
+        # `*args, **kwargs` signature ran every layer, dropout included, in
+        # inference mode during training.
         if isinstance(inputs, dict) and inputs.get("prompt_ids") is not None:
             # Before the functional model casts them to int32. Concrete
             # ids are checked here, where a bank's task names are known;
@@ -75,7 +78,7 @@ class PromptTaskMixin:
         # decoder LMs project onto the frozen token embedding): keep all of
         # them out of TensorFlow's gradient tape, as `FrozenBackbone` does.
         with frozen_weights_unwatched(self.variables):
-            return super().call(*args, **kwargs)
+            return super().call(inputs, training=training, mask=mask, **kwargs)
 
     # -- tf.distribute: a plain `fit` works under any strategy -------------
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
