@@ -9,6 +9,7 @@ from keras_prompt import initializers as prompt_initializers
 from keras_prompt import prompt_files
 from keras_prompt.adapters import get_adapter
 from keras_prompt.layers._checks import check_dtype
+from keras_prompt.layers._dropout import use_float32_noise
 from keras_prompt.layers.prompt_embedding import PromptEmbedding
 from keras_prompt.presets import check_preset_kwargs
 from keras_prompt.presets import load_backbone
@@ -91,7 +92,12 @@ class FrozenBackbone(keras_hub.models.Backbone):
     inserts a `PromptEmbedding` right after the token embedding, where the
     family's adapter says the prompt goes (for T5: the encoder input only).
     The padding mask is extended so attention sees the prompt. The only
-    trainable variable is the prompt.
+    trainable variable is the prompt. The frozen model's dropout stays
+    active in training (`fit`), as in fine-tuning; its layers draw their
+    noise in float32 whatever the backbone's dtype, so a bfloat16 backbone
+    drops the same positions as a float32 one for the same seed (Keras
+    draws it in the activations' dtype: other masks). Set the backbone's
+    own `dropout` to 0 to train without it.
 
     With `deep=True` the prompt is deep (P-Tuning v2): besides the input
     prompt, each transformer layer after the first (T5: each encoder
@@ -226,6 +232,9 @@ class FrozenBackbone(keras_hub.models.Backbone):
         if isinstance(initializer, prompt_initializers.EmbeddingInitializer):
             initializer.bind(backbone.token_embedding)
         backbone.trainable = False
+        # Dropout masks independent of the frozen weights' dtype (the same
+        # seed drops the same positions in bfloat16 as in float32).
+        use_float32_noise(backbone)
         prompt = PromptEmbedding(
             prompt_length,
             initializer=initializer,

@@ -164,9 +164,10 @@ def add_parser(subparsers):
         default="float32",
         choices=("auto", "float32", "bfloat16"),
         help="dtype of the frozen weights; the prompt, head and optimizer "
-        "state are float32 always. bfloat16: 1.6x faster steps and 19%% "
-        "less memory on MiniLM here, but 0.6-1.2 points lower SST-2 dev "
-        "accuracy (docs/performance.md); auto: bfloat16 where the hardware "
+        "state are float32 always. bfloat16: 1.4-1.6x faster steps and 18%% "
+        "less memory on MiniLM here, SST-2 dev accuracy equal on average "
+        "but a point apart run for run (docs/performance.md); auto: "
+        "bfloat16 where the hardware "
         "multiplies it natively (TPU, GPUs of compute capability >= 8.0, "
         "CPUs with AVX512-BF16 or AMX), float32 elsewhere" + default,
     )
