@@ -42,11 +42,7 @@ def use_float32_noise(model):
     """Makes every `keras.layers.Dropout` inside `model` (a layer or
     model, searched recursively) a `Float32NoiseDropout`, in place: its
     weights, seed generator, rate and name stay. Subclasses of `Dropout`
-    with their own behaviour are left alone. Returns how many were
-    converted."""
-    converted = 0
+    with their own behaviour are left alone."""
     for layer in model._flatten_layers(include_self=True, recursive=True):
         if type(layer) is keras.layers.Dropout:
             layer.__class__ = Float32NoiseDropout
-            converted += 1
-    return converted
