@@ -10,13 +10,23 @@ the same batches for both. Prints the training time (steps only: the
 evaluation is timed apart), the steps per second, the peak resident
 memory of the process and the dev accuracy, and the ratios.
 
+With `--noise-floor` each seed also runs float32 on TensorFlow's Eigen
+kernels instead of oneDNN's (`TF_ENABLE_ONEDNN_OPTS=0`): the same float32
+arithmetic summed in another order, the smallest change a run can see
+(another machine, another TensorFlow build). How far its accuracy moves
+from the oneDNN float32 run is how far any change of rounding moves one
+run, bfloat16's included. The summary gives each configuration's mean
+and range over the seeds.
+
     TFDS_DATA_DIR=../shared/tfds python benchmarks/bfloat16_minilm.py
     # --steps 30 --max-eval-examples 200 for a quick look
+    # --seeds 0 1 2 3 4 --noise-floor: the comparison over five seeds
 """
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,8 +40,17 @@ CHILD = (
 )
 
 
-def tune(dtype, seed, steps, max_eval, folder, deep):
-    output = os.path.join(folder, f"{dtype}-{seed}")
+# label -> (--dtype, extra environment)
+CONFIGURATIONS = {
+    "float32": ("float32", {}),
+    "bfloat16": ("bfloat16", {}),
+    "float32 Eigen": ("float32", {"TF_ENABLE_ONEDNN_OPTS": "0"}),
+}
+
+
+def tune(label, seed, steps, max_eval, folder, deep):
+    dtype, extra = CONFIGURATIONS[label]
+    output = os.path.join(folder, f"{label.replace(' ', '-')}-{seed}")
     command = [
         sys.executable,
         "-c",
@@ -50,7 +69,7 @@ def tune(dtype, seed, steps, max_eval, folder, deep):
         command += ["--max-eval-examples", str(max_eval)]
     if deep is not None:
         command += ["--deep" if deep else "--no-deep"]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **extra)
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode:
         raise SystemExit(result.stdout + result.stderr)
@@ -82,23 +101,30 @@ def main():
         default=None,
         help="deep prompts or the input prompt (default: tune's, deep)",
     )
+    parser.add_argument(
+        "--noise-floor",
+        action="store_true",
+        help="also run float32 on TensorFlow's Eigen kernels (see above)",
+    )
     args = parser.parse_args()
+    labels = list(CONFIGURATIONS)[: 3 if args.noise_floor else 2]
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for seed in args.seeds:
-            for dtype in ("float32", "bfloat16"):
+            for label in labels:
                 row = tune(
-                    dtype,
+                    label,
                     seed,
                     args.steps,
                     args.max_eval_examples,
                     folder,
                     args.deep,
                 )
-                rows.append((seed, dtype, row))
+                rows.append((seed, label, row))
                 print(
-                    f"seed {seed} {dtype:8s}: train {row['train_seconds']:6.1f}"
-                    f" s ({row['steps_per_second']:.2f} steps/s), peak RSS "
+                    f"seed {seed} {label:13s}: train "
+                    f"{row['train_seconds']:6.1f} s "
+                    f"({row['steps_per_second']:.2f} steps/s), peak RSS "
                     f"{row['peak_rss_mb']:,.0f} MB, dev accuracy "
                     f"{row['accuracy']:.4f}",
                     flush=True,
@@ -110,7 +136,9 @@ def main():
     )
     print("|---|---|---|---|---|---|---|---|")
     for seed in args.seeds:
-        f32, bf16 = (r for s, _, r in rows if s == seed)
+        f32, bf16 = (
+            r for s, label, r in rows if s == seed and label in labels[:2]
+        )
         print(
             f"| {seed} | {f32['steps_per_second']:.2f} | "
             f"{bf16['steps_per_second']:.2f} | "
@@ -119,6 +147,26 @@ def main():
             f"{100 * (bf16['accuracy'] - f32['accuracy']):+.2f} | "
             f"{f32['peak_rss_mb']:,.0f} / {bf16['peak_rss_mb']:,.0f} MB |"
         )
+    print()
+    accuracy = {(seed, label): row["accuracy"] for seed, label, row in rows}
+    for label in labels:
+        values = [accuracy[seed, label] for seed in args.seeds]
+        line = (
+            f"{label:13s}: dev accuracy mean {statistics.mean(values):.4f}, "
+            f"range {min(values):.4f}-{max(values):.4f} over seeds "
+            f"{', '.join(map(str, args.seeds))}"
+        )
+        if label != "float32":
+            differences = [
+                100 * (accuracy[seed, label] - accuracy[seed, "float32"])
+                for seed in args.seeds
+            ]
+            line += (
+                "; minus float32 per seed (points): "
+                + ", ".join(f"{d:+.2f}" for d in differences)
+                + f", mean {statistics.mean(differences):+.2f}"
+            )
+        print(line)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ about 5 min more). `docs/performance.md` has both.
     python benchmarks/train_step_cost.py --quick    # < 1 min, time only
     python benchmarks/train_step_cost.py --models t5 --t5-batch 32
     python benchmarks/train_step_cost.py --before-after  # the fixes, ~5 min
+    python benchmarks/train_step_cost.py --profile --models t5 --t5-batch 32
     python benchmarks/train_step_cost.py --models t5 --t5-batch 32 \
         --prompt-dtype bfloat16     # bfloat16 frozen weights vs float32 full
 """
@@ -97,6 +98,13 @@ def parse_args(argv=None):
         "--before-after",
         action="store_true",
         help="only the T5 prompt step without / with this package's fixes",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead of the tables: per-op time of the jit-off steps from "
+        "TensorFlow's profiler, --repeats steps each (matmuls against the "
+        "FLOP bound, the rest apart)",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -318,6 +326,55 @@ def time_table(args, family):
     print(_measure.table(headers, rows))
 
 
+# -- profile ------------------------------------------------------------------
+def profile_table(args, family):
+    """Op time per step by phase and kind, prompt vs full (jit off)."""
+    import _profile
+
+    build, batch, bound_of = FAMILIES[family]
+    bound, _ = bound_of(args)
+    data = batch(args)
+    times, walls = {}, {}
+    for method in METHODS:
+        model = build(args, method, jit=False)
+        run = _measure.train_step_runner(model, data)
+        for _ in range(args.warmup + 1):
+            run()
+        times[method], walls[method] = _profile.op_times(
+            run, args.repeats, model
+        )
+        del model, run
+
+    def row(label, keys):
+        prompt, full = (
+            sum(times[m].get(k, 0.0) for k in keys) for m in METHODS
+        )
+        ratio = f"{prompt / full:.3f}" if full else "-"
+        return [label, f"{prompt:,.0f}", f"{full:,.0f}", ratio]
+
+    every = [(p, k) for p in _profile.PHASES for k in _profile.KINDS]
+    rows = [
+        row(f"{phase} {kind}", [(phase, kind)])
+        for phase, kind in every
+        if any(times[m].get((phase, kind), 0.0) >= 0.5 for m in METHODS)
+    ]
+    rows += [
+        row("all matmuls", [key for key in every if key[1] == "matmul"]),
+        row("all but matmuls", [key for key in every if key[1] != "matmul"]),
+        row("op time", every),
+        ["wall time"]
+        + [f"{walls[m]:,.0f}" for m in METHODS]
+        + [f"{walls['prompt'] / walls['full']:.3f}"],
+    ]
+    print(
+        f"   ms per step, {args.repeats} profiled steps each after "
+        f"{args.warmup + 1} warm-up; FLOP bound of the matmuls {bound:.3f}"
+    )
+    print(
+        _measure.table(["op time (jit off)", "prompt", "full", "ratio"], rows)
+    )
+
+
 # -- before / after the speed fixes --------------------------------------------
 def without_fixes(model, **compile_kwargs):
     """Undoes this package's two train-step fixes on a `PromptSeq2SeqLM`:
@@ -448,6 +505,9 @@ def main(argv=None):
     for family in _measure.names(args.models):
         print()
         print(f"== {describe_family(args, family)}")
+        if args.profile:
+            profile_table(args, family)
+            continue
         time_table(args, family)
         if args.memory_steps:
             memory_table(args, family)
