@@ -1,6 +1,9 @@
 """Test-session settings shared by the whole suite."""
 
 import os
+import tempfile
+
+import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -9,3 +12,26 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DIR = os.path.join(os.path.dirname(REPO_ROOT), "shared")
 SHARED_TFDS_DIR = os.path.join(SHARED_DIR, "tfds")
 SHARED_SST2_DIR = os.path.join(SHARED_DIR, "data", "sst2")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_temporary_directory(tmp_path_factory):
+    """Points `tempfile` (and the CLI subprocesses, through `TMPDIR`) at a
+    folder in pytest's own temporary tree for the session.
+
+    TFDS leaves an empty `tmp*tfds` folder behind for every builder made
+    for a dataset that is not prepared (`DatasetInfo.initialize_from_bucket`
+    calls `mkdtemp` even when GCS is off), and the suite makes hundreds of
+    them on purpose; they, and anything else left behind, go where pytest
+    prunes old sessions instead of into the system's temporary directory.
+    """
+    folder = str(tmp_path_factory.mktemp("tempfile"))
+    saved = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir = folder
+    os.environ["TMPDIR"] = folder
+    yield
+    tempfile.tempdir = saved[0]
+    if saved[1] is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved[1]
