@@ -41,7 +41,17 @@ def _hf_t5(preset):
 
 
 def load_backbone(preset, load_weights=True, **kwargs):
-    """The pretrained keras-hub backbone of `preset`."""
+    """The pretrained keras-hub backbone of `preset`.
+
+    `dtype="auto"` (what prompt tuning should use) resolves to bfloat16
+    frozen weights where this machine multiplies bfloat16 natively and to
+    float32 elsewhere (`keras_prompt.precision.resolve_dtype`); any other
+    `dtype` goes to keras-hub as given.
+    """
+    if kwargs.get("dtype") == "auto":
+        from keras_prompt.precision import resolve_dtype
+
+        kwargs["dtype"], _ = resolve_dtype("auto")
     converter = _hf_t5(preset)
     if converter is not None:
         return converter.load_hf_t5_backbone(preset, **kwargs)

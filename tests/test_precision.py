@@ -137,3 +137,38 @@ def test_bfloat16_bank_mixes_float32_tasks_and_exports(tmp_path):
     np.testing.assert_allclose(
         np.asarray(served["bank"]["probabilities"]), mixed, atol=1e-6
     )
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_from_preset_dtype_auto_follows_the_detection(
+    fast, tmp_path, monkeypatch
+):
+    """`from_preset(..., dtype="auto")` (every task goes through
+    `FrozenBackbone.from_preset`) loads bfloat16 frozen weights where the
+    detection finds native bfloat16 and float32 where it does not (forced
+    here); the trained state is float32 either way."""
+    from keras_prompt import PromptSeq2SeqLM
+    from keras_prompt import precision
+    from keras_prompt import toy
+    from tests.cli.test_tune import tiny_bert_preset
+
+    monkeypatch.setattr(precision, "fast_bfloat16", lambda: (fast, "forced"))
+    dtype = "bfloat16" if fast else "float32"
+    bert = tiny_bert_preset(str(tmp_path / "bert"))
+    backbone = FrozenBackbone.from_preset(bert, prompt_length=2, dtype="auto")
+    assert backbone.backbone.dtype_policy.variable_dtype == dtype
+    classifier = PromptClassifier.from_preset(
+        bert, num_classes=2, prompt_length=2, sequence_length=16, dtype="auto"
+    )
+    t5 = str(tmp_path / "t5")
+    preprocessor = toy.toy_t5_preprocessor()
+    toy.toy_t5(
+        preprocessor.tokenizer.vocabulary_size(), hidden_dim=8, num_layers=1
+    ).save_to_preset(t5)
+    preprocessor.tokenizer.save_to_preset(t5)
+    seq2seq = PromptSeq2SeqLM.from_preset(t5, prompt_length=2, dtype="auto")
+    for model in (classifier, seq2seq):
+        frozen = model.backbone.backbone.token_embedding.embeddings
+        assert frozen.dtype == dtype
+        trained = model.trained_variables().values()
+        assert {v.dtype for v in trained} == {"float32"}

@@ -95,7 +95,8 @@ class PromptSeq2SeqLM(PromptTaskMixin, keras_hub.models.T5Seq2SeqLM):
             **kwargs: `prompt_length`, `initializer`, `num_prompts`, `deep`,
                 `deep_initializer` go to
                 `FrozenBackbone.from_preset` (which holds their defaults);
-                `dtype` (e.g. `dtype="bfloat16"`) and the backbone class's
+                `dtype` (`"auto"` recommended: see
+                `FrozenBackbone.from_preset`) and the backbone class's
                 constructor arguments to the backbone's `from_preset`. Any
                 other keyword is a `TypeError` naming the closest valid
                 one, raised before anything is loaded.
