@@ -89,9 +89,23 @@ def check_preset_kwargs(owner, preset, kwargs, allowed=(), known=()):
     backbone (`backbone_keywords`) takes, before anything is loaded.
 
     The preset's config is read only when a keyword is not in `allowed`.
+    A `dtype` that is neither `"auto"` nor a Keras dtype policy is a
+    `ValueError` naming it, before anything is loaded.
     """
     from keras_prompt.validation import check_kwargs
 
+    if kwargs.get("dtype") not in (None, "auto"):
+        import keras
+
+        try:
+            keras.dtype_policies.get(kwargs["dtype"])
+        except (TypeError, ValueError):
+            raise ValueError(
+                f'{owner}: `dtype` must be "auto" (recommended for prompt '
+                'tuning), a float dtype such as "float32" or '
+                '"bfloat16", or a Keras dtype policy. Received: '
+                f"dtype={kwargs['dtype']!r} for preset {preset!r}"
+            ) from None
     if set(kwargs) <= set(allowed):
         return
     allowed = tuple(allowed) + tuple(backbone_keywords(preset))

@@ -172,3 +172,8 @@ def test_from_preset_dtype_auto_follows_the_detection(
         assert frozen.dtype == dtype
         trained = model.trained_variables().values()
         assert {v.dtype for v in trained} == {"float32"}
+    for bad in ("half", "Auto", 3):
+        with pytest.raises(ValueError, match=f"dtype={bad!r} for preset"):
+            PromptClassifier.from_preset(bert, num_classes=2, dtype=bad)
+        with pytest.raises(ValueError, match=f"dtype={bad!r} for preset"):
+            FrozenBackbone.from_preset(bert, dtype=bad)
