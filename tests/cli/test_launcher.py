@@ -132,6 +132,10 @@ sys.exit(keras_prompt_cli.main(sys.argv[2:]))
 """
 
 
+def interactive_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_while_tensorflow_imports(tmp_path):
     marker = tmp_path / "importing"
     # Files, not pipes, and `wait`, not `communicate`: the outcome is the
@@ -147,6 +151,9 @@ def test_ctrl_c_while_tensorflow_imports(tmp_path):
             stderr=err,
             text=True,
             cwd=str(tmp_path),
+            # Ctrl-C as in a terminal: a test run started in the background
+            # or under nohup ignores SIGINT, and a child inherits that.
+            preexec_fn=interactive_sigint,
         )
         deadline = time.monotonic() + 240
         while not marker.exists():
