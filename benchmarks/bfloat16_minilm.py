@@ -108,7 +108,7 @@ def main():
     )
     args = parser.parse_args()
     labels = list(CONFIGURATIONS)[: 3 if args.noise_floor else 2]
-    rows = []
+    results = {}  # (seed, label) -> row
     with tempfile.TemporaryDirectory() as folder:
         for seed in args.seeds:
             for label in labels:
@@ -120,7 +120,7 @@ def main():
                     folder,
                     args.deep,
                 )
-                rows.append((seed, label, row))
+                results[seed, label] = row
                 print(
                     f"seed {seed} {label:13s}: train "
                     f"{row['train_seconds']:6.1f} s "
@@ -136,9 +136,7 @@ def main():
     )
     print("|---|---|---|---|---|---|---|---|")
     for seed in args.seeds:
-        f32, bf16 = (
-            r for s, label, r in rows if s == seed and label in labels[:2]
-        )
+        f32, bf16 = results[seed, "float32"], results[seed, "bfloat16"]
         print(
             f"| {seed} | {f32['steps_per_second']:.2f} | "
             f"{bf16['steps_per_second']:.2f} | "
@@ -148,7 +146,7 @@ def main():
             f"{f32['peak_rss_mb']:,.0f} / {bf16['peak_rss_mb']:,.0f} MB |"
         )
     print()
-    accuracy = {(seed, label): row["accuracy"] for seed, label, row in rows}
+    accuracy = {key: row["accuracy"] for key, row in results.items()}
     for label in labels:
         values = [accuracy[seed, label] for seed in args.seeds]
         line = (

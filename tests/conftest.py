@@ -26,12 +26,7 @@ def _session_temporary_directory(tmp_path_factory):
     prunes old sessions instead of into the system's temporary directory.
     """
     folder = str(tmp_path_factory.mktemp("tempfile"))
-    saved = tempfile.tempdir, os.environ.get("TMPDIR")
-    tempfile.tempdir = folder
-    os.environ["TMPDIR"] = folder
-    yield
-    tempfile.tempdir = saved[0]
-    if saved[1] is None:
-        os.environ.pop("TMPDIR", None)
-    else:
-        os.environ["TMPDIR"] = saved[1]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tempfile, "tempdir", folder)
+        patch.setenv("TMPDIR", folder)
+        yield

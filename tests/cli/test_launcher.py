@@ -140,35 +140,30 @@ def test_ctrl_c_while_tensorflow_imports(tmp_path):
     marker = tmp_path / "importing"
     # Files, not pipes, and `wait`, not `communicate`: the outcome is the
     # launcher's own exit, whatever else may hold its output open.
-    with (
-        open(tmp_path / "out", "w+") as out,
-        open(tmp_path / "err", "w+") as err,
-    ):
+    out, err = tmp_path / "out", tmp_path / "err"
+    with open(out, "w") as stdout, open(err, "w") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-c", PAUSED_IMPORT, str(marker), "--help"],
             env=launcher_env(),
-            stdout=out,
-            stderr=err,
-            text=True,
+            stdout=stdout,
+            stderr=stderr,
             cwd=str(tmp_path),
             # Ctrl-C as in a terminal: a test run started in the background
             # or under nohup ignores SIGINT, and a child inherits that.
             preexec_fn=interactive_sigint,
         )
-        deadline = time.monotonic() + 240
-        while not marker.exists():
-            assert process.poll() is None, (out.read(), err.read())
-            assert time.monotonic() < deadline, "TensorFlow never started"
-            time.sleep(0.02)
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGABRT)
-            process.wait(timeout=60)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read(), err.read()
+    deadline = time.monotonic() + 240
+    while not marker.exists():
+        assert process.poll() is None, (out.read_text(), err.read_text())
+        assert time.monotonic() < deadline, "TensorFlow never started"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        process.wait(timeout=60)
+    stdout, stderr = out.read_text(), err.read_text()
     stacks = (tmp_path / "importing.stacks").read_text()
     assert process.returncode == 130, (
         process.returncode,
