@@ -61,7 +61,7 @@ def t5_xxl(prompt_length):
     import keras
 
     from keras_prompt.distribute.model_sizes import model_spec
-    from keras_prompt.recipes import lester2021
+    from keras_prompt.training import lester2021
 
     spec = model_spec("t5_1.1_xxl")
     prompt = keras.Variable(

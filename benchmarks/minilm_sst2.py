@@ -347,7 +347,7 @@ def run_worker(config):
     import numpy as np
 
     import keras_prompt
-    from keras_prompt.tasks import examples as text_batches
+    from keras_prompt.training import splits as text_batches
 
     method, seed = config["method"], config["seed"]
     steps, batch_size = config["steps"], config["batch_size"]
@@ -525,7 +525,7 @@ def run_ensemble_worker(config):
 
     from keras_prompt.pretrained import minilm_preset_dir
     from keras_prompt.serving import PromptEnsemble
-    from keras_prompt.tasks import examples as text_batches
+    from keras_prompt.training import splits as text_batches
 
     _, _, validation = split_data(dict(config, steps=0))
     preset = minilm_preset_dir()

@@ -1,6 +1,6 @@
 """The paper's recipe end to end on the real SST-2, on a tiny T5.
 
-Question: does `keras_prompt.recipes.lester2021` run the whole pipeline
+Question: does `keras_prompt.training.lester2021` run the whole pipeline
 (TFDS SST-2 -> class-label prompt -> Adafactor -> dev evaluation by
 generation -> best prompt file) and what does it cost? The dev accuracy is
 printed next to the majority-class baseline measured on the same dev
@@ -170,7 +170,7 @@ def main(argv=None):
 
     from keras_prompt.data import evaluate_generation
     from keras_prompt.data import load_examples
-    from keras_prompt.recipes import lester2021
+    from keras_prompt.training import lester2021
 
     output_dir = args.output_dir or tempfile.mkdtemp(prefix="recipe_sst2_")
     train_examples = load_examples(

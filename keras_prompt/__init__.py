@@ -3,25 +3,25 @@
 A frozen pretrained transformer plus a tiny learned soft prompt per task.
 """
 
+from keras_prompt import analysis
 from keras_prompt import convert
 from keras_prompt import data
 from keras_prompt import distribute
 from keras_prompt import initializers
-from keras_prompt import inspect  # noqa: F401  (not in `__all__`)
 from keras_prompt import optimizers
-from keras_prompt import precision
-from keras_prompt import recipes
 from keras_prompt import serving
-from keras_prompt.callbacks import BestPromptCheckpoint
-from keras_prompt.finite_guard import FiniteGuard
+from keras_prompt import training
+from keras_prompt.convert import precision
 from keras_prompt.frozen_backbone import FrozenBackbone
 from keras_prompt.layers.prompt_embedding import PromptEmbedding
-from keras_prompt.seeding import set_random_seed
 from keras_prompt.serving.export import export_saved_model
 from keras_prompt.tasks.prompt_causal_lm import PromptCausalLM
 from keras_prompt.tasks.prompt_classifier import PromptClassifier
 from keras_prompt.tasks.prompt_seq2seq_lm import PromptSeq2SeqLM
-from keras_prompt.training_checkpoint import PromptTrainingCheckpoint
+from keras_prompt.training import BestPromptCheckpoint
+from keras_prompt.training import FiniteGuard
+from keras_prompt.training import PromptTrainingCheckpoint
+from keras_prompt.training import set_random_seed
 from keras_prompt.version import __version__
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "PromptEmbedding",
     "PromptSeq2SeqLM",
     "PromptTrainingCheckpoint",
+    "analysis",
     "convert",
     "data",
     "distribute",
@@ -40,8 +41,8 @@ __all__ = [
     "initializers",
     "optimizers",
     "precision",
-    "recipes",
     "serving",
     "set_random_seed",
+    "training",
     "__version__",
 ]

@@ -8,11 +8,11 @@ import numpy as np
 from keras_prompt import initializers as prompt_initializers
 from keras_prompt import prompt_files
 from keras_prompt.adapters import get_adapter
+from keras_prompt.convert.presets import check_preset_kwargs
+from keras_prompt.convert.presets import load_backbone
 from keras_prompt.layers._checks import check_dtype
 from keras_prompt.layers._dropout import use_float32_noise
 from keras_prompt.layers.prompt_embedding import PromptEmbedding
-from keras_prompt.presets import check_preset_kwargs
-from keras_prompt.presets import load_backbone
 from keras_prompt.validation import check_int
 from keras_prompt.validation import check_kwargs
 from keras_prompt.version import __version__
@@ -451,7 +451,8 @@ class FrozenBackbone(keras_hub.models.Backbone):
                 tuning: bfloat16 frozen weights where the hardware
                 multiplies bfloat16 natively (TPU, GPUs of compute
                 capability >= 8.0, CPUs with AVX512-BF16 or AMX;
-                `keras_prompt.precision.fast_bfloat16`), float32 elsewhere.
+                `keras_prompt.convert.precision.fast_bfloat16`), float32
+                elsewhere.
                 The frozen weights need no float32 master copy, so
                 bfloat16 halves their memory and, on MiniLM here, trains
                 1.4-1.6x faster; the prompt, a head and the optimizer state

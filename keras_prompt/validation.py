@@ -1,16 +1,25 @@
 """Argument checks shared by the public constructors and functions."""
 
+import math
+import numbers
+
 import numpy as np
 
 
-def check_int(name, value, minimum):
+def check_int(name, value, minimum=1, allow_none=False):
     """Returns `value` as an int, or raises naming `name` and the value.
 
     A `TypeError` for anything but an int (a bool included), a `ValueError`
-    for an int below `minimum`.
+    for an int below `minimum`. With `allow_none`, `None` passes (and is
+    returned).
     """
+    if value is None and allow_none:
+        return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"`{name}` must be an int. Received: {name}={value!r}")
+        extra = "None or " if allow_none else ""
+        raise TypeError(
+            f"`{name}` must be {extra}an int. Received: {name}={value!r}"
+        )
     if value < minimum:
         raise ValueError(
             f"`{name}` must be at least {minimum}. Received: {name}={value}"
@@ -18,15 +27,51 @@ def check_int(name, value, minimum):
     return int(value)
 
 
+def check_count(name, value, minimum=1, allow_none=False):
+    """Returns `value` as an int, or raises a `ValueError` naming `name`.
+
+    The check of settings (a recipe's, the planner's): anything but an int
+    of at least `minimum` (a bool, a float, a NumPy integer included) is
+    one `ValueError` saying what is wanted. With `allow_none`, `None`
+    passes.
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        extra = "None or " if allow_none else ""
+        raise ValueError(
+            f"`{name}` must be {extra}an int >= {minimum}. "
+            f"Received: {name}={value!r}"
+        )
+    return value
+
+
 def check_positive_int(name, value):
     """Raises a `ValueError` naming `name` unless `value` is an int >= 1.
 
     A bool is not an int here; NumPy integers are not accepted either.
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    check_count(name, value, minimum=1)
+
+
+def check_float(name, value, minimum=0.0, allow_none=False):
+    """Returns `value` as a float, or raises a `ValueError` naming `name`
+    unless it is a finite real number of at least `minimum` (a bool is not
+    one). With `allow_none`, `None` passes."""
+    if value is None and allow_none:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value < minimum
+    ):
+        extra = "None or " if allow_none else ""
         raise ValueError(
-            f"`{name}` must be a positive int. Received: {name}={value!r}"
+            f"`{name}` must be {extra}a finite number >= {minimum}. "
+            f"Received: {name}={value!r}"
         )
+    return float(value)
 
 
 def check_bool(name, value):

@@ -10,8 +10,8 @@ import tensorflow as tf
 from keras_prompt import FrozenBackbone
 from keras_prompt import PromptSeq2SeqLM
 from keras_prompt import toy
-from keras_prompt.callbacks import BestPromptCheckpoint
 from keras_prompt.prompt_files import read_prompt_file
+from keras_prompt.training.best_prompt_checkpoint import BestPromptCheckpoint
 
 STEPS = 2  # steps per epoch
 

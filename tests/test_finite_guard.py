@@ -10,7 +10,7 @@ from keras_prompt import BestPromptCheckpoint
 from keras_prompt import FiniteGuard
 from keras_prompt import FrozenBackbone
 from keras_prompt import PromptClassifier
-from keras_prompt.finite_guard import TrainingDivergedError
+from keras_prompt.training.finite_guard import TrainingDivergedError
 from tests.test_case import tiny_backbone
 
 

@@ -9,9 +9,9 @@ import pytest
 import keras_prompt
 from keras_prompt import FrozenBackbone
 from keras_prompt import initializers
-from keras_prompt.inspect import NearestTokens
-from keras_prompt.inspect import nearest_tokens
-from keras_prompt.inspect import plot_nearest_tokens
+from keras_prompt.analysis import NearestTokens
+from keras_prompt.analysis import nearest_tokens
+from keras_prompt.analysis import plot_nearest_tokens
 from tests.test_case import sentencepiece_proto
 from tests.test_case import tiny_t5
 
@@ -37,7 +37,7 @@ def test_from_tokens_prompt_is_nearest_to_its_own_tokens(world):
             text="cat red moon", tokenizer=tokenizer
         ),
     )
-    table = keras_prompt.inspect.nearest_tokens(
+    table = keras_prompt.analysis.nearest_tokens(
         frozen.prompt_values(), backbone, tokenizer, k=4
     )
     assert len(table) == 3 and table.k == 4

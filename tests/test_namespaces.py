@@ -22,7 +22,8 @@ print(json.dumps({
     "get_task": keras_prompt.data.get_task("glue/sst2").name,
     "convert": callable(keras_prompt.convert.load_hf_t5_backbone),
     "plan": callable(keras_prompt.distribute.plan),
-    "inspect_attribute": keras_prompt.inspect.__name__,
+    "analysis": keras_prompt.analysis.nearest_tokens.__name__,
+    "recipe": keras_prompt.training.lester2021().prompt_length,
     "star": sorted(k for k in namespace if k != "__builtins__"),
     "all": sorted(keras_prompt.__all__),
     "tfds_imported": "tensorflow_datasets" in sys.modules,
@@ -52,12 +53,20 @@ def test_documented_namespaces_and_star_import():
     assert found["adafactor"] == "Adafactor"
     assert found["get_task"] == "glue/sst2"
     assert found["convert"] and found["plan"]
-    # `keras_prompt.inspect` stays reachable, but a star import must not
-    # shadow the standard library's `inspect`.
-    assert found["inspect_attribute"] == "keras_prompt.inspect"
+    assert found["analysis"] == "nearest_tokens"
+    assert found["recipe"] == 100  # The paper's prompt length.
+    # A star import must not shadow the standard library's `inspect`.
     assert "inspect" not in found["star"]
     assert found["star"] == found["all"]
-    for name in ("convert", "data", "distribute", "optimizers", "serving"):
+    for name in (
+        "analysis",
+        "convert",
+        "data",
+        "distribute",
+        "optimizers",
+        "serving",
+        "training",
+    ):
         assert name in found["star"]
     # TFDS is imported when a dataset is read, not with the package.
     assert not found["tfds_imported"]

@@ -9,9 +9,9 @@ import pytest
 from keras_prompt import FrozenBackbone
 from keras_prompt import PromptClassifier
 from keras_prompt import export_saved_model
-from keras_prompt.precision import cpu_flags
-from keras_prompt.precision import fast_bfloat16
-from keras_prompt.precision import resolve_dtype
+from keras_prompt.convert.precision import cpu_flags
+from keras_prompt.convert.precision import fast_bfloat16
+from keras_prompt.convert.precision import resolve_dtype
 from keras_prompt.serving import PromptBank
 from tests.serving import serving_fixtures as fixtures
 from tests.test_case import random_prompt
@@ -148,8 +148,8 @@ def test_from_preset_dtype_auto_follows_the_detection(
     detection finds native bfloat16 and float32 where it does not (forced
     here); the trained state is float32 either way."""
     from keras_prompt import PromptSeq2SeqLM
-    from keras_prompt import precision
     from keras_prompt import toy
+    from keras_prompt.convert import precision
     from tests.cli.test_tune import tiny_bert_preset
 
     monkeypatch.setattr(precision, "fast_bfloat16", lambda: (fast, "forced"))

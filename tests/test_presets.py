@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from keras_prompt import presets
+from keras_prompt.convert import presets
 
 
 def write_config(folder, config):

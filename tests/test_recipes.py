@@ -1,4 +1,4 @@
-"""`keras_prompt.recipes`: the paper's defaults, overrides, class-label
+"""`keras_prompt.training`: the paper's defaults, overrides, class-label
 initialisation, and `fit` keeping the best prompt."""
 
 import json
@@ -11,12 +11,12 @@ import pytest
 
 from keras_prompt import PromptSeq2SeqLM
 from keras_prompt import initializers
-from keras_prompt import recipes
 from keras_prompt import toy
+from keras_prompt import training as recipes
 from keras_prompt.data import evaluate_generation
 from keras_prompt.optimizers import Adafactor
 from keras_prompt.prompt_files import read_prompt_file
-from keras_prompt.recipes import lester2021
+from keras_prompt.training import lester2021
 from tests.conftest import SHARED_TFDS_DIR
 
 needs_sst2 = pytest.mark.skipif(

@@ -14,10 +14,10 @@ import pytest
 
 import keras_prompt
 from keras_prompt.prompt_files import read_prompt_file
-from keras_prompt.recipes import Recipe
-from keras_prompt.training_checkpoint import STATE_FILE
-from keras_prompt.training_checkpoint import PromptTrainingCheckpoint
-from keras_prompt.training_checkpoint import seed_generators
+from keras_prompt.training import Recipe
+from keras_prompt.training.training_checkpoint import STATE_FILE
+from keras_prompt.training.training_checkpoint import PromptTrainingCheckpoint
+from keras_prompt.training.training_checkpoint import seed_generators
 from tests.cli.test_tune import needs_sst2
 from tests.cli.test_tune import tiny_bert_preset
 from tests.conftest import SHARED_TFDS_DIR

@@ -294,7 +294,7 @@ def write_outputs(output, write_files):
 def load_backbone(preset, dtype=None):
     """The plain keras-hub backbone of `preset` (its weights in `dtype`,
     default: as stored), or a one-line `CliError`."""
-    from keras_prompt.presets import load_backbone as load
+    from keras_prompt.convert.presets import load_backbone as load
 
     try:
         return load(preset, **({} if dtype is None else {"dtype": dtype}))

@@ -18,7 +18,7 @@ class PrintEvaluations(keras.callbacks.Callback):
         self.steps, self.num_eval, self.line = steps, num_eval, None
 
     def on_epoch_end(self, epoch, logs=None):
-        from keras_prompt.recipes import task_metrics
+        from keras_prompt.training.recipe import task_metrics
 
         step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
         self.line = (

@@ -291,8 +291,10 @@ def remove_folders(folders):
 
 def saved_step(work):
     """The step of the newest checkpoint in `work`, or `None`."""
-    from keras_prompt.recipes import CHECKPOINT_DIR
-    from keras_prompt.training_checkpoint import PromptTrainingCheckpoint
+    from keras_prompt.training.recipe import CHECKPOINT_DIR
+    from keras_prompt.training.training_checkpoint import (
+        PromptTrainingCheckpoint,
+    )
 
     saver = PromptTrainingCheckpoint(os.path.join(work, CHECKPOINT_DIR))
     latest = saver.latest()
@@ -330,9 +332,9 @@ def build_model(args, task, preset):
     """Loads the backbone and builds the recipe and the prompt task that
     fits it (a classifier on encoders, a text-to-text model on T5 and
     decoder-only models)."""
-    from keras_prompt.precision import resolve_dtype
-    from keras_prompt.recipes import Recipe
+    from keras_prompt.convert.precision import resolve_dtype
     from keras_prompt.tasks import task_class_for
+    from keras_prompt.training.recipe import Recipe
 
     args.dtype, reason = resolve_dtype(args.dtype_choice)
     print(

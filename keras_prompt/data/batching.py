@@ -4,7 +4,7 @@
 `keras_prompt.data` task in the form a prompt task trains on (each task's
 `read_examples` picks one): they draw the index batches of a run, turn
 them into a `tf.data.Dataset` for `fit`, and score a model on them. The
-training recipe (`keras_prompt.recipes`) uses only these methods.
+training recipe (`keras_prompt.training`) uses only these methods.
 
 Length-trimmed token batches for text classifiers:
 

@@ -3,10 +3,10 @@ import keras_hub
 import numpy as np
 from keras import ops
 
+from keras_prompt.convert.presets import check_preset_kwargs
+from keras_prompt.convert.presets import load_preprocessor
 from keras_prompt.frozen_backbone import FROM_PRESET_ARGUMENTS
 from keras_prompt.frozen_backbone import FrozenBackbone
-from keras_prompt.presets import check_preset_kwargs
-from keras_prompt.presets import load_preprocessor
 from keras_prompt.tasks.prompt_seq2seq_lm import _is_text
 from keras_prompt.tasks.prompt_seq2seq_lm import _mask_after_stop
 from keras_prompt.tasks.prompt_task import PROMPT_KEYWORDS

@@ -4,13 +4,13 @@ import keras
 import keras_hub
 import numpy as np
 
+from keras_prompt.convert.presets import check_preset_kwargs
+from keras_prompt.convert.presets import load_preprocessor
 from keras_prompt.frozen_backbone import FROM_PRESET_ARGUMENTS
 from keras_prompt.frozen_backbone import FrozenBackbone
 from keras_prompt.layers._checks import checked_indices
 from keras_prompt.layers._checks import concrete_value
 from keras_prompt.layers.classification_head import ClassificationHead
-from keras_prompt.presets import check_preset_kwargs
-from keras_prompt.presets import load_preprocessor
 from keras_prompt.tasks.prompt_task import PROMPT_KEYWORDS
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
 from keras_prompt.tasks.prompt_task import check_frozen_backbone
@@ -218,8 +218,8 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
     ):
         """Builds the classifier on a pretrained encoder.
 
-        The backbone comes from `keras_prompt.presets.load_backbone` and the
-        preprocessor from keras-hub's
+        The backbone comes from `keras_prompt.convert.presets.load_backbone`
+        and the preprocessor from keras-hub's
         `TextClassifierPreprocessor.from_preset`, which picks the family's
         class (`BertTextClassifierPreprocessor`, ...). The head starts
         fresh; `load_prompts` restores a trained prompt and head.
@@ -457,7 +457,7 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
             records.append({"label": label, key: float(row[index])})
         return records
 
-    # -- the training path (`keras_prompt.recipes`, `keras-prompt tune`) --
+    # -- the training path (`keras_prompt.training`, `keras-prompt tune`) --
     default_optimizer_name = "adam"
     # Training batches are cut to their longest example and change length:
     # XLA would recompile for each one.
@@ -501,7 +501,7 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
     def read_examples(self, data_task, split, data_dir=None, max_examples=None):
         """The raw sentences and class indices of a split, trained on as
         length-trimmed token batches and scored on the argmax class."""
-        from keras_prompt.tasks import examples
+        from keras_prompt.training import splits as examples
 
         return examples.ClassificationExamples.read(
             data_task, split, data_dir=data_dir, max_examples=max_examples

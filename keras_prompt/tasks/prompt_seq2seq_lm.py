@@ -2,10 +2,10 @@ import keras
 import keras_hub
 from keras import ops
 
+from keras_prompt.convert.presets import check_preset_kwargs
+from keras_prompt.convert.presets import load_preprocessor
 from keras_prompt.frozen_backbone import FROM_PRESET_ARGUMENTS
 from keras_prompt.frozen_backbone import FrozenBackbone
-from keras_prompt.presets import check_preset_kwargs
-from keras_prompt.presets import load_preprocessor
 from keras_prompt.tasks.prompt_task import PROMPT_KEYWORDS
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
 from keras_prompt.tasks.prompt_task import check_frozen_backbone

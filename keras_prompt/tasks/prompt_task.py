@@ -536,7 +536,7 @@ class PromptTaskMixin:
             x["prompt_ids"] = prompt_ids
         return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
 
-    # -- the training path (`keras_prompt.recipes`, `keras-prompt tune`) ----
+    # -- the training path (`keras_prompt.training`, `keras-prompt tune`) ----
     #: The `keras_prompt.optimizers.get` name `compile()` defaults to.
     default_optimizer_name = "adafactor"
     #: `compile` arguments the training recipe adds for this task.
@@ -591,7 +591,7 @@ class PromptTaskMixin:
             data_dir: the TFDS data dir.
             max_examples: optional int, read only the first this many.
         """
-        from keras_prompt.tasks import examples
+        from keras_prompt.training import splits as examples
 
         return examples.TextToTextExamples.read(
             data_task, split, data_dir=data_dir, max_examples=max_examples

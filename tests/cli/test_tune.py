@@ -14,7 +14,7 @@ import pytest
 
 import keras_prompt
 from keras_prompt.cli import main
-from keras_prompt.tasks import examples as text_batches
+from keras_prompt.training import splits as text_batches
 from tests.conftest import SHARED_TFDS_DIR
 from tests.test_case import tiny_backbone
 from tests.test_case import wordpiece_vocabulary
@@ -403,7 +403,7 @@ def test_dtype_auto_follows_the_detection_and_is_recorded(
     """`--dtype auto` loads bfloat16 frozen weights where the
     detection finds native bfloat16, float32 where it does not (forced
     here); the prompt file is the same format either way."""
-    from keras_prompt import precision
+    from keras_prompt.convert import precision
 
     reason = "forced for the test"
     monkeypatch.setattr(precision, "fast_bfloat16", lambda: (fast, reason))

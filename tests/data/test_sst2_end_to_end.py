@@ -18,7 +18,7 @@ from keras_prompt import toy
 from keras_prompt.data import evaluate_generation
 from keras_prompt.data import load_examples
 from keras_prompt.data import load_text_to_text
-from keras_prompt.recipes import lester2021
+from keras_prompt.training import lester2021
 from tests.conftest import SHARED_TFDS_DIR
 
 pytestmark = pytest.mark.skipif(

@@ -15,7 +15,7 @@ from keras_prompt import FrozenBackbone
 from keras_prompt import PromptClassifier
 from keras_prompt.data.classification import ClassificationData
 from keras_prompt.data.classification import load_classification
-from keras_prompt.tasks.examples import ClassificationExamples
+from keras_prompt.training.splits import ClassificationExamples
 from tests.test_case import encoder_inputs
 from tests.test_case import tiny_backbone
 from tests.test_case import to_numpy

@@ -9,11 +9,11 @@ the label words themselves.
 ```python
 import keras_prompt
 
-table = keras_prompt.inspect.nearest_tokens(
+table = keras_prompt.analysis.nearest_tokens(
     model.backbone.prompt_values(), model.backbone, model.preprocessor.tokenizer
 )
 print(table)  # or table.to_markdown(); table.rows for the numbers
-keras_prompt.inspect.plot_nearest_tokens(table)  # in a notebook
+keras_prompt.analysis.plot_nearest_tokens(table)  # in a notebook
 ```
 """
 
@@ -180,7 +180,7 @@ def nearest_tokens(prompt, backbone, tokenizer=None, k=5):
     Example:
 
     ```python
-    table = keras_prompt.inspect.nearest_tokens(
+    table = keras_prompt.analysis.nearest_tokens(
         model.backbone.prompt_values(), model.backbone,
         model.preprocessor.tokenizer, k=5,
     )

@@ -45,11 +45,11 @@ def load_backbone(preset, load_weights=True, **kwargs):
 
     `dtype="auto"` (what prompt tuning should use) resolves to bfloat16
     frozen weights where this machine multiplies bfloat16 natively and to
-    float32 elsewhere (`keras_prompt.precision.resolve_dtype`); any other
-    `dtype` goes to keras-hub as given.
+    float32 elsewhere (`keras_prompt.convert.precision.resolve_dtype`);
+    any other `dtype` goes to keras-hub as given.
     """
     if kwargs.get("dtype") == "auto":
-        from keras_prompt.precision import resolve_dtype
+        from keras_prompt.convert.precision import resolve_dtype
 
         kwargs["dtype"], _ = resolve_dtype("auto")
     converter = _hf_t5(preset)

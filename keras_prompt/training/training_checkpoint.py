@@ -75,7 +75,7 @@ class PromptTrainingCheckpoint(keras.callbacks.Callback):
     epoch (as `BackupAndRestore` does): with data that yields the same
     batches in every run, the final prompt is bit-identical to an
     uninterrupted run's. Checkpoints taken inside an epoch are restored by
-    `keras_prompt.recipes.Recipe.fit(..., resume=True)` and
+    `keras_prompt.training.Recipe.fit(..., resume=True)` and
     `keras-prompt tune --resume`, which also put the data at that step.
 
     The size of a checkpoint is that of the prompt, the head and their

@@ -97,9 +97,9 @@ import numpy as np
 
 from keras_prompt import initializers as prompt_initializers
 from keras_prompt import optimizers
-from keras_prompt.callbacks import BestPromptCheckpoint
 from keras_prompt.prompt_files import atomic_write_bytes
-from keras_prompt.training_checkpoint import PromptTrainingCheckpoint
+from keras_prompt.training.best_prompt_checkpoint import BestPromptCheckpoint
+from keras_prompt.training.training_checkpoint import PromptTrainingCheckpoint
 
 # The paper's Adafactor settings are `Adafactor`'s defaults: written there.
 _PAPER = optimizers.paper_adafactor_settings()
@@ -202,7 +202,7 @@ def task_metrics(record):
 class Recipe:
     """Prompt-tuning settings, with the paper's values as defaults.
 
-    Build one with `keras_prompt.recipes.lester2021(...)`; see the module
+    Build one with `keras_prompt.training.lester2021(...)`; see the module
     docstring for the paper's numbers and every place the recipe departs
     from them. A recipe is plain data: `replace(**changes)` returns a
     modified copy, `to_dict()` a JSON-able summary.
@@ -254,7 +254,7 @@ class Recipe:
     Example:
 
     ```python
-    recipe = keras_prompt.recipes.lester2021(task="glue/sst2")
+    recipe = keras_prompt.training.lester2021(task="glue/sst2")
     model = recipe.build_model("t5_1.1_small")
     result = recipe.fit(model, data_dir="../shared/tfds",
                         output_dir="runs/sst2")
@@ -498,9 +498,9 @@ class Recipe:
         Returns:
             A compiled keras_prompt task.
         """
+        from keras_prompt.convert.presets import load_backbone
+        from keras_prompt.convert.presets import load_preprocessor
         from keras_prompt.frozen_backbone import FrozenBackbone
-        from keras_prompt.presets import load_backbone
-        from keras_prompt.presets import load_preprocessor
         from keras_prompt.tasks import task_class_for
 
         if preset is None and backbone is None:
@@ -1104,7 +1104,7 @@ def lester2021(task=None, **overrides):
     Example:
 
     ```python
-    from keras_prompt.recipes import lester2021
+    from keras_prompt.training.recipe import lester2021
 
     recipe = lester2021(task="glue/sst2")
     model = recipe.build_model("t5_1.1_small")
