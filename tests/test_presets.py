@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from keras_prompt.convert import presets
+from keras_prompt.convert import registry
 
 
 def write_config(folder, config):
@@ -32,7 +32,7 @@ def test_hf_handle_routes_t5_to_converter(tmp_path, monkeypatch, config, is_t5):
         return path
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
-    found = presets._hf_t5("hf://google/t5-small-lm-adapt@main")
+    found = registry.find_converter("hf://google/t5-small-lm-adapt@main")
     assert (found is not None) == is_t5
     assert calls == [("google/t5-small-lm-adapt", "config.json", "main")]
 
@@ -44,8 +44,8 @@ def test_hf_handle_offline_falls_back_to_keras_hub(monkeypatch):
         raise OSError("no network")
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
-    assert presets._hf_t5("hf://google/t5-small-lm-adapt") is None
+    assert registry.find_converter("hf://google/t5-small-lm-adapt") is None
 
 
 def test_local_folder_detection(tmp_path):
-    assert presets._hf_t5(str(tmp_path)) is None
+    assert registry.find_converter(str(tmp_path)) is None

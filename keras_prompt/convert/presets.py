@@ -1,43 +1,17 @@
 """Loading pretrained backbones and preprocessors from any preset.
 
-keras-hub presets (built-in names, `kaggle://`, `hf://` keras presets,
-local folders) go through keras-hub; Hugging Face T5 checkpoints, which
-keras-hub cannot convert, go through `keras_prompt.convert`.
+A preset that a registered converter claims
+(`keras_prompt.convert.registry.find_converter`; e.g. a Hugging Face T5
+checkpoint, which keras-hub cannot convert) loads through that converter;
+every other preset (built-in names, `kaggle://`, `hf://` keras presets
+and Hugging Face models keras-hub converts, local folders) goes to
+keras-hub's own `from_preset`.
 """
-
-import inspect
-import json
 
 import keras_hub
 
-HF_PREFIX = "hf://"
-
-
-def _hf_handle_is_t5(handle):
-    """Whether an `hf://owner/name[@revision]` repo holds a HF T5 model.
-
-    Reads only the repo's `config.json`: keras-hub presets on the Hub have
-    one too, but without `model_type: "t5"`. When the config can't be
-    fetched the answer is no, and keras-hub reports the failure.
-    """
-    repo, _, revision = handle[len(HF_PREFIX) :].partition("@")
-    try:
-        from huggingface_hub import hf_hub_download
-
-        path = hf_hub_download(repo, "config.json", revision=revision or None)
-        with open(path) as f:
-            config = json.load(f)
-    except Exception:
-        return False
-    return isinstance(config, dict) and config.get("model_type") == "t5"
-
-
-def _hf_t5(preset):
-    from keras_prompt.convert import hf_t5
-
-    if isinstance(preset, str) and preset.startswith(HF_PREFIX):
-        return hf_t5 if _hf_handle_is_t5(preset) else None
-    return hf_t5 if hf_t5.is_hf_t5_checkpoint(preset) else None
+from keras_prompt.convert.registry import find_converter
+from keras_prompt.convert.registry import keyword_names
 
 
 def load_backbone(preset, load_weights=True, **kwargs):
@@ -52,9 +26,9 @@ def load_backbone(preset, load_weights=True, **kwargs):
         from keras_prompt.convert.precision import resolve_dtype
 
         kwargs["dtype"], _ = resolve_dtype("auto")
-    converter = _hf_t5(preset)
+    converter = find_converter(preset)
     if converter is not None:
-        return converter.load_hf_t5_backbone(preset, **kwargs)
+        return converter.load_backbone(preset, **kwargs)
     return keras_hub.models.Backbone.from_preset(
         preset, load_weights=load_weights, **kwargs
     )
@@ -67,19 +41,19 @@ def backbone_keywords(preset):
     config and calls the backbone class with it, so it accepts `dtype` and
     the constructor arguments of the preset's backbone class (anything
     else would be dropped or reach `keras.Model` by accident). The class is
-    read from the preset's config; no weights are loaded. A Hugging Face T5
-    checkpoint takes the arguments of `load_hf_t5_backbone`.
+    read from the preset's config; no weights are loaded. A preset that a
+    converter claims takes the arguments of the converter's
+    `load_backbone` (`load_hf_t5_backbone` for a Hugging Face T5
+    checkpoint).
     """
-    converter = _hf_t5(preset)
+    converter = find_converter(preset)
     if converter is not None:
-        function = converter.load_hf_t5_backbone
+        names = converter.backbone_keywords()
     else:
         from keras_hub.src.utils.preset_utils import get_preset_loader
 
-        function = get_preset_loader(preset).check_backbone_class().__init__
-    # The names a keyword can set (after `self` / the preset argument).
-    spec = inspect.getfullargspec(function)
-    names = set(spec.args[1:]) | set(spec.kwonlyargs)
+        backbone_class = get_preset_loader(preset).check_backbone_class()
+        names = keyword_names(backbone_class.__init__)
     return sorted(names | {"dtype"})
 
 
@@ -113,8 +87,9 @@ def check_preset_kwargs(owner, preset, kwargs, allowed=(), known=()):
 
 
 def load_preprocessor(preset, preprocessor_cls, **kwargs):
-    """The preprocessor of class `preprocessor_cls` for `preset`."""
-    converter = _hf_t5(preset)
+    """The preprocessor of class `preprocessor_cls` for `preset` (the
+    claiming converter's, which may be of the checkpoint's own class)."""
+    converter = find_converter(preset)
     if converter is not None:
-        return converter.load_hf_t5_preprocessor(preset, **kwargs)
+        return converter.load_preprocessor(preset, preprocessor_cls, **kwargs)
     return preprocessor_cls.from_preset(preset, **kwargs)

@@ -24,7 +24,8 @@ from safetensors import safe_open
 from safetensors.numpy import load_file
 from safetensors.numpy import save_file
 
-from keras_prompt.convert import hf_t5
+from keras_prompt.convert import checkpoint_files
+from keras_prompt.convert import hf_t5_config
 from keras_prompt.convert import is_hf_t5_checkpoint
 from keras_prompt.convert import load_hf_t5_backbone
 from keras_prompt.convert import load_hf_t5_preprocessor
@@ -222,7 +223,7 @@ def test_activation_survives_keras_serialization(saved):
     _, path = saved
     with open(os.path.join(path, "config.json")) as f:
         config = json.load(f)
-    activation, gated = hf_t5._activation_from_feed_forward_proj(
+    activation, gated = hf_t5_config.activation_from_feed_forward_proj(
         config["feed_forward_proj"]
     )
     assert gated
@@ -296,7 +297,7 @@ def test_raw_safetensors_reader_matches_safe_open(tmp_path):
     filename = str(tmp_path / "x.safetensors")
     save_file(tensors, filename)
     for name, value in tensors.items():
-        raw = hf_t5._read_safetensors_raw(filename, name)
+        raw = checkpoint_files.read_safetensors_raw(filename, name)
         assert raw.dtype == value.dtype
         np.testing.assert_array_equal(raw, value)
 
@@ -421,7 +422,9 @@ def test_missing_files_raise(tmp_path):
     ],
 )
 def test_activation_mapping(feed_forward_proj, activation, gated):
-    assert hf_t5._activation_from_feed_forward_proj(feed_forward_proj) == (
+    assert hf_t5_config.activation_from_feed_forward_proj(
+        feed_forward_proj
+    ) == (
         activation,
         gated,
     )
