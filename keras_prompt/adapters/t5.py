@@ -1,5 +1,6 @@
 from keras_prompt.adapters.base import PromptAdapter
 from keras_prompt.adapters.base import register_adapter
+from keras_prompt.adapters.model_spec import ModelSpec
 
 
 @register_adapter
@@ -24,6 +25,35 @@ class T5Adapter(PromptAdapter):
     # Relative position buckets see only distances, so a shorter prompt
     # right-aligned in a bank and masked in front is exactly that prompt.
     supports_mixed_prompt_lengths = True
+
+    @classmethod
+    def model_spec(cls, config, name):
+        """keras-hub's T5 config: the original T5's ReLU or T5 1.1's
+        gated GELU (exact or tanh-approximated), tied or untied
+        embeddings, `key_value_dim` wider heads (T5 XL/XXL)."""
+        get = config.get
+        activation = str(get("activation", "relu"))
+        if "relu" in activation:
+            activation = "relu"
+        elif "approx" in activation or "tanh" in activation:
+            activation = "gelu_tanh"
+        else:
+            activation = "gelu"
+        h = get("hidden_dim")
+        heads = get("num_heads") or get("num_query_heads")
+        return ModelSpec(
+            name=name,
+            family="t5",
+            vocabulary_size=get("vocabulary_size"),
+            hidden_dim=h,
+            num_layers=get("num_layers"),
+            num_heads=heads,
+            head_dim=get("key_value_dim") or h // heads,
+            intermediate_dim=get("intermediate_dim"),
+            activation=activation,
+            gated=bool(get("use_gated_activation", True)),
+            tied_embeddings=bool(get("tie_embedding_weights", True)),
+        )
 
     def encode(self, token_ids, padding_mask, prompt, prompt_ids=None):
         """Runs the encoder with the prompt.
