@@ -135,6 +135,43 @@ class ModelSpec:
     def to_dict(self):
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_config(
+        cls, config, name, family, head_dim_key="head_dim", branches=1, **fields
+    ):
+        """A spec from the sizes every keras-hub transformer config names.
+
+        Args:
+            config: dict, a keras-hub backbone's config.
+            name: str, the spec's name.
+            family: `"t5"` or `"decoder"`.
+            head_dim_key: str, the config key of the head width (when
+                absent, `hidden_dim // heads`).
+            branches: int, gated branches `intermediate_dim` holds
+                together.
+            **fields: the other `ModelSpec` fields.
+
+        Returns:
+            A `ModelSpec`. A size the config lacks is a `TypeError`.
+        """
+        get = config.get
+        h = get("hidden_dim")
+        heads = get("num_heads") or get("num_query_heads")
+        intermediate = get("intermediate_dim")
+        if branches > 1:
+            intermediate //= branches
+        return cls(
+            name=name,
+            family=family,
+            vocabulary_size=get("vocabulary_size"),
+            hidden_dim=h,
+            num_layers=get("num_layers"),
+            num_heads=heads,
+            head_dim=get(head_dim_key) or h // heads,
+            intermediate_dim=intermediate,
+            **fields,
+        )
+
 
 def decoder_spec(
     config,
@@ -167,20 +204,11 @@ def decoder_spec(
         `TypeError`.
     """
     get = config.get
-    h = get("hidden_dim")
-    heads = get("num_heads") or get("num_query_heads")
-    intermediate = get("intermediate_dim")
-    if branches > 1:
-        intermediate //= branches
-    return ModelSpec(
-        name=name,
-        family="decoder",
-        vocabulary_size=get("vocabulary_size"),
-        hidden_dim=h,
-        num_layers=get("num_layers"),
-        num_heads=heads,
-        head_dim=get("head_dim") or h // heads,
-        intermediate_dim=intermediate,
+    return ModelSpec.from_config(
+        config,
+        name,
+        "decoder",
+        branches=branches,
         gated=gated,
         num_kv_heads=get("num_key_value_heads"),
         tied_embeddings=bool(get("tie_word_embeddings", tied) or positions),

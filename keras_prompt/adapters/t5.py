@@ -39,17 +39,11 @@ class T5Adapter(PromptAdapter):
             activation = "gelu_tanh"
         else:
             activation = "gelu"
-        h = get("hidden_dim")
-        heads = get("num_heads") or get("num_query_heads")
-        return ModelSpec(
-            name=name,
-            family="t5",
-            vocabulary_size=get("vocabulary_size"),
-            hidden_dim=h,
-            num_layers=get("num_layers"),
-            num_heads=heads,
-            head_dim=get("key_value_dim") or h // heads,
-            intermediate_dim=get("intermediate_dim"),
+        return ModelSpec.from_config(
+            config,
+            name,
+            "t5",
+            head_dim_key="key_value_dim",
             activation=activation,
             gated=bool(get("use_gated_activation", True)),
             tied_embeddings=bool(get("tie_embedding_weights", True)),
