@@ -27,14 +27,23 @@ def supported_families():
     return [cls.family for cls in _REGISTRY]
 
 
+def find_adapter_class(backbone_class):
+    """The registered adapter class for a keras-hub backbone class (or a
+    subclass of one), or `None`."""
+    for cls in _REGISTRY:
+        if cls.matches_class(backbone_class):
+            return cls
+    return None
+
+
 def get_adapter(backbone):
     """Returns the adapter instance for `backbone`.
 
     Raises a `ValueError` naming the supported families when none fits.
     """
-    for cls in _REGISTRY:
-        if cls.matches(backbone):
-            return cls(backbone)
+    cls = find_adapter_class(type(backbone))
+    if cls is not None:
+        return cls(backbone)
     raise ValueError(
         "keras_prompt has no adapter for "
         f"{type(backbone).__name__}. Supported backbone families: "
@@ -48,7 +57,9 @@ class PromptAdapter:
 
     Subclasses set `family` (a short name shown in errors) and
     `backbone_classes` (the keras-hub class names they accept), and
-    implement `forward`.
+    implement `forward` and `model_spec` (the family's size facts for the
+    memory planner; `model_spec = None` where the planner does not model
+    the family).
 
     Attributes:
         kind: `"seq2seq"`, `"causal"` or `"encoder"`; tasks check it.
@@ -71,8 +82,37 @@ class PromptAdapter:
 
     @classmethod
     def matches(cls, backbone):
-        names = {klass.__name__ for klass in type(backbone).__mro__}
+        return cls.matches_class(type(backbone))
+
+    @classmethod
+    def matches_class(cls, backbone_class):
+        names = {klass.__name__ for klass in backbone_class.__mro__}
         return bool(names & set(cls.backbone_classes))
+
+    # -- size facts -----------------------------------------------------------
+    @classmethod
+    def model_spec(cls, config, name):
+        """Reads a backbone config of this family into a `ModelSpec`.
+
+        The family's size facts for `keras_prompt.distribute.plan`: every
+        adapter implements it, or sets `model_spec = None` when the planner
+        does not model its family (the planner then asks for `ModelSpec`
+        fields).
+
+        Args:
+            config: dict, the keras-hub backbone's `get_config()` (the
+                `"config"` of a preset's `config.json`).
+            name: str, the spec's name.
+
+        Returns:
+            A `keras_prompt.adapters.model_spec.ModelSpec`. A size the
+            config lacks is a `TypeError`.
+        """
+        raise NotImplementedError(
+            f"{cls.__name__} has no size facts: implement `model_spec("
+            "config, name)`, or set `model_spec = None` where the planner "
+            "does not model the family."
+        )
 
     # -- graph construction -------------------------------------------------
     def inputs(self):

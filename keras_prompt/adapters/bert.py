@@ -99,6 +99,9 @@ class EncoderPromptAdapter(PromptAdapter):
 
     kind = "encoder"
     prompt_position = 1
+    # No size facts: the memory planner models encoder-decoder and
+    # decoder-only stacks.
+    model_spec = None
 
     def max_sequence_length(self):
         return int(self.backbone.max_sequence_length)

@@ -15,6 +15,7 @@ from keras_prompt.adapters.base import register_adapter
 from keras_prompt.adapters.decoder import EXAMPLE_HEADS
 from keras_prompt.adapters.decoder import DecoderAdapter
 from keras_prompt.adapters.decoder import with_example
+from keras_prompt.adapters.model_spec import decoder_spec
 
 
 class _ScaledEmbeddingAdapter(DecoderAdapter):
@@ -46,6 +47,21 @@ class GemmaAdapter(_ScaledEmbeddingAdapter):
     family = "gemma"
     backbone_classes = ("GemmaBackbone",)
 
+    @classmethod
+    def model_spec(cls, config, name):
+        """GeGLU (tanh GELU) feed-forward whose two gated branches
+        keras-hub stores together in `intermediate_dim`, two tensors of the
+        scores' size per layer, tied embeddings unless the config says
+        otherwise."""
+        return decoder_spec(
+            config,
+            name,
+            activation="gelu_tanh",
+            score_tensors=2,
+            branches=2,
+            tied=True,
+        )
+
 
 @register_adapter
 @with_example(
@@ -74,6 +90,9 @@ class Gemma3Adapter(_ScaledEmbeddingAdapter):
 
     family = "gemma3"
     backbone_classes = ("Gemma3Backbone",)
+    # No size facts yet: `ModelSpec` has no per-head query and key norms,
+    # and Gemma 3's `intermediate_dim` is one branch's, not Gemma's two.
+    model_spec = None
 
     def __init__(self, backbone):
         unsupported = []

@@ -1,6 +1,7 @@
 from keras_prompt.adapters.base import register_adapter
 from keras_prompt.adapters.decoder import DecoderAdapter
 from keras_prompt.adapters.decoder import with_example
+from keras_prompt.adapters.model_spec import decoder_spec
 
 
 @register_adapter
@@ -25,6 +26,19 @@ class GPT2Adapter(DecoderAdapter):
 
     family = "gpt2"
     backbone_classes = ("GPT2Backbone",)
+
+    @classmethod
+    def model_spec(cls, config, name):
+        """A plain (not gated) tanh-GELU MLP, one score tensor per layer,
+        learned positions and tied embeddings."""
+        return decoder_spec(
+            config,
+            name,
+            activation="gelu_tanh",
+            score_tensors=1,
+            gated=False,
+            positions=True,
+        )
 
     def max_sequence_length(self):
         return self.backbone.max_sequence_length

@@ -13,6 +13,7 @@ from keras_prompt.adapters.base import register_adapter
 from keras_prompt.adapters.decoder import EXAMPLE_HEADS
 from keras_prompt.adapters.decoder import DecoderAdapter
 from keras_prompt.adapters.decoder import with_example
+from keras_prompt.adapters.model_spec import decoder_spec
 
 
 class RotaryDecoderAdapter(DecoderAdapter):
@@ -27,6 +28,14 @@ class RotaryDecoderAdapter(DecoderAdapter):
     The layers take keras-hub's `decoder_padding_mask` and stacked
     `self_attention_cache`, `DecoderAdapter`'s defaults.
     """
+
+    @classmethod
+    def model_spec(cls, config, name):
+        """SwiGLU feed-forward, grouped-query attention keeping two
+        tensors of the scores' size per layer, untied embeddings unless the
+        config ties them. `ModelSpec` leaves out Qwen's query/key/value
+        biases."""
+        return decoder_spec(config, name, activation="silu", score_tensors=2)
 
 
 @register_adapter
@@ -80,3 +89,5 @@ class Qwen3Adapter(RotaryDecoderAdapter):
 
     family = "qwen3"
     backbone_classes = ("Qwen3Backbone",)
+    # No size facts yet: `ModelSpec` has no per-head query and key norms.
+    model_spec = None

@@ -1,5 +1,6 @@
 from keras_prompt.adapters.base import PromptAdapter
 from keras_prompt.adapters.base import register_adapter
+from keras_prompt.adapters.model_spec import ModelSpec
 
 
 @register_adapter
@@ -24,6 +25,29 @@ class T5Adapter(PromptAdapter):
     # Relative position buckets see only distances, so a shorter prompt
     # right-aligned in a bank and masked in front is exactly that prompt.
     supports_mixed_prompt_lengths = True
+
+    @classmethod
+    def model_spec(cls, config, name):
+        """keras-hub's T5 config: the original T5's ReLU or T5 1.1's
+        gated GELU (exact or tanh-approximated), tied or untied
+        embeddings, `key_value_dim` wider heads (T5 XL/XXL)."""
+        get = config.get
+        activation = str(get("activation", "relu"))
+        if "relu" in activation:
+            activation = "relu"
+        elif "approx" in activation or "tanh" in activation:
+            activation = "gelu_tanh"
+        else:
+            activation = "gelu"
+        return ModelSpec.from_config(
+            config,
+            name,
+            "t5",
+            head_dim_key="key_value_dim",
+            activation=activation,
+            gated=bool(get("use_gated_activation", True)),
+            tied_embeddings=bool(get("tie_embedding_weights", True)),
+        )
 
     def encode(self, token_ids, padding_mask, prompt, prompt_ids=None):
         """Runs the encoder with the prompt.

@@ -15,6 +15,11 @@ import types
 
 import tensorflow as tf
 
+from keras_prompt.tasks.distributed_steps import first_replica_symbolic_build
+from keras_prompt.tasks.distributed_steps import is_multi_worker
+from keras_prompt.tasks.distributed_steps import with_rank_one_logs
+from keras_prompt.tasks.prompt_task import PromptTaskMixin
+
 logger = logging.getLogger("keras_prompt.distribute")
 
 STRATEGY_WORDS = ("auto", "tpu", "gpu", "cpu", "multi_worker")
@@ -266,86 +271,6 @@ def compile_options(strategy=None):
     return {"jit_compile": bool(single)}
 
 
-def first_replica_symbolic_build(self, iterator=None, data_batch=None):
-    """`_maybe_symbolic_build` that reads one replica's batch, no reduce.
-
-    The prompt tasks use it as their own `_maybe_symbolic_build`, so a
-    plain `fit` works under any strategy.
-
-    Keras 3.15's TF trainer all-reduces (MEAN) the first distributed batch
-    only to learn its shapes, which fails for boolean padding masks (as
-    keras-hub preprocessors make them: "AddN ... bool") under
-    MirroredStrategy and for any dict of inputs under
-    MultiWorkerMirroredStrategy. Shapes and dtypes are all the symbolic
-    build needs, so the first local replica's values serve.
-    """
-    if self._distribute_strategy is None:
-        return
-    strategy = self.distribute_strategy
-    if iterator is not None:
-        for _, _, it in iterator:
-            batch = next(it)
-
-            def local(value):
-                if isinstance(value, tf.distribute.DistributedValues):
-                    return strategy.experimental_local_results(value)[0]
-                return value
-
-            data_batch = tf.nest.map_structure(local, batch)
-            break
-    with strategy.scope():
-        self._symbolic_build(data_batch=data_batch)
-
-
-def _multi_worker(strategy):
-    """Whether Keras takes its multi-worker reduction path for `strategy`."""
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return False
-    in_multi_worker_mode = getattr(
-        strategy.extended, "_in_multi_worker_mode", None
-    )
-    return in_multi_worker_mode() if in_multi_worker_mode else True
-
-
-def rank_one_logs(model, logs):
-    """`logs` with scalars reshaped to `(1,)` when `model` trains under a
-    multi-worker strategy (see `_rank_one_logs`); unchanged otherwise. The
-    prompt tasks apply it in their `train_step` / `test_step`."""
-    strategy = getattr(model, "_distribute_strategy", None)
-    if strategy is None or not _multi_worker(strategy):
-        return logs
-
-    def rank_one(value):
-        if tf.is_tensor(value) and value.shape.rank == 0:
-            return tf.reshape(value, [1])
-        return value
-
-    return tf.nest.map_structure(rank_one, logs)
-
-
-def _rank_one_logs(step):
-    """Wraps a train/test step so that its scalar logs have shape `(1,)`.
-
-    Under `MultiWorkerMirroredStrategy` Keras 3.15 averages each replica's
-    logs with `strategy.reduce("MEAN", value, axis=0)`, which rejects
-    scalars ("Invalid reduction dimension 0 for input with 0 dimensions").
-    With shape `(1,)` the same call averages the replicas' values into a
-    scalar, as intended.
-    """
-
-    def step_with_rank_one_logs(data):
-        logs = step(data)
-
-        def rank_one(value):
-            if tf.is_tensor(value) and value.shape.rank == 0:
-                return tf.reshape(value, [1])
-            return value
-
-        return tf.nest.map_structure(rank_one, logs)
-
-    return step_with_rank_one_logs
-
-
 def prepare_model(model):
     """Kept for old code: returns `model` unchanged.
 
@@ -365,18 +290,16 @@ def prepare_model(model):
             "`model` must be a Keras model on the TensorFlow backend. "
             f"Received: model={type(model).__name__}"
         )
-    from keras_prompt.tasks.prompt_task import PromptTaskMixin
-
     if isinstance(model, PromptTaskMixin):
         return model
     model._maybe_symbolic_build = types.MethodType(
         first_replica_symbolic_build, model
     )
     strategy = getattr(model, "_distribute_strategy", None)
-    if strategy is not None and _multi_worker(strategy):
+    if strategy is not None and is_multi_worker(strategy):
         if not getattr(model, "_keras_prompt_rank_one_logs", False):
-            model.train_step = _rank_one_logs(model.train_step)
-            model.test_step = _rank_one_logs(model.test_step)
+            model.train_step = with_rank_one_logs(model.train_step)
+            model.test_step = with_rank_one_logs(model.test_step)
             model._keras_prompt_rank_one_logs = True
         model.train_function = None
         model.test_function = None

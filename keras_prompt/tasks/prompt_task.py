@@ -9,6 +9,8 @@ from keras_prompt.frozen_backbone import frozen_weights_unwatched
 from keras_prompt.layers._checks import check_dtype
 from keras_prompt.layers._checks import checked_indices
 from keras_prompt.layers._checks import concrete_value
+from keras_prompt.tasks.distributed_steps import first_replica_symbolic_build
+from keras_prompt.tasks.distributed_steps import rank_one_logs
 from keras_prompt.validation import check_kwargs
 
 #: Keywords a task's `**kwargs` may carry to keras-hub's `Task` / Keras.
@@ -89,20 +91,12 @@ class PromptTaskMixin:
             return super()._maybe_symbolic_build(
                 iterator=iterator, data_batch=data_batch
             )
-        from keras_prompt.distribute.strategy import (
-            first_replica_symbolic_build,
-        )
-
         return first_replica_symbolic_build(self, iterator, data_batch)
 
     def train_step(self, *args, **kwargs):
-        from keras_prompt.distribute.strategy import rank_one_logs
-
         return rank_one_logs(self, super().train_step(*args, **kwargs))
 
     def test_step(self, *args, **kwargs):
-        from keras_prompt.distribute.strategy import rank_one_logs
-
         return rank_one_logs(self, super().test_step(*args, **kwargs))
 
     @classmethod
