@@ -93,11 +93,19 @@ def evaluation_fn(
     evaluate_fn=None,
     max_examples=None,
 ):
-    """The dev evaluation of a recipe: `fn(model) -> {"val_<metric>": ...}`
-    (see `Recipe.evaluation_fn`).
+    """The dev evaluation of a recipe: `fn(model) -> {"val_<metric>": ...}`;
+    called as `Recipe.evaluation_fn(data_dir, validation_data, ...)`.
+
+    The returned dict holds each metric prefixed `"val_"` and
+    `"val_score"`, the selection score: the metric, or the mean of the
+    metrics when there are several (the paper's stopping metric). The
+    task's `eval_split` is read once, on the first evaluation, in the
+    model's form (`Recipe.examples`) and scored by its `score`: the task's
+    metrics of the generations, or of a classifier's argmax classes.
 
     Args:
-        recipe: the `Recipe` (its task, `eval_split` and batch sizes).
+        recipe: the `Recipe` (`self` of `Recipe.evaluation_fn`): its task,
+            `eval_split` and batch sizes.
         data_dir: the TFDS data dir of the task's `eval_split`.
         validation_data: instead of the task's split: a `(inputs, targets)`
             pair of string lists, scored by exact match (`"accuracy"`), or

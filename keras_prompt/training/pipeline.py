@@ -60,11 +60,12 @@ def pairs_dataset(dataset):
 
 
 def train_dataset(recipe, data_dir=None, train_data=None, max_examples=None):
-    """The endless, shuffled, batched training stream of a recipe (see
-    `Recipe.train_dataset`).
+    """The endless, shuffled, batched training stream of a recipe;
+    called as `Recipe.train_dataset(data_dir, train_data, max_examples)`.
 
     Args:
-        recipe: the `Recipe` (its task, `batch_size` and `seed`).
+        recipe: the `Recipe` (`self` of `Recipe.train_dataset`): its task,
+            `batch_size` and `seed`.
         data_dir: the TFDS data dir of the task's `"train"` split.
         train_data: instead of the task's split: a `(inputs, targets)`
             pair of string lists, or a `tf.data.Dataset` of

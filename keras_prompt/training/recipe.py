@@ -468,84 +468,12 @@ class Recipe:
             self.task, split, data_dir=data_dir, max_examples=max_examples
         )
 
-    # -- data and evaluation -------------------------------------------------
-    def train_dataset(self, data_dir=None, train_data=None, max_examples=None):
-        """The endless, shuffled, batched training stream: batches of
-        `batch_size` `(inputs, targets)` strings from the task's `"train"`
-        split or from `train_data`, repeated forever (see
-        `keras_prompt.training.pipeline.train_dataset` for the arguments).
-        """
-        return pipeline.train_dataset(self, data_dir, train_data, max_examples)
-
-    def evaluation_fn(
-        self,
-        data_dir=None,
-        validation_data=None,
-        evaluate_fn=None,
-        max_examples=None,
-    ):
-        """The dev evaluation: `fn(model) -> {"val_<metric>": ...}`, each
-        metric prefixed `"val_"` and `"val_score"`, the selection score (the
-        metric, or the mean of several: the paper's stopping metric). See
-        `keras_prompt.training.evaluation.evaluation_fn` for the arguments.
-        """
-        return evaluation.evaluation_fn(
-            self, data_dir, validation_data, evaluate_fn, max_examples
-        )
-
-    # -- training -----------------------------------------------------------
-    def fit(
-        self,
-        model,
-        output_dir,
-        data_dir=None,
-        *,
-        train_data=None,
-        validation_data=None,
-        evaluate_fn=None,
-        max_train_examples=None,
-        max_eval_examples=None,
-        callbacks=None,
-        verbose="auto",
-        restore_best=True,
-        eval_interval=None,
-        print_evaluations=None,
-        checkpoint_every=None,
-        resume=False,
-        run_config=None,
-        checkpoint_dir=None,
-    ):
-        """Trains the prompt and keeps the best one on the dev split.
-
-        Trains `model` for `steps` steps of `batch_size` examples,
-        evaluating every `eval_interval` steps; the prompt of the best
-        evaluation goes to `output_dir/best.prompt.safetensors`, the run
-        record to `output_dir/run.json`. The arguments are those of
-        `keras_prompt.training.trainer.fit`, which runs the loop.
-
-        Returns:
-            A `RecipeResult`.
-        """
-        return trainer.fit(
-            self,
-            model,
-            output_dir,
-            data_dir,
-            train_data=train_data,
-            validation_data=validation_data,
-            evaluate_fn=evaluate_fn,
-            max_train_examples=max_train_examples,
-            max_eval_examples=max_eval_examples,
-            callbacks=callbacks,
-            verbose=verbose,
-            restore_best=restore_best,
-            eval_interval=eval_interval,
-            print_evaluations=print_evaluations,
-            checkpoint_every=checkpoint_every,
-            resume=resume,
-            run_config=run_config,
-            checkpoint_dir=checkpoint_dir,
-        )
+    # -- data, evaluation and training -------------------------------------
+    # The functions of `pipeline`, `evaluation` and `trainer`, as methods:
+    # the recipe is their first argument.
+    train_dataset = pipeline.train_dataset
+    evaluation_fn = evaluation.evaluation_fn
+    fit = trainer.fit
 
 
 def check_fields(changes):

@@ -282,10 +282,12 @@ def fit(
     and drawn in reshuffled passes; a classifier trains on
     length-trimmed token batches (`keras_prompt.data.batching`).
 
+    Called as `Recipe.fit(model, output_dir, ...)`.
+
     Args:
-        recipe: the `Recipe`.
+        recipe: the `Recipe` (`self` of `Recipe.fit`).
         model: a keras_prompt task, e.g. from `build_model`.
-        output_dir: str, folder for the prompt file and the results
+        output_dir: str, folder for the best prompt file and the run record
             (created if missing).
         data_dir: the TFDS data dir, e.g. `"../shared/tfds"`.
         train_data: optional training pairs instead of the task's
