@@ -383,7 +383,8 @@ def _check_backbone_keys(metadata, expected, path):
 
 
 # -- prompt files as the source of a model's settings ------------------------
-#: The prompt file's name inside a run folder (`keras-prompt tune`).
+#: The prompt file's name inside a run folder (`keras-prompt tune`) and a
+#: training checkpoint's step folder.
 RUN_PROMPT_FILE = "prompt.safetensors"
 
 

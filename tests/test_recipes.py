@@ -289,9 +289,9 @@ def test_fit_on_sst2_keeps_the_best_prompt(tiny_model, tmp_path):
     )
     assert sorted(os.listdir(output_dir)) == [
         "best.prompt.safetensors",
-        "results.json",
+        "run.json",
     ]
-    with open(os.path.join(output_dir, "results.json")) as f:
+    with open(os.path.join(output_dir, "run.json")) as f:
         summary = json.load(f)
     assert summary["best_value"] == result.best_value
     assert summary["recipe"]["prompt_length"] == 4
@@ -368,3 +368,26 @@ def test_fit_bad_arguments(tiny_model, tmp_path):
         recipe.fit(tiny_model, output_dir=str(tmp_path), train_data="abc")
     with pytest.raises(ValueError, match="max_examples=0"):
         recipe.fit(tiny_model, str(tmp_path), max_train_examples=0)
+
+
+def test_pooling_is_a_classifier_setting(parts):
+    """A text-to-text task has no pooling head: asking for one is one
+    error naming the setting, not a silently ignored option."""
+    backbone, preprocessor = parts
+    recipe = lester2021("glue/sst2", prompt_length=2, pooling="mean")
+    with pytest.raises(ValueError, match="pooling='mean'"):
+        recipe.build_model(backbone=backbone, preprocessor=preprocessor)
+
+
+def test_task_kinds_are_looked_up_by_class():
+    from keras_prompt.training import task_kinds
+
+    class MyLM(PromptSeq2SeqLM):
+        pass
+
+    assert task_kinds.find_task_kind(MyLM) is task_kinds.SEQ2SEQ
+    assert task_kinds.find_task_kind(dict) is None
+    with pytest.raises(ValueError, match="task_class=dict"):
+        task_kinds.task_kind(dict)
+    lengths = task_kinds.CAUSAL.preprocessor_lengths(64, 16)
+    assert lengths == {"sequence_length": 80}

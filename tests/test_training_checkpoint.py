@@ -66,8 +66,8 @@ def recipe():
 def run(preset, output_dir, crash_at=None, **kwargs):
     """Builds the model afresh (as a new process would) and fits it."""
     keras_prompt.set_random_seed(0)
-    r = recipe()
-    model = r.build_model(preset, task_options={"pooling": "mean"})
+    r = recipe().replace(pooling="mean")
+    model = r.build_model(preset)
     result = r.fit(
         model,
         output_dir,

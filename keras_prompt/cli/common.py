@@ -11,10 +11,9 @@ import shutil
 import tempfile
 
 from keras_prompt.cli import CliError
+from keras_prompt.training.trainer import RUN_FILE
 
 _MAX_MESSAGE = 400
-#: What a run of `keras-prompt tune` records next to its prompt file.
-RUN_FILE = "run.json"
 #: Inputs per batch when `tune` evaluates (and `evaluate` reproduces it:
 #: classifiers score length-trimmed batches, whose padding follows it).
 EVAL_BATCH_SIZE = 64
@@ -351,16 +350,22 @@ class TunedRun:
     preset: str
 
     @property
-    def config(self):
-        """The run's settings (`run.json`'s `"config"`, `{}` if none)."""
-        return self.info.get("config") or {}
+    def recipe(self):
+        """The recipe's settings (`run.json`'s `"recipe"`, `{}` if none)."""
+        return self.info.get("recipe") or {}
+
+    @property
+    def settings(self):
+        """The run's other settings: the preset, the frozen weights' dtype,
+        the data (`run.json`'s `"run"`, `{}` if none)."""
+        return self.info.get("run") or {}
 
     @property
     def task_name(self):
         """The `keras_prompt.data` task the prompt was trained on: the
         run's, else the prompt file's first task name, else `None`."""
         names = self.metadata.get("task_names") or []
-        return self.info.get("task") or (names[0] if names else None)
+        return self.recipe.get("task") or (names[0] if names else None)
 
 
 def locate_run(source):
@@ -395,12 +400,13 @@ def read_run(source, preset=None, command="predict"):
     from keras_prompt import prompt_files
 
     path, info = locate_run(source)
-    if preset is None and not info.get("preset"):
+    recorded = (info.get("run") or {}).get("preset")
+    if preset is None and not recorded:
         raise CliError(
             f"{source!r} has no {RUN_FILE} beside it recording the "
             "preset; pass --preset (the preset the prompt was trained on)"
         )
-    preset = resolve_preset(preset or info["preset"])
+    preset = resolve_preset(preset or recorded)
     metadata = prompt_files.read_prompt_source(path).metadata
     if metadata["num_prompts"] != 1:
         raise CliError(
@@ -424,18 +430,23 @@ def load_run_model(run, sequence_length=None, max_length=None):
             the run's.
     """
     from keras_prompt.tasks import task_class_of_prompt_file
+    from keras_prompt.training.task_kinds import task_kind
 
-    config = run.config
     task_class = task_class_of_prompt_file(run.metadata, run.path)
+    kind = task_kind(task_class)
     kwargs = {}
-    sequence_length = sequence_length or config.get("sequence_length")
+    sequence_length = sequence_length or run.recipe.get(
+        "encoder_sequence_length"
+    )
     if sequence_length is not None:
         target_length = (
-            max_length or config.get("target_length") or TARGET_LENGTH
+            max_length
+            or run.recipe.get("decoder_sequence_length")
+            or TARGET_LENGTH
         )
-        kwargs = task_class.preprocessor_lengths(sequence_length, target_length)
-    if config.get("dtype"):
-        kwargs["dtype"] = config["dtype"]
+        kwargs = kind.preprocessor_lengths(sequence_length, target_length)
+    if run.settings.get("dtype"):
+        kwargs["dtype"] = run.settings["dtype"]
     model = task_class.from_preset(run.preset, prompts=run.path, **kwargs)
-    model.compile(**model.train_compile_kwargs)
+    model.compile(**kind.compile_kwargs)
     return model

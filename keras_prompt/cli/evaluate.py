@@ -93,7 +93,7 @@ def data_dir_of(args, tuned):
         return args.data_dir
     if os.environ.get("TFDS_DATA_DIR"):
         return os.environ["TFDS_DATA_DIR"]
-    recorded = tuned.config.get("data_dir")
+    recorded = tuned.settings.get("data_dir")
     if recorded and os.path.isdir(recorded):
         return recorded
     return None
@@ -103,7 +103,7 @@ def max_examples_of(args, tuned):
     """--max-examples (0: `None`, all), else the run's
     --max-eval-examples."""
     if args.max_examples is None:
-        return tuned.config.get("max_eval_examples")
+        return tuned.settings.get("max_eval_examples")
     return args.max_examples or None
 
 
@@ -132,9 +132,9 @@ def recorded_metrics(args, tuned, task, max_examples):
     """run.json's validation metrics when this evaluation is the run's own
     (same task, split, examples and batches), else `None`."""
     same = (
-        task.name == tuned.info.get("task")
+        task.name == tuned.recipe.get("task")
         and args.split == DEFAULT_SPLIT
-        and max_examples == tuned.config.get("max_eval_examples")
+        and max_examples == tuned.settings.get("max_eval_examples")
         and args.batch_size == EVAL_BATCH_SIZE
     )
     return tuned.info.get("validation") if same else None
@@ -153,8 +153,12 @@ def run(args):
     max_examples = max_examples_of(args, tuned)
     check_dataset(task, data_dir, args.split)
 
+    from keras_prompt.training.task_kinds import task_kind
+
     model = load_run_model(tuned)
-    examples = model.read_examples(task, args.split, data_dir, max_examples)
+    examples = task_kind(type(model)).read_examples(
+        task, args.split, data_dir, max_examples
+    )
     if not len(examples):
         raise CliError(
             f"--task {task.name!r} --split {args.split!r}: no examples read"

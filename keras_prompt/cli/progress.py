@@ -7,6 +7,7 @@ import keras
 
 from keras_prompt.cli.common import format_metrics
 from keras_prompt.cli.common import format_seconds
+from keras_prompt.training.evaluation import task_metrics
 
 
 class PrintEvaluations(keras.callbacks.Callback):
@@ -18,8 +19,6 @@ class PrintEvaluations(keras.callbacks.Callback):
         self.steps, self.num_eval, self.line = steps, num_eval, None
 
     def on_epoch_end(self, epoch, logs=None):
-        from keras_prompt.training.recipe import task_metrics
-
         step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
         self.line = (
             f"step {step}/{self.steps}: validation "

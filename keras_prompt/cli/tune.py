@@ -29,7 +29,6 @@ from there and ends with the prompt an uninterrupted run would have.
 """
 
 import argparse
-import json
 import math
 import os
 import shlex
@@ -40,7 +39,6 @@ import time
 
 from keras_prompt.cli import CliError
 from keras_prompt.cli.common import EVAL_BATCH_SIZE
-from keras_prompt.cli.common import RUN_FILE
 from keras_prompt.cli.common import TARGET_LENGTH
 from keras_prompt.cli.common import _one_line
 from keras_prompt.cli.common import check_choice
@@ -59,6 +57,9 @@ from keras_prompt.cli.common import recorded_preset
 from keras_prompt.cli.common import resolve_preset
 from keras_prompt.cli.common import write_outputs
 from keras_prompt.prompt_files import RUN_PROMPT_FILE
+from keras_prompt.training.trainer import CHECKPOINT_DIR
+from keras_prompt.training.trainer import RUN_FILE
+from keras_prompt.training.trainer import write_run_record
 
 DEFAULT_TASK = "glue/sst2"
 DEFAULT_BATCH_SIZE = 32
@@ -67,8 +68,6 @@ DEFAULT_SEQUENCE_LENGTH = 128
 INITIALIZERS = ("random_uniform", "sampled_vocab", "class_label")
 OPTIMIZERS = ("auto", "adam", "adafactor")
 DEFAULT_CHECKPOINT_EVERY = 50
-PROMPT_FILE = RUN_PROMPT_FILE
-CHECKPOINT_FOLDER = "checkpoint"
 
 
 def add_parser(subparsers):
@@ -153,7 +152,6 @@ def add_parser(subparsers):
     )
     add(
         "--pooling",
-        default="mean",
         choices=("mean", "cls"),
         help="encoders: what the classification head reads, the mean over "
         "[CLS], prompt and tokens, or the final [CLS] state (default: mean; "
@@ -240,16 +238,28 @@ def check_args(args):
     check_data_dir(args.data_dir)
 
 
+def init_of(args, task):
+    """--init, else class-label initialisation for a task with class
+    labels and sampled vocabulary otherwise."""
+    init = args.init
+    if init is None:
+        init = "class_label" if task.label_strings else "sampled_vocab"
+    if init == "class_label" and not task.label_strings:
+        raise CliError(
+            f"--init class_label needs class labels, and task {task.name!r} "
+            "has none"
+        )
+    return init
+
+
 # -- checkpoints -------------------------------------------------------------
-def run_settings(args, preset):
+def run_settings(args, preset, dtype):
     """What a checkpoint must agree on besides the recipe: a resumed run
     with other settings would not reach the same prompt."""
     return {
-        "preset": preset,
-        "task": args.task,
-        "pooling": args.pooling,
+        "preset": recorded_preset(preset),
         "max_eval_examples": args.max_eval_examples,
-        "dtype": args.dtype,
+        "dtype": dtype,
     }
 
 
@@ -291,17 +301,16 @@ def remove_folders(folders):
 
 def saved_step(work):
     """The step of the newest checkpoint in `work`, or `None`."""
-    from keras_prompt.training.recipe import CHECKPOINT_DIR
     from keras_prompt.training.training_checkpoint import (
         PromptTrainingCheckpoint,
     )
 
-    saver = PromptTrainingCheckpoint(os.path.join(work, CHECKPOINT_DIR))
+    saver = PromptTrainingCheckpoint(work)
     latest = saver.latest()
     return saver.read_state(latest)[1]["step"] if latest else None
 
 
-def print_resume_hint(model, work, args):
+def print_resume_hint(model, work, steps, args):
     """After Ctrl-C: what was kept, and the command that goes on."""
     import keras
 
@@ -322,37 +331,40 @@ def print_resume_hint(model, work, args):
             else "no checkpoint was written yet"
         ) + f"; continue with: {command}"
     print(
-        f"keras-prompt tune: stopped at step {step} of {args.steps}; {kept}",
+        f"keras-prompt tune: stopped at step {step} of {steps}; {kept}",
         file=sys.stderr,
     )
 
 
 # -- the command -------------------------------------------------------------
-def build_model(args, task, preset):
-    """Loads the backbone and builds the recipe and the prompt task that
-    fits it (a classifier on encoders, a text-to-text model on T5 and
-    decoder-only models)."""
+def load_frozen_backbone(args, preset):
+    """`(backbone, dtype)`: the preset's backbone with its frozen weights
+    in --dtype (`auto` resolved here, once), and that dtype."""
     from keras_prompt.convert.precision import resolve_dtype
-    from keras_prompt.tasks import task_class_for
-    from keras_prompt.training.recipe import Recipe
 
-    args.dtype, reason = resolve_dtype(args.dtype_choice)
+    dtype, reason = resolve_dtype(args.dtype)
     print(
-        f"Loading the backbone {preset} with {args.dtype} frozen weights ("
-        + (
-            f"auto: {reason}"
-            if args.dtype_choice == "auto"
-            else f"--dtype {args.dtype_choice}"
-        )
+        f"Loading the backbone {preset} with {dtype} frozen weights ("
+        + (f"auto: {reason}" if args.dtype == "auto" else f"--dtype {dtype}")
         + ")"
     )
-    args.dtype_reason = reason
-    backbone = load_backbone(preset, dtype=args.dtype)
+    return load_backbone(preset, dtype=dtype), dtype
+
+
+def build_model(args, task, preset, backbone):
+    """The recipe of the arguments (the task kind's defaults where they
+    are not given) and the prompt task that fits it (a classifier on
+    encoders, a text-to-text model on T5 and decoder-only models)."""
+    from keras_prompt.tasks import task_class_for
+    from keras_prompt.training.recipe import Recipe
+    from keras_prompt.training.task_kinds import find_task_kind
+
     try:
         task_class = task_class_for(backbone)
     except ValueError as error:
         raise CliError(f"--preset {preset!r}: {_one_line(error)}") from None
-    if not task_class.trains_with_recipe:
+    kind = find_task_kind(task_class)
+    if kind is None:
         from keras_prompt.adapters import get_adapter
 
         raise CliError(
@@ -361,29 +373,43 @@ def build_model(args, task, preset):
             "tune` cannot train yet. Train it with "
             f"keras_prompt.{task_class.__name__}"
         )
-    if args.deep is None:
-        args.deep = task_class.tune_deep_default
-    if args.steps is None:
-        args.steps = task_class.tune_steps_default
+    steps = args.steps or kind.tune_steps
     recipe = Recipe(
         task=task,
         prompt_length=args.prompt_length,
-        deep=args.deep,
-        initializer=args.init,
+        deep=kind.tune_deep if args.deep is None else args.deep,
+        initializer=init_of(args, task),
         optimizer_name=args.optimizer,
         learning_rate=args.learning_rate,
         batch_size=args.batch_size,
-        steps=args.steps,
-        eval_interval=args.steps,
+        steps=steps,
+        eval_interval=steps,
         eval_batch_size=EVAL_BATCH_SIZE,
         encoder_sequence_length=args.sequence_length,
         decoder_sequence_length=TARGET_LENGTH,
         seed=args.seed,
+        pooling=args.pooling or kind.tune_pooling,
     )
-    model = recipe.build_model(
-        preset, backbone=backbone, task_options={"pooling": args.pooling}
+    return recipe, recipe.build_model(preset, backbone=backbone)
+
+
+def describe_training(recipe, model, num_train):
+    """The line saying what the run trains."""
+    optimizer_name, learning_rate = recipe.optimizer_settings(model)
+    seen = recipe.steps * recipe.batch_size
+    passes = (
+        f"a random {seen:,} of the {num_train:,} training examples"
+        if seen <= num_train
+        else f"{seen / num_train:.1f} passes over {num_train:,} examples"
     )
-    return recipe, model
+    depth = model.backbone.prompt_depth
+    prompts = f"deep prompts at {depth} layers" if depth else "input prompt"
+    return (
+        f"Training {recipe.steps} steps of {recipe.batch_size} ({passes}); "
+        f"{prompts}, {recipe.initializer} init, {optimizer_name} at "
+        f"learning rate {learning_rate:g}"
+        + (f"; {recipe.pooling}-pooling head" if recipe.pooling else "")
+    )
 
 
 @one_line_errors
@@ -391,30 +417,23 @@ def run(args):
     """Runs `keras-prompt tune`; returns the exit code."""
     start = time.time()
     check_args(args)
-    args.dtype_choice = args.dtype
     from keras_prompt.data import get_task
 
     try:
         task = get_task(args.task)
     except ValueError as error:
         raise CliError(f"--task: {_one_line(error)}") from None
-    if args.init is None:
-        args.init = "class_label" if task.label_strings else "sampled_vocab"
-    if args.init == "class_label" and not task.label_strings:
-        raise CliError(
-            f"--init class_label needs class labels, and task {task.name!r} "
-            "has none"
-        )
+    init_of(args, task)
     output = args.output or default_output(task.name)
     check_output(output)
-    check_no_earlier_run(output, (PROMPT_FILE, RUN_FILE), args.overwrite)
-    work = os.path.join(output, CHECKPOINT_FOLDER)
+    check_no_earlier_run(output, (RUN_PROMPT_FILE, RUN_FILE), args.overwrite)
+    work = os.path.join(output, CHECKPOINT_DIR)
     check_interrupted_run(work, args)
     preset = resolve_preset(args.preset)
     # TFDS reads TFDS_DATA_DIR once, at import: resolve it here so the
     # variable set at any time (or by a caller) is honoured.
-    args.data_dir = args.data_dir or os.environ.get("TFDS_DATA_DIR") or None
-    check_dataset(task, args.data_dir)
+    data_dir = args.data_dir or os.environ.get("TFDS_DATA_DIR") or None
+    check_dataset(task, data_dir)
 
     import keras
 
@@ -423,7 +442,8 @@ def run(args):
     from keras_prompt.cli.progress import ProgressLines
 
     keras_prompt.set_random_seed(args.seed)
-    recipe, model = build_model(args, task, preset)
+    backbone, dtype = load_frozen_backbone(args, preset)
+    recipe, model = build_model(args, task, preset, backbone)
     trainable, total = count_parameters(model)
     print(
         f"{type(model).__name__} on a frozen "
@@ -431,11 +451,9 @@ def run(args):
         f"of {total:,} parameters ({100 * trainable / total:.3f}%)"
     )
     print(f"Reading {task.name} from TFDS")
-    train = recipe.examples(
-        model, "train", args.data_dir, args.max_train_examples
-    )
+    train = recipe.examples(model, "train", data_dir, args.max_train_examples)
     validation = recipe.examples(
-        model, "validation", args.data_dir, args.max_eval_examples
+        model, "validation", data_dir, args.max_eval_examples
     )
     num_train, num_eval = len(train), len(validation)
     if not num_train or not num_eval:
@@ -443,21 +461,8 @@ def run(args):
             f"--task {task.name!r}: no training or validation examples were "
             "read"
         )
-    optimizer_name, learning_rate = recipe.optimizer_settings(model)
-    seen = args.steps * args.batch_size
-    passes = (
-        f"a random {seen:,} of the {num_train:,} training examples"
-        if seen <= num_train
-        else f"{seen / num_train:.1f} passes over {num_train:,} examples"
-    )
-    pooling = model.prompt_file_info().get("pooling")
-    depth = model.backbone.prompt_depth
-    prompts = f"deep prompts at {depth} layers" if depth else "input prompt"
-    print(
-        f"Training {args.steps} steps of {args.batch_size} ({passes}); "
-        f"{prompts}, {args.init} init, {optimizer_name} at learning rate "
-        f"{learning_rate:g}" + (f"; {pooling}-pooling head" if pooling else "")
-    )
+    print(describe_training(recipe, model, num_train))
+    steps = recipe.steps
     checkpointing = args.checkpoint_every > 0
     if args.resume and checkpointing and os.path.isdir(work):
         saved = saved_step(work)
@@ -472,97 +477,79 @@ def run(args):
         try:
             result = recipe.fit(
                 model,
-                work if checkpointing else scratch,
-                args.data_dir,
+                scratch,
+                data_dir,
                 train_data=train,
                 validation_data=validation,
                 callbacks=[
                     keras_prompt.FiniteGuard(),
-                    PrintEvaluations(args.steps, num_eval),
+                    PrintEvaluations(steps, num_eval),
                 ]
-                + ([] if verbose else [ProgressLines(args.steps)]),
+                + ([] if verbose else [ProgressLines(steps)]),
                 verbose=verbose,
                 print_evaluations=False,
                 restore_best=False,  # The run keeps its last prompt.
-                eval_interval=args.eval_every or args.steps,
+                eval_interval=args.eval_every or steps,
                 checkpoint_every=args.checkpoint_every or None,
                 resume=checkpointing,
-                run_config=run_settings(args, preset),
+                run_config=run_settings(args, preset, dtype),
+                checkpoint_dir=work if checkpointing else None,
             )
         except KeyboardInterrupt:
-            print_resume_hint(model, work if checkpointing else None, args)
+            print_resume_hint(
+                model, work if checkpointing else None, steps, args
+            )
             raise
         except Exception:
             # A failed (e.g. diverged) run leaves nothing behind but an
             # earlier interrupted run's checkpoint it was resuming.
             remove_folders(created)
             raise
-    history = result.task_history()
-    validation = {k: v for k, v in history[-1].items() if k != "step"}
-
-    run_info = {
-        "task": task.name,
-        "preset": recorded_preset(preset),
-        "backbone_class": type(model.backbone.backbone).__name__,
-        "model_class": type(model).__name__,
-        "config": {
-            "prompt_length": args.prompt_length,
-            "deep": args.deep,
-            "init": args.init,
-            "steps": args.steps,
-            "batch_size": args.batch_size,
-            "optimizer": optimizer_name,
-            "learning_rate": learning_rate,
-            "sequence_length": args.sequence_length,
-            "dtype": args.dtype,
-            "dtype_choice": args.dtype_choice,
-            "target_length": TARGET_LENGTH,
-            "pooling": model.task_config().get("pooling"),
-            "eval_every": args.eval_every,
-            "max_eval_examples": args.max_eval_examples,
-            "max_train_examples": args.max_train_examples,
-            "seed": args.seed,
-            # Absolute, as the preset: `keras-prompt evaluate` reads it.
-            "data_dir": recorded_data_dir(args.data_dir),
-        },
-        "steps": args.steps,
-        "train_examples": num_train,
-        "train_examples_used": min(seen, num_train),
-        "validation_examples": num_eval,
-        "validation_accuracy": validation.get("accuracy"),
-        "validation": validation,
-        "history": history,
-        "trainable_parameters": trainable,
-        "total_parameters": total,
-        "train_seconds": round(result.train_seconds, 1),
-        "eval_seconds": round(result.eval_seconds, 1),
-        "prompt_file": PROMPT_FILE,
-        "keras_prompt_version": keras_prompt.__version__,
-        "keras_version": keras.__version__,
+    last = result.task_history()[-1]
+    validation = {k: v for k, v in last.items() if k != "step"}
+    # The trainer's record, and what tune adds: the run's other settings,
+    # the model, the data and the published prompt.
+    record = dict(result.record)
+    record["run"] = {
+        **record["run"],
+        "dtype_choice": args.dtype,
+        "eval_every": args.eval_every,
+        "max_train_examples": args.max_train_examples,
+        # Absolute, as the preset: `keras-prompt evaluate` reads it.
+        "data_dir": recorded_data_dir(data_dir),
     }
+    record.update(
+        backbone_class=type(model.backbone.backbone).__name__,
+        model_class=type(model).__name__,
+        train_examples=num_train,
+        train_examples_used=min(steps * recipe.batch_size, num_train),
+        validation_examples=num_eval,
+        validation_accuracy=validation.get("accuracy"),
+        validation=validation,
+        trainable_parameters=trainable,
+        total_parameters=total,
+        prompt_file=RUN_PROMPT_FILE,
+        keras_prompt_version=keras_prompt.__version__,
+        keras_version=keras.__version__,
+    )
 
     def write_files(folder):
-        from keras_prompt.prompt_files import atomic_write_bytes
-
-        prompt_path = os.path.join(folder, PROMPT_FILE)
+        prompt_path = os.path.join(folder, RUN_PROMPT_FILE)
         model.save_prompts(prompt_path, task_names=[task.name])
-        run_info["prompt_file_bytes"] = os.path.getsize(prompt_path)
-        run_info["wall_seconds"] = round(time.time() - start, 1)
-        atomic_write_bytes(
-            os.path.join(folder, RUN_FILE),
-            (json.dumps(run_info, indent=2) + "\n").encode(),
-        )
+        record["prompt_file_bytes"] = os.path.getsize(prompt_path)
+        record["wall_seconds"] = round(time.time() - start, 1)
+        write_run_record(folder, record)
 
     write_outputs(output, write_files)
     shutil.rmtree(work, ignore_errors=True)
     accuracy = validation.get("accuracy", float("nan"))
     print(
         f"Validation accuracy {accuracy:.4f} on {num_eval} examples after "
-        f"{args.steps} steps; {format_seconds(time.time() - start)} in all"
+        f"{steps} steps; {format_seconds(time.time() - start)} in all"
     )
     print(
-        f"Wrote {os.path.join(output, PROMPT_FILE)} "
-        f"({run_info['prompt_file_bytes']:,} bytes: prompt"
+        f"Wrote {os.path.join(output, RUN_PROMPT_FILE)} "
+        f"({record['prompt_file_bytes']:,} bytes: prompt"
         f"{' and head' if model.head_variables() else ''}) and "
         f"{os.path.join(output, RUN_FILE)}"
     )

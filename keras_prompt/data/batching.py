@@ -1,9 +1,10 @@
 """Training and evaluation batches of a task's examples.
 
 `TextToTextExamples` and `ClassificationExamples` hold a split of a
-`keras_prompt.data` task in the form a prompt task trains on (each task's
-`read_examples` picks one): they draw the index batches of a run, turn
-them into a `tf.data.Dataset` for `fit`, and score a model on them. The
+`keras_prompt.data` task in the form a prompt task trains on (the
+`TaskKind` of each task class, `keras_prompt.training.task_kinds`, picks
+one): they draw the index batches of a run, turn them into a
+`tf.data.Dataset` for `fit`, and score a model on them. The
 training recipe (`keras_prompt.training`) uses only these methods.
 
 Length-trimmed token batches for text classifiers:

@@ -218,26 +218,6 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
     # -- the prompt-state protocol ------------------------------------------
     text_key = "prompts"
 
-    @classmethod
-    def preprocessor_lengths(cls, sequence_length, target_length):
-        """One sequence holds the input and the target: `sequence_length +
-        target_length` tokens (the prompt comes on top)."""
-        return {"sequence_length": sequence_length + target_length}
-
-    trains_with_recipe = True
-
-    @classmethod
-    def from_recipe(
-        cls, backbone, preprocessor, data_task, target_length=None, **options
-    ):
-        """A text-to-text model for any `data_task`, not yet compiled: the
-        input and the target in one sequence, the loss on the target tokens
-        only. Options of other task kinds (a classifier's `pooling`) are
-        ignored."""
-        return cls(
-            backbone, preprocessor, target_length=target_length, compile=False
-        )
-
     def get_config(self):
         config = super().get_config()
         config["target_length"] = self.target_length

@@ -457,55 +457,8 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
             records.append({"label": label, key: float(row[index])})
         return records
 
-    # -- the training path (`keras_prompt.training`, `keras-prompt tune`) --
+    # -- compiling ---------------------------------------------------------
     default_optimizer_name = "adam"
-    # Training batches are cut to their longest example and change length:
-    # XLA would recompile for each one.
-    train_compile_kwargs = {"jit_compile": False}
-
-    trains_with_recipe = True
-    # all-MiniLM-L6-v2 on SST-2, `keras-prompt tune` defaults, seeds 0 / 1:
-    # deep 0.8337 / 0.8406 against shallow 0.8188 / 0.8291 dev, at the same
-    # time per step (benchmarks/minilm_sst2.py: 82.1 against 81.3).
-    tune_deep_default = True
-    # The same, deep, seeds 0 / 1: 0.8475 / 0.8463 dev after 1,500 steps
-    # against 0.8337 / 0.8406 after 300 (both before `fit` ran in training
-    # mode); in training mode 0.8372 / 0.8349 after 1,500 (about 12 minutes
-    # on 2 CPU cores, within the 15 asked of the default) against 0.8280
-    # (seed 0) after 300 (docs/performance.md).
-    tune_steps_default = 1500
-
-    @classmethod
-    def preprocessor_lengths(cls, sequence_length, target_length):
-        """A classifier reads `sequence_length` tokens; it has no targets."""
-        return {"sequence_length": sequence_length}
-
-    @classmethod
-    def from_recipe(
-        cls, backbone, preprocessor, data_task, pooling="cls", **options
-    ):
-        """A classifier with one class per label of `data_task` (a text
-        classification task of `keras_prompt.data`), not yet compiled.
-        Options of other task kinds are ignored."""
-        from keras_prompt.data.classification import classification_fields
-
-        classification_fields(data_task)  # Raises for other tasks.
-        return cls(
-            backbone,
-            num_classes=len(data_task.label_strings),
-            preprocessor=preprocessor,
-            pooling=pooling,
-            compile=False,
-        )
-
-    def read_examples(self, data_task, split, data_dir=None, max_examples=None):
-        """The raw sentences and class indices of a split, trained on as
-        length-trimmed token batches and scored on the argmax class."""
-        from keras_prompt.training import splits as examples
-
-        return examples.ClassificationExamples.read(
-            data_task, split, data_dir=data_dir, max_examples=max_examples
-        )
 
 
 def masked_mean(sequence, mask):

@@ -140,23 +140,6 @@ class PromptSeq2SeqLM(PromptTaskMixin, keras_hub.models.T5Seq2SeqLM):
     def generated_tokens(self, outputs):
         return outputs["decoder_token_ids"], outputs["decoder_padding_mask"]
 
-    trains_with_recipe = True
-
-    @classmethod
-    def preprocessor_lengths(cls, sequence_length, target_length):
-        """Inputs of `sequence_length` tokens, targets of `target_length`."""
-        return {
-            "encoder_sequence_length": sequence_length,
-            "decoder_sequence_length": target_length,
-        }
-
-    @classmethod
-    def from_recipe(cls, backbone, preprocessor, data_task, **options):
-        """A text-to-text model for any `data_task`, not yet compiled.
-        Options of other task kinds (a classifier's `pooling`) are
-        ignored."""
-        return cls(backbone, preprocessor, compile=False)
-
     def preprocess_samples(self, x, y=None, sample_weight=None):
         # Raw (input, target) string pairs become keras-hub's dict.
         if y is not None and _is_text(x) and _is_text(y):

@@ -530,63 +530,6 @@ class PromptTaskMixin:
             x["prompt_ids"] = prompt_ids
         return keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
 
-    # -- the training path (`keras_prompt.training`, `keras-prompt tune`) ----
+    # -- compiling ---------------------------------------------------------
     #: The `keras_prompt.optimizers.get` name `compile()` defaults to.
     default_optimizer_name = "adafactor"
-    #: `compile` arguments the training recipe adds for this task.
-    train_compile_kwargs = {}
-    #: Whether the training recipe can build and train this task (it
-    #: implements `preprocessor_lengths` and `from_recipe`).
-    trains_with_recipe = False
-    #: Whether `keras-prompt tune` trains deep prompts (a prompt at every
-    #: layer) unless told otherwise: the configuration that measured best
-    #: for this task (`docs/performance.md`). The Python API's default is
-    #: always the paper's input prompt (`deep=False`).
-    tune_deep_default = False
-    #: How many training steps `keras-prompt tune` takes unless told
-    #: otherwise (`--steps`).
-    tune_steps_default = 300
-
-    @classmethod
-    def preprocessor_lengths(cls, sequence_length, target_length):
-        """`load_preprocessor` arguments for inputs of `sequence_length`
-        tokens and targets of `target_length` tokens.
-
-        Args:
-            sequence_length: int, input tokens (the prompt comes on top).
-            target_length: int, target tokens (tasks that generate them).
-        """
-        raise NotImplementedError(
-            f"{cls.__name__} cannot be built by the training recipe yet."
-        )
-
-    @classmethod
-    def from_recipe(cls, backbone, preprocessor, data_task, **options):
-        """The task the recipe trains on `data_task`, not yet compiled.
-
-        Args:
-            backbone: a `keras_prompt.FrozenBackbone`.
-            preprocessor: the task's preprocessor.
-            data_task: a `keras_prompt.data.TextToTextTask`.
-            **options: task settings (e.g. a classifier's `pooling`).
-        """
-        raise NotImplementedError(
-            f"{cls.__name__} cannot be built by the training recipe yet."
-        )
-
-    def read_examples(self, data_task, split, data_dir=None, max_examples=None):
-        """A split of `data_task` in the form this task trains and is
-        scored on: text-to-text pairs, scored on generations (see
-        `keras_prompt.data.batching`).
-
-        Args:
-            data_task: a `keras_prompt.data.TextToTextTask`.
-            split: str, e.g. `"train"` or `"validation"`.
-            data_dir: the TFDS data dir.
-            max_examples: optional int, read only the first this many.
-        """
-        from keras_prompt.training import splits as examples
-
-        return examples.TextToTextExamples.read(
-            data_task, split, data_dir=data_dir, max_examples=max_examples
-        )

@@ -82,120 +82,38 @@ Where this recipe departs from the paper, and why:
 """
 
 import dataclasses
-import json
-import math
-import numbers
-import os
-import time
-import warnings
 from typing import Any
 from typing import Optional
 from typing import Sequence
 
-import keras
-import numpy as np
-
 from keras_prompt import initializers as prompt_initializers
 from keras_prompt import optimizers
-from keras_prompt.prompt_files import atomic_write_bytes
-from keras_prompt.training.best_prompt_checkpoint import BestPromptCheckpoint
-from keras_prompt.training.training_checkpoint import PromptTrainingCheckpoint
+from keras_prompt.training import evaluation
+from keras_prompt.training import pipeline
+from keras_prompt.training import trainer
+from keras_prompt.training.task_kinds import find_task_kind
+from keras_prompt.training.task_kinds import task_kind
+from keras_prompt.validation import check_bool
+from keras_prompt.validation import check_count
+from keras_prompt.validation import check_float
 
 # The paper's Adafactor settings are `Adafactor`'s defaults: written there.
 _PAPER = optimizers.paper_adafactor_settings()
 _OPTIMIZER_NAMES = ("auto",) + optimizers.NAMES
-PROMPT_FILE = "best.prompt.safetensors"
-RESULTS_FILE = "results.json"
-CHECKPOINT_DIR = "checkpoints"
 _INITIALIZER_NAMES = ("class_label", "sampled_vocab", "random_uniform")
-
-
-def _check_int(name, value, minimum=1, allow_none=False):
-    if value is None and allow_none:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or value < minimum
-    ):
-        extra = "None or " if allow_none else ""
-        raise ValueError(
-            f"`{name}` must be {extra}an int >= {minimum}. "
-            f"Received: {name}={value!r}"
-        )
-
-
-def _check_float(name, value, minimum=0.0, allow_none=False):
-    if value is None and allow_none:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or value < minimum
-    ):
-        extra = "None or " if allow_none else ""
-        raise ValueError(
-            f"`{name}` must be {extra}a finite number >= {minimum}. "
-            f"Received: {name}={value!r}"
-        )
-
-
-def _text(value):
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return str(value)
-
-
-@dataclasses.dataclass
-class RecipeResult:
-    """What `Recipe.fit` returns.
-
-    Attributes:
-        history: the `keras.callbacks.History` of `model.fit`.
-        best_value: float, the best dev score (`monitor`), or `None` when
-            no evaluation ran.
-        best_metrics: dict, every dev metric at the best evaluation.
-        best_step: int, the optimiser step of the best evaluation.
-        prompt_path: str, the prompt file of the best evaluation.
-        monitor: str, the name of the selection score (`"val_score"`).
-        steps: int, optimiser steps trained.
-        stopped_early: bool, whether `patience` ended training.
-        train_seconds: float, wall time of `fit` minus evaluation time.
-        eval_seconds: float, wall time spent evaluating.
-        evaluations: list of dicts, one per evaluation.
-    """
-
-    history: Any
-    best_value: Optional[float]
-    best_metrics: dict
-    best_step: Optional[int]
-    prompt_path: str
-    monitor: str
-    steps: int
-    stopped_early: bool
-    train_seconds: float
-    eval_seconds: float
-    evaluations: list
-
-    def task_history(self):
-        """`[{"step": ..., **task metrics}, ...]`, one per evaluation, the
-        metrics named as the task names them (see `task_metrics`)."""
-        return [
-            {"step": record["step"], **task_metrics(record)}
-            for record in self.evaluations
-        ]
-
-
-def task_metrics(record):
-    """The task's metrics in an evaluation record or epoch logs of
-    `Recipe.fit`: the `"val_"` metrics, unprefixed, without the selection
-    score `"val_score"` the recipe adds."""
-    return {
-        key[len("val_") :]: value
-        for key, value in record.items()
-        if key.startswith("val_") and key != "val_score"
-    }
+# The int settings: (name, minimum, whether None is allowed).
+_COUNTS = [
+    (name, 1, False)
+    for name in (
+        "prompt_length",
+        "batch_size",
+        "steps",
+        "eval_interval",
+        "encoder_sequence_length",
+        "decoder_sequence_length",
+        "sampled_vocab_top_k",
+    )
+] + [("eval_batch_size", 1, True), ("patience", 1, True), ("seed", 0, True)]
 
 
 @dataclasses.dataclass
@@ -250,6 +168,8 @@ class Recipe:
         sampled_vocab_top_k: int, sampled-vocabulary initialisation draws
             from this many most common tokens. Paper: 5,000.
         seed: optional int, seeds the initialiser and the data shuffling.
+        pooling: optional str, a classifier's pooling (`"cls"`, `"mean"`);
+            `None`: the task's default (the only one other tasks take).
 
     Example:
 
@@ -284,42 +204,28 @@ class Recipe:
     decoder_sequence_length: int = 128
     sampled_vocab_top_k: int = 5_000
     seed: Optional[int] = 0
+    pooling: Optional[str] = None
 
     def __post_init__(self):
         if self.task is not None:
             from keras_prompt.data import get_task
 
             self.task = get_task(self.task)
-        for name in (
-            "prompt_length",
-            "batch_size",
-            "steps",
-            "eval_interval",
-            "encoder_sequence_length",
-            "decoder_sequence_length",
-            "sampled_vocab_top_k",
-        ):
-            _check_int(name, getattr(self, name))
-        _check_int("eval_batch_size", self.eval_batch_size, allow_none=True)
-        _check_int("patience", self.patience, allow_none=True)
-        _check_int("seed", self.seed, minimum=0, allow_none=True)
-        _check_float("learning_rate", self.learning_rate, allow_none=True)
+        for name, minimum, allow_none in _COUNTS:
+            check_count(name, getattr(self, name), minimum, allow_none)
+        check_float("learning_rate", self.learning_rate, allow_none=True)
         if self.optimizer_name not in _OPTIMIZER_NAMES:
             raise ValueError(
                 f"`optimizer_name` must be one of {_OPTIMIZER_NAMES}. "
                 f"Received: optimizer_name={self.optimizer_name!r}"
             )
-        _check_float("decay_rate", self.decay_rate)
-        _check_float("weight_decay_rate", self.weight_decay_rate)
-        _check_float(
+        check_float("decay_rate", self.decay_rate)
+        check_float("weight_decay_rate", self.weight_decay_rate)
+        check_float(
             "clipping_threshold", self.clipping_threshold, allow_none=True
         )
         for name in ("multiply_by_parameter_scale", "factored", "deep"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(
-                    f"`{name}` must be a bool. "
-                    f"Received: {name}={getattr(self, name)!r}"
-                )
+            check_bool(name, getattr(self, name))
         if self.steps % self.eval_interval:
             raise ValueError(
                 "`steps` must be a multiple of `eval_interval` (each "
@@ -359,7 +265,7 @@ class Recipe:
     # -- settings -----------------------------------------------------------
     def replace(self, **changes):
         """A copy of this recipe with some fields changed."""
-        _check_fields(changes)
+        check_fields(changes)
         return dataclasses.replace(self, **changes)
 
     def to_dict(self):
@@ -454,13 +360,15 @@ class Recipe:
     # -- model --------------------------------------------------------------
     def compile(self, model, **kwargs):
         """Compiles `model` with the recipe's optimiser (text-to-text
-        models: greedy decoding), and the task's `train_compile_kwargs`.
+        models: greedy decoding), and the `compile` arguments training adds
+        for its task class (`TaskKind.compile_kwargs`).
 
         Args:
             model: a keras_prompt task.
             **kwargs: further `compile` arguments (e.g. `jit_compile`).
         """
-        kwargs = {**getattr(model, "train_compile_kwargs", {}), **kwargs}
+        kind = find_task_kind(type(model))
+        kwargs = {**(kind.compile_kwargs if kind else {}), **kwargs}
         model.compile(optimizer=self.optimizer(model), **kwargs)
         return model
 
@@ -470,15 +378,15 @@ class Recipe:
         *,
         backbone=None,
         preprocessor=None,
-        task_options=None,
         **kwargs,
     ):
         """The prompt task for this recipe's prompt, compiled.
 
         The task class follows the backbone (`keras_prompt.tasks.
         task_class_for`): a `PromptSeq2SeqLM` on T5, a `PromptClassifier`
-        (one class per label of the recipe's `task`) on BERT, RoBERTa and
-        DistilBERT. Give a `preset` (keras-hub preset or Hugging Face
+        (one class per label of the recipe's `task`, its head reading
+        `pooling`) on BERT, RoBERTa and DistilBERT, a `PromptCausalLM` on
+        decoder-only LMs. Give a `preset` (keras-hub preset or Hugging Face
         folder), or a keras-hub backbone and its preprocessor, or both a
         backbone already loaded from `preset` and the `preset` (its
         preprocessor is loaded).
@@ -490,9 +398,6 @@ class Recipe:
                 `T5Seq2SeqLMPreprocessor`); needed with `backbone` alone,
                 optional with `preset` (it is then used as is, with its own
                 sequence lengths).
-            task_options: optional dict of task settings, e.g.
-                `{"pooling": "mean"}` for a classifier's head (settings of
-                other task kinds are ignored).
             **kwargs: passed to `compile` (e.g. `jit_compile=False`).
 
         Returns:
@@ -524,17 +429,19 @@ class Recipe:
         if backbone is None:
             backbone = load_backbone(preset)
         task_class = task_class_for(backbone)
-        if not task_class.trains_with_recipe:
+        kind = find_task_kind(task_class)
+        if kind is None:
             raise ValueError(
                 f"The recipe cannot train a {task_class.__name__} yet "
                 f"({type(backbone).__name__}). Received: "
                 f"backbone={type(backbone).__name__}"
             )
+        kind.check_pooling(task_class, self.pooling)
         if preprocessor is None:
             preprocessor = load_preprocessor(
                 preset,
                 task_class.preprocessor_cls,
-                **task_class.preprocessor_lengths(
+                **kind.preprocessor_lengths(
                     self.encoder_sequence_length, self.decoder_sequence_length
                 ),
             )
@@ -544,536 +451,32 @@ class Recipe:
             initializer=self.make_initializer(preprocessor.tokenizer),
             deep=self.deep,
         )
-        options = {"target_length": self.decoder_sequence_length}
-        options.update(task_options or {})
-        model = task_class.from_recipe(
-            wrapped, preprocessor, self.task, **options
-        )
+        model = kind.build(task_class, wrapped, preprocessor, self.task, self)
         return self.compile(model, **kwargs)
 
     def examples(self, model, split, data_dir=None, max_examples=None):
-        """A split of the recipe's task in the form `model` trains and is
-        scored on (`model.read_examples`): text-to-text pairs, or sentences
-        and class indices for a classifier.
-
-        Args:
-            model: a keras_prompt task.
-            split: str, e.g. `"train"` or `"validation"`.
-            data_dir: the TFDS data dir.
-            max_examples: optional int, read only the first this many.
-        """
+        """The `split` (e.g. `"train"`) of the recipe's task in the form
+        `model` trains and is scored on (`TaskKind.read_examples`, which
+        documents the arguments): text-to-text pairs, or sentences and
+        class indices for a classifier."""
         if self.task is None:
             raise ValueError(
                 "The recipe has no `task` to read. Received: task=None"
             )
-        _check_int("max_examples", max_examples, allow_none=True)
-        return model.read_examples(
+        check_count("max_examples", max_examples, allow_none=True)
+        return task_kind(type(model)).read_examples(
             self.task, split, data_dir=data_dir, max_examples=max_examples
         )
 
-    # -- data ---------------------------------------------------------------
-    def train_dataset(self, data_dir=None, train_data=None, max_examples=None):
-        """The endless, shuffled, batched training stream.
-
-        Args:
-            data_dir: the TFDS data dir of the task's `"train"` split.
-            train_data: instead of the task's split: a `(inputs, targets)`
-                pair of string lists, or a `tf.data.Dataset` of
-                `(input, target)` string pairs (batched or not).
-            max_examples: optional int, read only the first this many
-                training examples (TFDS order).
-
-        Returns:
-            A `tf.data.Dataset` of `(inputs, targets)` batches of
-            `batch_size` strings, repeated forever.
-        """
-        import tensorflow as tf
-
-        _check_int("max_examples", max_examples, allow_none=True)
-        if train_data is None:
-            if self.task is None:
-                raise ValueError(
-                    "The recipe has no `task`; pass `train_data`. "
-                    "Received: task=None, train_data=None"
-                )
-            from keras_prompt.data import load_text_to_text
-
-            dataset = load_text_to_text(
-                self.task,
-                "train",
-                data_dir=data_dir,
-                shuffle=True,
-                seed=self.seed,
-                max_examples=max_examples,
-            )
-        elif isinstance(train_data, tf.data.Dataset):
-            dataset = _pairs_dataset(train_data)
-            if max_examples is not None:
-                dataset = dataset.take(max_examples)
-            dataset = dataset.shuffle(
-                10_000, seed=self.seed, reshuffle_each_iteration=True
-            )
-        else:
-            inputs, targets = _string_pairs(train_data, "train_data")
-            if max_examples is not None:
-                inputs, targets = inputs[:max_examples], targets[:max_examples]
-            dataset = tf.data.Dataset.from_tensor_slices((inputs, targets))
-            dataset = dataset.shuffle(
-                len(inputs), seed=self.seed, reshuffle_each_iteration=True
-            )
-        dataset = dataset.repeat().batch(self.batch_size, drop_remainder=True)
-        return dataset.prefetch(tf.data.AUTOTUNE)
-
-    def evaluation_fn(
-        self,
-        data_dir=None,
-        validation_data=None,
-        evaluate_fn=None,
-        max_examples=None,
-    ):
-        """The dev evaluation: `fn(model) -> {"val_<metric>": ...}`.
-
-        The returned dict holds each metric prefixed `"val_"` and
-        `"val_score"`, the selection score: the metric, or the mean of the
-        metrics when there are several (the paper's stopping metric).
-
-        The task's `eval_split` is read once, on the first evaluation, in
-        the model's form (`examples`) and scored by its `score`: the task's
-        metrics of the generations, or of a classifier's argmax classes.
-
-        Args:
-            data_dir: the TFDS data dir of the task's `eval_split`.
-            validation_data: instead of the task's split: a
-                `(inputs, targets)` pair of string lists, scored by exact
-                match (`"accuracy"`) of the stripped generations, or
-                examples from `examples`.
-            evaluate_fn: instead of both: `evaluate_fn(model)` returning a
-                float or a dict of metrics.
-            max_examples: optional int, evaluate only the first this many
-                dev examples (TFDS order).
-        """
-        _check_int("max_examples", max_examples, allow_none=True)
-        batch_size = self.eval_batch_size or self.batch_size
-        if evaluate_fn is not None:
-            if not callable(evaluate_fn):
-                raise TypeError(
-                    "`evaluate_fn` must be callable. "
-                    f"Received: evaluate_fn={evaluate_fn!r}"
-                )
-            scorer = evaluate_fn
-        elif _is_examples(validation_data):
-
-            def scorer(model):
-                return validation_data.score(model, batch_size)
-
-        elif validation_data is not None:
-            inputs, targets = _string_pairs(validation_data, "validation_data")
-            if max_examples is not None:
-                inputs, targets = inputs[:max_examples], targets[:max_examples]
-
-            def scorer(model):
-                return {
-                    "accuracy": exact_match_accuracy(
-                        model, inputs, targets, batch_size
-                    )
-                }
-
-        elif self.task is not None:
-            read = []
-
-            def scorer(model):
-                if not read:
-                    read.append(
-                        self.examples(
-                            model, self.eval_split, data_dir, max_examples
-                        )
-                    )
-                    if not len(read[0]):
-                        raise ValueError(
-                            f"Task {self.task.name!r}: split "
-                            f"{self.eval_split!r} has no examples to "
-                            "evaluate."
-                        )
-                return read[0].score(model, batch_size)
-
-        else:
-            raise ValueError(
-                "The recipe has no `task`; pass `validation_data` or "
-                "`evaluate_fn`. Received: task=None"
-            )
-
-        def evaluate(model):
-            result = scorer(model)
-            if not isinstance(result, dict):
-                result = {"score": result}
-            metrics = {f"val_{k}": float(v) for k, v in result.items()}
-            if "val_score" not in metrics:
-                metrics["val_score"] = float(np.mean(list(metrics.values())))
-            return metrics
-
-        return evaluate
-
-    # -- training -----------------------------------------------------------
-    def fit(
-        self,
-        model,
-        output_dir,
-        data_dir=None,
-        *,
-        train_data=None,
-        validation_data=None,
-        evaluate_fn=None,
-        max_train_examples=None,
-        max_eval_examples=None,
-        callbacks=None,
-        verbose="auto",
-        restore_best=True,
-        eval_interval=None,
-        print_evaluations=None,
-        checkpoint_every=None,
-        resume=False,
-        run_config=None,
-    ):
-        """Trains the prompt and keeps the best one on the dev split.
-
-        Trains `model` (compiled with its own optimiser: `build_model`
-        compiles with the recipe's; an uncompiled model is compiled here)
-        for `steps` steps of `batch_size` examples, evaluating every
-        `eval_interval` steps. The prompt of the best evaluation is written
-        to `output_dir/best.prompt.safetensors` (only when the score
-        improves) and loaded back into `model` at the end. A summary
-        (settings, every evaluation, the best metrics) goes to
-        `output_dir/results.json`.
-
-        The task's `"train"` split is read in the model's form (`examples`)
-        and drawn in reshuffled passes; a classifier trains on
-        length-trimmed token batches (`keras_prompt.data.batching`).
-
-        Args:
-            model: a keras_prompt task, e.g. from `build_model`.
-            output_dir: str, folder for the prompt file and the results
-                (created if missing).
-            data_dir: the TFDS data dir, e.g. `"../shared/tfds"`.
-            train_data: optional training pairs instead of the task's
-                `"train"` split (see `train_dataset`), or examples from
-                `examples`.
-            validation_data: optional `(inputs, targets)` dev pairs instead
-                of the task's `eval_split` (see `evaluation_fn`).
-            evaluate_fn: optional `evaluate_fn(model)` instead of both.
-            max_train_examples: optional int, train on the first this many
-                training examples only.
-            max_eval_examples: optional int, evaluate on the first this
-                many dev examples only.
-            callbacks: optional further Keras callbacks.
-            verbose: passed to `model.fit`; also prints evaluations when
-                truthy and not `"auto"`.
-            restore_best: bool, load the best prompt back at the end;
-                `False` keeps the last one (the prompt file still holds the
-                best).
-            eval_interval: optional int, evaluate every this many steps and
-                after the last one instead of every `eval_interval` steps of
-                the recipe: the last interval may be shorter.
-            print_evaluations: optional bool, print a line per evaluation;
-                `None` follows `verbose`.
-            checkpoint_every: optional int: write a training checkpoint
-                (`PromptTrainingCheckpoint`: prompt, head, optimizer and
-                seed states, the step and the evaluations so far; a few
-                times the prompt's size) to `output_dir/checkpoints` every
-                this many steps and after each evaluation.
-            resume: bool, continue from the newest checkpoint in
-                `output_dir/checkpoints` (from the start when there is
-                none). The data resumes at the checkpoint's step, so the
-                final prompt is bit-identical to an uninterrupted run's.
-                Without it, an existing checkpoint is refused rather than
-                overwritten.
-            run_config: optional JSON-able dict of further settings of the
-                run (e.g. the preset) stored in the checkpoint: a checkpoint
-                of other settings is refused when resuming.
-
-        Returns:
-            A `RecipeResult`.
-        """
-        for name in ("fit", "infer", "save_prompts", "load_prompts"):
-            if not callable(getattr(model, name, None)):
-                raise TypeError(
-                    "`model` must be a keras_prompt task with `fit`, "
-                    "`infer`, `save_prompts` and `load_prompts`. "
-                    f"Received: model={type(model).__name__}"
-                )
-        _check_int("eval_interval", eval_interval, allow_none=True)
-        interval = eval_interval or self.eval_interval
-        if not isinstance(output_dir, (str, os.PathLike)):
-            raise TypeError(
-                "`output_dir` must be a folder path. "
-                f"Received: output_dir={output_dir!r}"
-            )
-        output_dir = os.fspath(output_dir)
-        os.makedirs(output_dir, exist_ok=True)
-        if getattr(model, "optimizer", None) is None:
-            self.compile(model)
-        if train_data is None and self.task is not None:
-            train_data = self.examples(
-                model, "train", data_dir, max_train_examples
-            )
-        if _is_examples(train_data):
-            if not len(train_data):
-                raise ValueError("No training examples.")
-            dataset = train_data.train_dataset(
-                model, self.batch_size, self.steps, self.seed
-            )
-            train = train_data.fit
-        else:
-            dataset = self.train_dataset(
-                data_dir, train_data, max_train_examples
-            )
-
-            def train(model, dataset, **kwargs):
-                return model.fit(dataset, **kwargs)
-
-        evaluate = self.evaluation_fn(
-            data_dir, validation_data, evaluate_fn, max_eval_examples
-        )
-        prompt_path = os.path.join(output_dir, PROMPT_FILE)
-        checkpoint = BestPromptCheckpoint(
-            prompt_path,
-            monitor="val_score",
-            mode="max",
-            evaluate_fn=evaluate,
-            patience=self.patience,
-            restore_best=restore_best,
-            verbose=int(
-                bool(verbose) and verbose != "auto"
-                if print_evaluations is None
-                else print_evaluations
-            ),
-        )
-        start_step = _iterations(model)
-        callbacks = [checkpoint] + list(callbacks or [])
-        done = 0
-        if checkpoint_every is not None or resume:
-            saver = self._training_checkpoint(
-                output_dir,
-                checkpoint,
-                checkpoint_every,
-                run_config,
-                interval,
-                max_train_examples,
-            )
-            if resume:
-                state = saver.restore(model)
-                done = 0 if state is None else state["step"] - start_step
-            elif saver.latest() is not None:
-                raise ValueError(
-                    f"{saver.directory!r} holds a training checkpoint of an "
-                    "earlier run: pass `resume=True` to continue it, or "
-                    "delete the folder to start afresh."
-                )
-            callbacks.append(saver)  # Last: it saves what the rest did.
-        evaluations_before = len(checkpoint.evaluations)
-        start = time.perf_counter()
-        with warnings.catch_warnings():
-            # A last, shorter interval ends when the finite data runs out.
-            warnings.filterwarnings("ignore", "Your input ran out of data")
-            history = _train_in_segments(
-                train,
-                model,
-                dataset,
-                done,
-                self.steps,
-                interval,
-                checkpoint,
-                callbacks=callbacks,
-                shuffle=False,  # the data is shuffled already
-                verbose=verbose,
-            )
-        total = time.perf_counter() - start
-        eval_seconds = sum(
-            e["seconds"] for e in checkpoint.evaluations[evaluations_before:]
-        )
-        result = RecipeResult(
-            history=history,
-            best_value=checkpoint.best_value,
-            best_metrics=dict(checkpoint.best_metrics or {}),
-            best_step=checkpoint.best_step,
-            prompt_path=prompt_path,
-            monitor="val_score",
-            steps=_iterations(model) - start_step,
-            stopped_early=checkpoint.stopped_early,
-            train_seconds=total - eval_seconds,
-            eval_seconds=eval_seconds,
-            evaluations=list(checkpoint.evaluations),
-        )
-        _write_results(os.path.join(output_dir, RESULTS_FILE), self, result)
-        return result
-
-    def _training_checkpoint(
-        self, output_dir, checkpoint, every, run_config, interval, max_train
-    ):
-        """The `PromptTrainingCheckpoint` of a `fit`, tracking the best
-        prompt's checkpoint; its config is everything that decides the
-        batches and the updates."""
-        _check_int("checkpoint_every", every, allow_none=True)
-        config = {
-            "recipe": _jsonable(self.to_dict()),
-            "eval_interval": interval,
-            "max_train_examples": max_train,
-        }
-        if run_config is not None:
-            config["run"] = _jsonable(run_config)
-        return PromptTrainingCheckpoint(
-            os.path.join(output_dir, CHECKPOINT_DIR),
-            save_freq=every or "epoch",
-            config=config,
-            track=[checkpoint],
-            delete_on_train_end=False,
-            restore_on_train_begin=False,
-        )
+    # -- data, evaluation and training -------------------------------------
+    # The functions of `pipeline`, `evaluation` and `trainer`, as methods:
+    # the recipe is their first argument.
+    train_dataset = pipeline.train_dataset
+    evaluation_fn = evaluation.evaluation_fn
+    fit = trainer.fit
 
 
-def _train_in_segments(
-    train, model, dataset, done, steps, interval, checkpoint, **kwargs
-):
-    """Runs `train` over steps `done..steps` of `dataset`, in epochs of
-    `interval` steps counted from step 0.
-
-    From step 0 this is one `fit`. A run resumed inside an epoch first
-    finishes that epoch (a shorter one), then goes on in whole epochs, so
-    evaluations fall on the same steps as in an uninterrupted run; the data
-    is skipped to the step the run resumes at. Returns one `History` of
-    all the epochs run.
-    """
-    history = keras.callbacks.History()
-    history.history, history.epoch = {}, []
-    epochs = math.ceil(steps / interval)
-    while done < steps and not checkpoint.stopped_early:
-        epoch = done // interval
-        if done % interval:
-            steps_per_epoch = min((epoch + 1) * interval, steps) - done
-            last_epoch = epoch + 1
-        else:
-            steps_per_epoch, last_epoch = interval, epochs
-        before = _iterations(model)
-        part = train(
-            model,
-            dataset.skip(done) if done else dataset,
-            steps_per_epoch=steps_per_epoch,
-            epochs=last_epoch,
-            initial_epoch=epoch,
-            **kwargs,
-        )
-        history.epoch.extend(part.epoch)
-        history.params = part.params
-        for key, values in part.history.items():
-            history.history.setdefault(key, []).extend(values)
-        taken = _iterations(model) - before
-        if not taken:
-            break
-        done += taken
-    return history
-
-
-def _is_examples(data):
-    """Whether `data` is a split read by `Recipe.examples`."""
-    return all(
-        callable(getattr(data, name, None))
-        for name in ("train_dataset", "fit", "score")
-    )
-
-
-def _iterations(model):
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is None:
-        return 0
-    return int(keras.ops.convert_to_numpy(optimizer.iterations))
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.floating, np.integer, np.bool_)):
-        return value.item()
-    return value
-
-
-def _write_results(path, recipe, result):
-    summary = {
-        "recipe": recipe.to_dict(),
-        "prompt_file": os.path.basename(result.prompt_path),
-        "monitor": result.monitor,
-        "best_value": result.best_value,
-        "best_step": result.best_step,
-        "best_metrics": result.best_metrics,
-        "steps": result.steps,
-        "stopped_early": result.stopped_early,
-        "train_seconds": result.train_seconds,
-        "eval_seconds": result.eval_seconds,
-        "evaluations": result.evaluations,
-        "history": result.history.history if result.history else {},
-    }
-    data = json.dumps(_jsonable(summary), indent=2, sort_keys=True)
-    atomic_write_bytes(path, (data + "\n").encode("utf-8"))
-
-
-def _string_pairs(data, name):
-    """`(inputs, targets)` lists of str from a pair of sequences."""
-    if not isinstance(data, (tuple, list)) or len(data) != 2:
-        raise TypeError(
-            f"`{name}` must be a `(inputs, targets)` pair of string lists "
-            f"or a tf.data.Dataset. Received: {name}={type(data).__name__}"
-        )
-    inputs, targets = ([_text(v) for v in np.asarray(d)] for d in data)
-    if len(inputs) != len(targets) or not inputs:
-        raise ValueError(
-            f"`{name}` needs as many targets as inputs, and at least one. "
-            f"Received: {len(inputs)} inputs, {len(targets)} targets"
-        )
-    return inputs, targets
-
-
-def _pairs_dataset(dataset):
-    """An unbatched dataset of `(input, target)` string scalars."""
-    import tensorflow as tf
-
-    spec = dataset.element_spec
-    ok = (
-        isinstance(spec, tuple)
-        and len(spec) == 2
-        and all(s.dtype == tf.string for s in spec)
-        and all(s.shape.rank in (0, 1) for s in spec)
-    )
-    if not ok:
-        raise ValueError(
-            "`train_data` must yield `(input, target)` string pairs. "
-            f"Received: element_spec={spec!r}"
-        )
-    if spec[0].shape.rank == 1:
-        dataset = dataset.unbatch()
-    return dataset
-
-
-def exact_match_accuracy(model, inputs, targets, batch_size=32):
-    """Share of `model.generate` outputs equal to their target (stripped).
-
-    Args:
-        model: anything with `generate(list_of_str)`.
-        inputs: list of input strings.
-        targets: list of target strings.
-        batch_size: int, inputs per `generate` call.
-
-    Returns:
-        A float in `[0, 1]`.
-    """
-    correct = 0
-    for start in range(0, len(inputs), batch_size):
-        outputs = model.generate(list(inputs[start : start + batch_size]))
-        for output, target in zip(outputs, targets[start : start + batch_size]):
-            correct += _text(output).strip() == _text(target).strip()
-    return correct / len(inputs)
-
-
-def _check_fields(changes):
+def check_fields(changes):
     names = {field.name for field in dataclasses.fields(Recipe)}
     unknown = sorted(set(changes) - names)
     if unknown:
@@ -1118,7 +521,7 @@ def lester2021(task=None, **overrides):
     )
     ```
     """
-    _check_fields(overrides)
+    check_fields(overrides)
     return Recipe(task=task, **overrides)
 
 

@@ -4,7 +4,7 @@
 `ClassificationExamples` (sentences and class indices, scored on the argmax
 class) run a task model on the length-trimmed batches of
 `keras_prompt.data.batching`; the task classes pick theirs in
-`read_examples`.
+`TaskKind.read_examples` (`keras_prompt.training.task_kinds`).
 """
 
 import numpy as np

@@ -25,6 +25,7 @@ import tempfile
 import keras
 import numpy as np
 
+from keras_prompt.prompt_files import RUN_PROMPT_FILE
 from keras_prompt.prompt_files import atomic_write_bytes
 from keras_prompt.prompt_files import default_mode
 from keras_prompt.validation import check_bool
@@ -32,7 +33,6 @@ from keras_prompt.validation import check_int
 
 FORMAT = "keras_prompt.training_state"
 FORMAT_VERSION = 1
-PROMPT_FILE = "prompt.safetensors"
 STATE_FILE = "training_state.safetensors"
 _FOLDER = re.compile(r"^step-(\d{9})$")
 
@@ -175,7 +175,7 @@ class PromptTrainingCheckpoint(keras.callbacks.Callback):
             folder = os.path.join(self.directory, name)
             if step is None or not all(
                 os.path.isfile(os.path.join(folder, f))
-                for f in (PROMPT_FILE, STATE_FILE)
+                for f in (RUN_PROMPT_FILE, STATE_FILE)
             ):
                 continue
             if epoch_end_only and not self.read_state(folder)[1]["epoch_end"]:
@@ -311,7 +311,7 @@ class PromptTrainingCheckpoint(keras.callbacks.Callback):
                 f"{len(callback_states)} callbacks; {len(self.track)} are "
                 "tracked."
             )
-        model.load_prompts(os.path.join(folder, PROMPT_FILE))
+        model.load_prompts(os.path.join(folder, RUN_PROMPT_FILE))
         for variable, value in pairs:
             variable.assign(value.astype(variable.dtype))
         for i, (callback, saved) in enumerate(zip(self.track, callback_states)):
@@ -366,7 +366,7 @@ class PromptTrainingCheckpoint(keras.callbacks.Callback):
             dir=self.directory, prefix=f".step-{step:09d}.tmp-"
         )
         try:
-            model.save_prompts(os.path.join(staging, PROMPT_FILE))
+            model.save_prompts(os.path.join(staging, RUN_PROMPT_FILE))
             atomic_write_bytes(
                 os.path.join(staging, STATE_FILE), save(tensors, header)
             )

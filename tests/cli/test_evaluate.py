@@ -58,7 +58,7 @@ def test_default_reproduces_the_runs_metrics_exactly(
     # the data is (recorded absolute).
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TFDS_DATA_DIR", raising=False)
-    assert run.info["config"]["data_dir"] == os.path.abspath(SHARED_TFDS_DIR)
+    assert run.info["run"]["data_dir"] == os.path.abspath(SHARED_TFDS_DIR)
     line, record = evaluate([run.folder], capsys)
     assert record == {
         "run": run.folder,
@@ -172,7 +172,7 @@ def test_deep_run_is_recorded_reproduced_and_checked(tmp_path, capsys):
 
     preset = tiny_bert_preset(str(tmp_path / "bert"), num_layers=2)
     run = tune(preset, tmp_path / "run", "--deep")
-    assert run.info["config"]["deep"] is True
+    assert run.info["recipe"]["deep"] is True
     prompt_file = os.path.join(run.folder, "prompt.safetensors")
     tensors, metadata = read_prompt_file(prompt_file)
     assert metadata["prompt_depth"] == 2

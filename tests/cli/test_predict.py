@@ -78,8 +78,10 @@ class TestPredictClassifier:
         preset, output = tuned_run
         info = json.loads((output / "run.json").read_text())
         # The relative --preset is recorded absolute: usable from anywhere.
-        assert info["preset"] == preset and os.path.isabs(info["preset"])
-        assert info["config"]["sequence_length"] == SEQUENCE_LENGTH
+        assert info["run"]["preset"] == preset and os.path.isabs(
+            info["run"]["preset"]
+        )
+        assert info["recipe"]["encoder_sequence_length"] == SEQUENCE_LENGTH
         # The first lines of SST-2's dev.tsv: a header, then text<TAB>label.
         with open(os.path.join(SHARED_SST2_DIR, "dev.tsv")) as f:
             lines = [next(f) for _ in range(4)]
@@ -97,7 +99,7 @@ class TestPredictClassifier:
             preset,
             prompts=str(output),
             sequence_length=SEQUENCE_LENGTH,
-            dtype=info["config"]["dtype"],
+            dtype=info["run"]["dtype"],
         ).predict(TEXTS + rows, verbose=0)
         for record, scores in zip(records, expected):
             assert set(record) == {"text", "label", "probability"}

@@ -115,13 +115,13 @@ class TestTuneTinyBert:
             assert mode == 0o666 & ~umask
 
         info = json.loads((output / "run.json").read_text())
-        assert info["task"] == "glue/sst2"
+        assert info["recipe"]["task"] == "glue/sst2"
         assert info["model_class"] == "PromptClassifier"
         assert info["steps"] == 4
-        assert info["config"]["batch_size"] == 8
-        assert info["config"]["pooling"] == "mean"
+        assert info["recipe"]["batch_size"] == 8
+        assert info["recipe"]["pooling"] == "mean"
         # A classifier's default: deep prompts (one layer here).
-        assert info["config"]["deep"] is True
+        assert info["recipe"]["deep"] is True
         assert info["train_examples"] == 64
         assert info["validation_examples"] == 24
         assert [h["step"] for h in info["history"]] == [2, 4]
@@ -143,8 +143,8 @@ class TestTuneTinyBert:
                 num_classes=2,
                 prompt_length=3,
                 sequence_length=SEQUENCE_LENGTH,
-                pooling=info["config"]["pooling"],
-                deep=info["config"]["deep"],
+                pooling=info["recipe"]["pooling"],
+                deep=info["recipe"]["deep"],
             )
             model.load_prompts(str(output / "prompt.safetensors"))
             return model
@@ -185,23 +185,27 @@ class TestTuneTinyBert:
             "run.json",
         ]
         info = json.loads((output / "run.json").read_text())
-        assert info["config"]["init"] == "class_label"
+        assert info["recipe"]["initializer"] == "class_label"
 
     def test_steps_default_is_the_tasks(
         self, preset, tmp_path, capsys, monkeypatch
     ):
         """Without --steps the task class decides (1,500 for classifiers,
         shortened here); --steps still wins."""
-        from keras_prompt import PromptClassifier
+        import dataclasses
 
-        monkeypatch.setattr(PromptClassifier, "tune_steps_default", 3)
+        from keras_prompt import PromptClassifier
+        from keras_prompt.training.task_kinds import TASK_KINDS
+
+        kind = dataclasses.replace(TASK_KINDS[PromptClassifier], tune_steps=3)
+        monkeypatch.setitem(TASK_KINDS, PromptClassifier, kind)
         args = tiny_args(preset, tmp_path / "default")
         at = args.index("--steps")
         del args[at : at + 2]
         assert main(args) == 0
         assert "Training 3 steps of 8" in capsys.readouterr().out
         info = json.loads((tmp_path / "default" / "run.json").read_text())
-        assert info["steps"] == info["config"]["steps"] == 3
+        assert info["steps"] == info["recipe"]["steps"] == 3
         assert main(tiny_args(preset, tmp_path / "given")) == 0
         info = json.loads((tmp_path / "given" / "run.json").read_text())
         assert info["steps"] == 4
@@ -287,8 +291,8 @@ def test_t5_preset_trains_a_prompt_seq2seq_lm(tmp_path, capsys):
     capsys.readouterr()
     info = json.loads((output / "run.json").read_text())
     assert info["model_class"] == "PromptSeq2SeqLM"
-    assert info["config"]["optimizer"] == "adafactor"
-    assert info["config"]["deep"] is False  # T5's default: the input prompt
+    assert info["optimizer"]["name"] == "adafactor"
+    assert info["recipe"]["deep"] is False  # T5's default: the input prompt
     assert info["validation_examples"] == 8
     assert 0.0 <= info["validation_accuracy"] <= 1.0
     assert info["trainable_parameters"] == 3 * 16
@@ -388,7 +392,7 @@ def test_default_minilm_on_real_sst2(tmp_path, capsys, monkeypatch):
     assert info["backbone_class"] == "BertBackbone"
     assert info["validation_examples"] == 872
     # The default: deep prompts, one per layer of the six.
-    assert info["config"]["deep"] is True
+    assert info["recipe"]["deep"] is True
     assert info["trainable_parameters"] == 6 * 20 * 384 + 384 * 2 + 2
     assert info["trainable_parameters"] / info["total_parameters"] < 3e-3
     assert 0.4 < info["validation_accuracy"] <= 1.0
@@ -413,8 +417,8 @@ def test_dtype_auto_follows_the_detection_and_is_recorded(
     dtype = "bfloat16" if fast else "float32"
     assert f"with {dtype} frozen weights (auto: {reason})" in out
     info = json.loads((output / "run.json").read_text())
-    assert info["config"]["dtype"] == dtype
-    assert info["config"]["dtype_choice"] == "auto"
+    assert info["run"]["dtype"] == dtype
+    assert info["run"]["dtype_choice"] == "auto"
     tensors, _ = keras_prompt.prompt_files.read_prompt_file(
         output / "prompt.safetensors"
     )
@@ -460,6 +464,7 @@ def test_causal_lm_preset_trains_a_prompt_causal_lm(tmp_path, capsys):
     the run scored."""
     from keras_prompt import PromptCausalLM
     from keras_prompt.data import get_task
+    from keras_prompt.training.task_kinds import task_kind
 
     folder = tiny_llama3_preset(str(tmp_path / "llama3"))
     output = tmp_path / "run"
@@ -472,9 +477,9 @@ def test_causal_lm_preset_trains_a_prompt_causal_lm(tmp_path, capsys):
     info = json.loads((output / "run.json").read_text())
     assert info["model_class"] == "PromptCausalLM"
     assert info["backbone_class"] == "Llama3Backbone"
-    assert info["config"]["init"] == "class_label"
-    assert info["config"]["optimizer"] == "adafactor"
-    assert info["config"]["deep"] is False  # a causal LM's default
+    assert info["recipe"]["initializer"] == "class_label"
+    assert info["optimizer"]["name"] == "adafactor"
+    assert info["recipe"]["deep"] is False  # a causal LM's default
     assert info["validation_examples"] == 8
     assert info["trainable_parameters"] == 3 * 16
     accuracy = info["validation_accuracy"]
@@ -490,7 +495,7 @@ def test_causal_lm_preset_trains_a_prompt_causal_lm(tmp_path, capsys):
 
     model = restored()
     assert model.backbone.prompt_length == 3
-    validation = model.read_examples(
+    validation = task_kind(type(model)).read_examples(
         get_task("glue/sst2"), "validation", SHARED_TFDS_DIR, max_examples=8
     )
     inputs = [example.inputs for example in validation.examples]

@@ -62,12 +62,12 @@ def same_files(folder, reference):
     runs = [
         json.loads((f / "run.json").read_text()) for f in (folder, reference)
     ]
-    for key in ("validation", "history", "config", "steps"):
+    for key in ("validation", "history", "recipe", "run", "steps"):
         assert runs[0][key] == runs[1][key], key
 
 
 def saved_step(output):
-    names = listing(output / "checkpoint" / "checkpoints") or []
+    names = listing(output / tune.CHECKPOINT_DIR) or []
     steps = [int(n[5:]) for n in names if n.startswith("step-")]
     return max(steps, default=0)
 
@@ -151,7 +151,7 @@ def test_sigkilled_at_random_moments_and_resumed_is_bit_identical(
     assert saved == sorted(saved)  # Never a step back.
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    work = output / tune.CHECKPOINT_FOLDER
+    work = output / tune.CHECKPOINT_DIR
     assert f"Resuming the run in {work} from step {saved[-1]}" in (
         result.stdout
     )
