@@ -10,9 +10,10 @@ from keras_prompt import prompt_files
 from keras_prompt.adapters import get_adapter
 from keras_prompt.convert.presets import check_preset_kwargs
 from keras_prompt.convert.presets import load_backbone
-from keras_prompt.layers._checks import check_dtype
-from keras_prompt.layers._dropout import use_float32_noise
+from keras_prompt.layers.float32_noise_dropout import use_float32_noise
+from keras_prompt.layers.index_checks import check_dtype
 from keras_prompt.layers.prompt_embedding import PromptEmbedding
+from keras_prompt.validation import check_bool
 from keras_prompt.validation import check_int
 from keras_prompt.validation import check_kwargs
 from keras_prompt.version import __version__
@@ -206,9 +207,9 @@ class FrozenBackbone(keras_hub.models.Backbone):
                 "deep_initializer",
             ),
         )
-        if not isinstance(deep, (bool, np.bool_)):
-            raise TypeError(f"`deep` must be a bool. Received: deep={deep!r}")
-        deep = bool(deep)
+        if isinstance(deep, np.bool_):
+            deep = deep.item()
+        deep = check_bool("deep", deep)
         if not (
             isinstance(deep_initializer, str)
             and deep_initializer == (PROPAGATE)

@@ -27,13 +27,13 @@ import os
 
 from keras_prompt.cli import CliError
 from keras_prompt.cli.common import EVAL_BATCH_SIZE
-from keras_prompt.cli.common import _one_line
 from keras_prompt.cli.common import add_run_command
 from keras_prompt.cli.common import check_data_dir
 from keras_prompt.cli.common import check_dataset
 from keras_prompt.cli.common import check_int_arg
 from keras_prompt.cli.common import format_metrics
 from keras_prompt.cli.common import load_run_model
+from keras_prompt.cli.common import one_line
 from keras_prompt.cli.common import one_line_errors
 from keras_prompt.cli.common import read_run
 
@@ -120,11 +120,11 @@ def data_task_of(args, tuned):
     try:
         task = get_task(name)
     except ValueError as error:
-        raise CliError(f"--task {name!r}: {_one_line(error)}") from None
+        raise CliError(f"--task {name!r}: {one_line(error)}") from None
     try:
         task.resolve_split(args.split)
     except ValueError as error:
-        raise CliError(f"--split {args.split!r}: {_one_line(error)}") from None
+        raise CliError(f"--split {args.split!r}: {one_line(error)}") from None
     return task
 
 

@@ -42,7 +42,6 @@ from keras_prompt.cli import CliError
 from keras_prompt.cli.common import EVAL_BATCH_SIZE
 from keras_prompt.cli.common import RUN_FILE
 from keras_prompt.cli.common import TARGET_LENGTH
-from keras_prompt.cli.common import _one_line
 from keras_prompt.cli.common import check_choice
 from keras_prompt.cli.common import check_data_dir
 from keras_prompt.cli.common import check_dataset
@@ -53,6 +52,7 @@ from keras_prompt.cli.common import count_parameters
 from keras_prompt.cli.common import default_output
 from keras_prompt.cli.common import format_seconds
 from keras_prompt.cli.common import load_backbone
+from keras_prompt.cli.common import one_line as _one_line
 from keras_prompt.cli.common import one_line_errors
 from keras_prompt.cli.common import recorded_data_dir
 from keras_prompt.cli.common import recorded_preset

@@ -38,6 +38,7 @@ import tempfile
 import numpy as np
 
 from keras_prompt.prompt_files import default_mode
+from keras_prompt.validation import check_bool
 from keras_prompt.validation import check_int
 from keras_prompt.version import __version__
 
@@ -469,11 +470,7 @@ def export_saved_model(
 
     spec = _resolve(model)
     batch_size = check_int("batch_size", batch_size, 1)
-    if not isinstance(jit_compile, bool):
-        raise TypeError(
-            "`jit_compile` must be a bool. Received: "
-            f"jit_compile={jit_compile!r}"
-        )
+    check_bool("jit_compile", jit_compile)
     if max_length is not None:
         max_length = check_int("max_length", max_length, 1)
     if spec["model"].preprocessor is None:

@@ -7,11 +7,12 @@ from keras_prompt.convert.presets import check_preset_kwargs
 from keras_prompt.convert.presets import load_preprocessor
 from keras_prompt.frozen_backbone import FROM_PRESET_ARGUMENTS
 from keras_prompt.frozen_backbone import FrozenBackbone
-from keras_prompt.tasks.prompt_seq2seq_lm import _is_text
-from keras_prompt.tasks.prompt_seq2seq_lm import _mask_after_stop
 from keras_prompt.tasks.prompt_task import PROMPT_KEYWORDS
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
 from keras_prompt.tasks.prompt_task import check_frozen_backbone
+from keras_prompt.tasks.text_generation import is_text
+from keras_prompt.tasks.text_generation import mask_after_stop
+from keras_prompt.validation import check_count
 
 # Keys a dict of inputs may hold its text under, next to "prompt_ids".
 TEXT_KEYS = ("prompts", "text")
@@ -106,15 +107,7 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
         check_frozen_backbone(
             "PromptCausalLM", backbone, "causal", kwargs, ("preprocessor",)
         )
-        if target_length is not None and (
-            isinstance(target_length, bool)
-            or not isinstance(target_length, int)
-            or target_length < 1
-        ):
-            raise ValueError(
-                "`target_length` must be None or an int >= 1. "
-                f"Received: target_length={target_length!r}"
-            )
+        check_count("target_length", target_length, allow_none=True)
         self.target_length = target_length
         if preprocessor is not None:
             backbone.adapter.check_sequence_length(
@@ -259,7 +252,7 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
         )
 
     def preprocess_samples(self, x, y=None, sample_weight=None):
-        if y is not None and _is_text(y):
+        if y is not None and is_text(y):
             return self._preprocess_pairs(x, y, sample_weight)
         text, prompt_ids = _split_prompt_ids(x)
         if prompt_ids is None:
@@ -569,7 +562,7 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
         )
         return {
             "token_ids": token_ids,
-            "padding_mask": _mask_after_stop(
+            "padding_mask": mask_after_stop(
                 token_ids, padding_mask, stop_token_ids
             ),
         }

@@ -8,9 +8,9 @@ from keras_prompt.convert.presets import check_preset_kwargs
 from keras_prompt.convert.presets import load_preprocessor
 from keras_prompt.frozen_backbone import FROM_PRESET_ARGUMENTS
 from keras_prompt.frozen_backbone import FrozenBackbone
-from keras_prompt.layers._checks import checked_indices
-from keras_prompt.layers._checks import concrete_value
 from keras_prompt.layers.classification_head import ClassificationHead
+from keras_prompt.layers.index_checks import checked_indices
+from keras_prompt.layers.index_checks import concrete_value
 from keras_prompt.tasks.prompt_task import PROMPT_KEYWORDS
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
 from keras_prompt.tasks.prompt_task import check_frozen_backbone

@@ -6,9 +6,9 @@ import numpy as np
 from keras_prompt import prompt_files
 from keras_prompt.frozen_backbone import FrozenBackbone
 from keras_prompt.frozen_backbone import frozen_weights_unwatched
-from keras_prompt.layers._checks import check_dtype
-from keras_prompt.layers._checks import checked_indices
-from keras_prompt.layers._checks import concrete_value
+from keras_prompt.layers.index_checks import check_dtype
+from keras_prompt.layers.index_checks import checked_indices
+from keras_prompt.layers.index_checks import concrete_value
 from keras_prompt.validation import check_kwargs
 
 #: Keywords a task's `**kwargs` may carry to keras-hub's `Task` / Keras.

@@ -17,7 +17,7 @@ from keras_prompt.data.batching import token_lengths
 from keras_prompt.data.batching import tokenize
 from keras_prompt.data.batching import train_batches
 from keras_prompt.data.classification import load_classification
-from keras_prompt.data.evaluation import _generate
+from keras_prompt.data.evaluation import generate_in_batches as _generate
 from keras_prompt.data.example import TextToTextExample
 from keras_prompt.data.loading import load_examples
 
