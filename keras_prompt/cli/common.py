@@ -217,7 +217,7 @@ def recorded_data_dir(data_dir):
     return data_dir or None
 
 
-def check_dataset(task, data_dir, split="validation"):
+def check_dataset(data_task, data_dir, split="validation"):
     """Raises `DatasetNotPreparedError` early (before a model is loaded)
     when the task's dataset is not in the data dir and may not be
     downloaded."""
@@ -226,14 +226,17 @@ def check_dataset(task, data_dir, split="validation"):
 
     download = loading.resolve_download(None, data_dir)
     try:
-        loading.read_split(task, task.resolve_split(split), data_dir, download)
+        loading.read_split(
+            data_task, data_task.resolve_split(split), data_dir, download
+        )
     except DatasetNotPreparedError:
         raise
     except Exception as error:  # TFDS download errors come in many kinds.
         if not download:
             raise
         raise CliError(
-            f"--task {task.name!r}: TFDS dataset {task.tfds_name!r} is not "
+            f"--task {data_task.name!r}: TFDS dataset "
+            f"{data_task.tfds_name!r} is not "
             "prepared in the TFDS default data dir and downloading it "
             f"failed ({one_line(error)}); pass --data-dir (or set "
             "TFDS_DATA_DIR) to a data dir that holds it"
