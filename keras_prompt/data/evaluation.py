@@ -3,7 +3,6 @@
 from keras_prompt.data import _records
 from keras_prompt.data.loading import load_examples
 from keras_prompt.data.registry import get_task
-from keras_prompt.validation import check_count
 
 
 def _to_text(value):
@@ -115,7 +114,10 @@ def evaluate_generation(
             "model must have a generate(list_of_str) -> list_of_str method, "
             f"got {type(model).__name__}."
         )
-    check_count("batch_size", batch_size)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise ValueError(f"batch_size must be an integer, got {batch_size!r}.")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}.")
     examples = load_examples(
         task, split, data_dir=data_dir, max_examples=max_examples
     )
