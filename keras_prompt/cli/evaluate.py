@@ -27,13 +27,13 @@ import os
 
 from keras_prompt.cli import CliError
 from keras_prompt.cli.common import EVAL_BATCH_SIZE
-from keras_prompt.cli.common import _one_line
 from keras_prompt.cli.common import add_run_command
 from keras_prompt.cli.common import check_data_dir
 from keras_prompt.cli.common import check_dataset
 from keras_prompt.cli.common import check_int_arg
 from keras_prompt.cli.common import format_metrics
 from keras_prompt.cli.common import load_run_model
+from keras_prompt.cli.common import one_line
 from keras_prompt.cli.common import one_line_errors
 from keras_prompt.cli.common import read_run
 
@@ -118,21 +118,21 @@ def data_task_of(args, tuned):
             "the prompt file); pass --task, e.g. --task glue/sst2"
         )
     try:
-        task = get_task(name)
+        data_task = get_task(name)
     except ValueError as error:
-        raise CliError(f"--task {name!r}: {_one_line(error)}") from None
+        raise CliError(f"--task {name!r}: {one_line(error)}") from None
     try:
-        task.resolve_split(args.split)
+        data_task.resolve_split(args.split)
     except ValueError as error:
-        raise CliError(f"--split {args.split!r}: {_one_line(error)}") from None
-    return task
+        raise CliError(f"--split {args.split!r}: {one_line(error)}") from None
+    return data_task
 
 
-def recorded_metrics(args, tuned, task, max_examples):
+def recorded_metrics(args, tuned, data_task, max_examples):
     """run.json's validation metrics when this evaluation is the run's own
     (same task, split, examples and batches), else `None`."""
     same = (
-        task.name == tuned.recipe.get("task")
+        data_task.name == tuned.recipe.get("task")
         and args.split == DEFAULT_SPLIT
         and max_examples == tuned.settings.get("max_eval_examples")
         and args.batch_size == EVAL_BATCH_SIZE
@@ -148,34 +148,35 @@ def run(args):
     check_int_arg(args, "max-examples", 0, optional=True)
     check_data_dir(args.data_dir)
     tuned = read_run(args.source, args.preset, "evaluate")
-    task = data_task_of(args, tuned)
+    data_task = data_task_of(args, tuned)
     data_dir = data_dir_of(args, tuned)
     max_examples = max_examples_of(args, tuned)
-    check_dataset(task, data_dir, args.split)
+    check_dataset(data_task, data_dir, args.split)
 
     from keras_prompt.training.task_kinds import task_kind
 
     model = load_run_model(tuned)
     examples = task_kind(type(model)).read_examples(
-        task, args.split, data_dir, max_examples
+        data_task, args.split, data_dir, max_examples
     )
     if not len(examples):
         raise CliError(
-            f"--task {task.name!r} --split {args.split!r}: no examples read"
+            f"--task {data_task.name!r} --split {args.split!r}: "
+            "no examples read"
         )
     metrics = {
         name: float(value)
         for name, value in examples.score(model, args.batch_size).items()
     }
-    recorded = recorded_metrics(args, tuned, task, max_examples)
+    recorded = recorded_metrics(args, tuned, data_task, max_examples)
     print(
-        f"{task.name} {args.split}, {len(examples)} examples: "
+        f"{data_task.name} {args.split}, {len(examples)} examples: "
         f"{format_metrics(metrics)}"
         + (f" (run.json: {format_metrics(recorded)})" if recorded else "")
     )
     record = {
         "run": args.source,
-        "task": task.name,
+        "task": data_task.name,
         "split": args.split,
         "examples": len(examples),
         "metrics": metrics,

@@ -40,7 +40,6 @@ import time
 from keras_prompt.cli import CliError
 from keras_prompt.cli.common import EVAL_BATCH_SIZE
 from keras_prompt.cli.common import TARGET_LENGTH
-from keras_prompt.cli.common import _one_line
 from keras_prompt.cli.common import check_choice
 from keras_prompt.cli.common import check_data_dir
 from keras_prompt.cli.common import check_dataset
@@ -51,6 +50,7 @@ from keras_prompt.cli.common import count_parameters
 from keras_prompt.cli.common import default_output
 from keras_prompt.cli.common import format_seconds
 from keras_prompt.cli.common import load_backbone
+from keras_prompt.cli.common import one_line
 from keras_prompt.cli.common import one_line_errors
 from keras_prompt.cli.common import recorded_data_dir
 from keras_prompt.cli.common import recorded_preset
@@ -362,7 +362,7 @@ def build_model(args, task, preset, backbone):
     try:
         task_class = task_class_for(backbone)
     except ValueError as error:
-        raise CliError(f"--preset {preset!r}: {_one_line(error)}") from None
+        raise CliError(f"--preset {preset!r}: {one_line(error)}") from None
     kind = find_task_kind(task_class)
     if kind is None:
         from keras_prompt.adapters import get_adapter
@@ -422,7 +422,7 @@ def run(args):
     try:
         task = get_task(args.task)
     except ValueError as error:
-        raise CliError(f"--task: {_one_line(error)}") from None
+        raise CliError(f"--task: {one_line(error)}") from None
     init_of(args, task)
     output = args.output or default_output(task.name)
     check_output(output)

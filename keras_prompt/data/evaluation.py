@@ -18,9 +18,23 @@ def _to_text(value):
     )
 
 
-def _generate(model, inputs, batch_size, generate_fn=None):
-    """`generate_fn` (default: `model.generate`) over `inputs` in batches;
-    a list of strings."""
+def generate_in_batches(model, inputs, batch_size, generate_fn=None):
+    """Runs a text generator over `inputs` in batches.
+
+    Args:
+        model: an object with a `generate(list_of_str)` method.
+        inputs: list of input strings.
+        batch_size: int, inputs per call.
+        generate_fn: optional callable used instead of `model.generate`.
+
+    Returns:
+        A list of strings, one per input.
+
+    Raises:
+        TypeError: for an output that is not text.
+        ValueError: when a call returns another number of outputs than
+            it got inputs.
+    """
     generate_fn = generate_fn or model.generate
     predictions = []
     for start in range(0, len(inputs), batch_size):
@@ -116,5 +130,6 @@ def evaluate_generation(
             f"Task {task.name!r}: split {split!r} is unlabeled (TFDS test "
             "splits have label -1); evaluate on a labeled split."
         )
-    predictions = _generate(model, [e.inputs for e in examples], batch_size)
+    inputs = [example.inputs for example in examples]
+    predictions = generate_in_batches(model, inputs, batch_size)
     return task.score(predictions, examples)

@@ -23,7 +23,9 @@ def _check_count(value, name, allow_zero):
         raise ValueError(f"{name} must be {bound}, got {value}.")
 
 
-def _resolve_download(download, data_dir):
+def resolve_download(download, data_dir):
+    """Whether to download a missing dataset: `download` when given, else
+    only into the TFDS default data dir."""
     if download is not None:
         return bool(download)
     # An explicit data dir (argument or TFDS_DATA_DIR) is read-only for us:
@@ -31,7 +33,7 @@ def _resolve_download(download, data_dir):
     return not (data_dir or os.environ.get("TFDS_DATA_DIR"))
 
 
-def _read_split(task, split, data_dir, download):
+def read_split(task, split, data_dir, download):
     """Returns the raw `tf.data.Dataset` of records of `task`'s `split`."""
     # Imported here: `import keras_prompt` (which imports this package)
     # should not pay for TFDS until a dataset is read.
@@ -125,8 +127,8 @@ def _convert_records(task, split, data_dir, download, max_examples, convert):
     """
     if max_examples == 0:
         return []
-    dataset = _read_split(
-        task, split, data_dir, _resolve_download(download, data_dir)
+    dataset = read_split(
+        task, split, data_dir, resolve_download(download, data_dir)
     )
 
     def convert_row(row, record):
@@ -218,13 +220,9 @@ def load_text_to_text(
 
     from keras_prompt.data import load_text_to_text
 
-    dataset = load_text_to_text(
-        "glue/sst2",
-        "validation",
-        data_dir=os.environ.get("TFDS_DATA_DIR"),
-        batch_size=8,
-        max_examples=16,
-    )
+    data_dir = os.environ.get("TFDS_DATA_DIR")
+    # Shuffled batches of 8 pairs of strings, as `model.fit` takes them.
+    dataset = load_text_to_text("glue/sst2", "train", data_dir, 8, True, 0)
     for inputs, targets in dataset.take(1):
         print(inputs.numpy()[0], targets.numpy()[0])
     ```

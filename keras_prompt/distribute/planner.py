@@ -74,6 +74,7 @@ import math
 from keras_prompt.distribute.model_sizes import GIB
 from keras_prompt.distribute.model_sizes import device_spec
 from keras_prompt.distribute.model_sizes import model_spec
+from keras_prompt.validation import check_count
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 OPTIMIZER_SLOTS = {"adafactor": 1, "adam": 2, "sgd": 0}
@@ -207,17 +208,6 @@ class Plan:
             lines.append("to make prompt tuning fit:")
             lines += [f"  - {line}" for line in self.advice]
         return "\n".join(lines)
-
-
-def _check_positive_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(
-            f"`{name}` must be an int >= {minimum}. Received: {name}={value!r}"
-        )
-    if value < minimum:
-        raise ValueError(
-            f"`{name}` must be an int >= {minimum}. Received: {name}={value!r}"
-        )
 
 
 # Feed-forward tensors of width `f` that TensorFlow's (unfused) graph keeps
@@ -427,15 +417,15 @@ def plan(
     """
     spec = model_spec(model)
     dev = device_spec(device, ram_gb=ram_gb)
-    _check_positive_int("batch_size", batch_size)
-    _check_positive_int("sequence_length", sequence_length)
-    _check_positive_int("prompt_length", prompt_length)
-    _check_positive_int("replicas", replicas)
-    _check_positive_int("num_prompts", num_prompts)
+    check_count("batch_size", batch_size)
+    check_count("sequence_length", sequence_length)
+    check_count("prompt_length", prompt_length)
+    check_count("replicas", replicas)
+    check_count("num_prompts", num_prompts)
     if spec.encoder_decoder:
         if target_length is None:
             target_length = 128
-        _check_positive_int("target_length", target_length)
+        check_count("target_length", target_length)
     else:
         target_length = 0
     if dtype not in DTYPE_BYTES:

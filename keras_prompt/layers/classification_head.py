@@ -1,7 +1,7 @@
 import keras
 from keras import ops
 
-from keras_prompt.layers._checks import checked_indices
+from keras_prompt.layers.index_checks import checked_indices
 from keras_prompt.validation import check_int
 from keras_prompt.validation import known_last_dim
 

@@ -6,7 +6,9 @@ from keras.src.backend import get_keras_mask
 from keras.src.backend import set_keras_mask
 
 from keras_prompt import initializers as prompt_initializers
-from keras_prompt.layers._checks import checked_indices
+from keras_prompt.layers.index_checks import checked_indices
+from keras_prompt.validation import check_count
+from keras_prompt.validation import check_int
 
 
 @keras.saving.register_keras_serializable(package="keras_prompt")
@@ -105,36 +107,15 @@ class PromptEmbedding(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(length, bool) or not isinstance(length, int):
-            raise TypeError(
-                f"`length` must be an int. Received: length={length!r}"
-            )
-        if length < 1:
-            raise ValueError(
-                f"`length` must be at least 1. Received: length={length}"
-            )
-        if isinstance(num_prompts, bool) or not isinstance(num_prompts, int):
-            raise TypeError(
-                "`num_prompts` must be an int. "
-                f"Received: num_prompts={num_prompts!r}"
-            )
-        if num_prompts < 1:
-            raise ValueError(
-                "`num_prompts` must be at least 1. "
-                f"Received: num_prompts={num_prompts}"
-            )
+        length = check_int("length", length)
+        num_prompts = check_int("num_prompts", num_prompts)
         if variable_length and num_prompts < 2:
             raise ValueError(
                 "`variable_length=True` needs a bank (`num_prompts` >= 2). "
                 f"Received: num_prompts={num_prompts}"
             )
-        if depth is not None and (
-            isinstance(depth, bool) or not isinstance(depth, int) or depth < 1
-        ):
-            raise ValueError(
-                "`depth` must be None (a shallow prompt) or an int >= 1 (deep "
-                f"prompts, one per layer). Received: depth={depth!r}"
-            )
+        # None: a shallow prompt; an int: deep prompts, one per layer.
+        depth = check_count("depth", depth, allow_none=True)
         self.length = length
         self.depth = depth
         self.num_prompts = num_prompts
@@ -251,7 +232,7 @@ class PromptEmbedding(keras.layers.Layer):
     def checked_prompt_ids(self, prompt_ids):
         """`prompt_ids` as a flat int32 tensor, checked to be ints in
         `[0, num_prompts)` before any gather reads them (see
-        `keras_prompt.layers._checks`)."""
+        `keras_prompt.layers.index_checks`)."""
         prompt_ids = checked_indices(
             prompt_ids,
             self.num_prompts,

@@ -1,36 +1,14 @@
 """Adafactor with T5X / Mesh-TensorFlow semantics, as used for Prompt Tuning."""
 
-import math
 import numbers
 
 import keras
 from keras import ops
 
+from keras_prompt.validation import check_count
+from keras_prompt.validation import check_float
+
 _HALF_DTYPES = ("float16", "bfloat16")
-
-
-def _is_real_number(value):
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    )
-
-
-def _check_number(name, value, minimum, inclusive=True, allow_none=False):
-    """Raises `ValueError` unless `value` is a finite number >= `minimum`."""
-    if value is None and allow_none:
-        return None
-    if not _is_real_number(value) or (
-        value < minimum if inclusive else value <= minimum
-    ):
-        relation = ">=" if inclusive else ">"
-        extra = " or None" if allow_none else ""
-        raise ValueError(
-            f"Argument `{name}` must be a finite number {relation} "
-            f"{minimum}{extra}. Received: {name}={value!r}"
-        )
-    return float(value)
 
 
 def _check_bool(name, value):
@@ -175,18 +153,16 @@ class Adafactor(keras.optimizers.Optimizer):
         if isinstance(learning_rate, numbers.Real) and not isinstance(
             learning_rate, bool
         ):
-            learning_rate = _check_number("learning_rate", learning_rate, 0.0)
-        decay_rate = _check_number(
-            "decay_rate", decay_rate, 0.0, inclusive=False
-        )
+            learning_rate = check_float("learning_rate", learning_rate, 0.0)
+        decay_rate = check_float("decay_rate", decay_rate, 0.0, inclusive=False)
         if beta1 is not None:
-            beta1 = _check_number("beta1", beta1, 0.0)
+            beta1 = check_float("beta1", beta1, 0.0)
             if beta1 >= 1.0:
                 raise ValueError(
                     "Argument `beta1` must be None or a number in [0, 1). "
                     f"Received: beta1={beta1!r}"
                 )
-        clipping_threshold = _check_number(
+        clipping_threshold = check_float(
             "clipping_threshold",
             clipping_threshold,
             0.0,
@@ -197,18 +173,10 @@ class Adafactor(keras.optimizers.Optimizer):
             "multiply_by_parameter_scale", multiply_by_parameter_scale
         )
         factored = _check_bool("factored", factored)
-        if (
-            not isinstance(min_dim_size_to_factor, numbers.Integral)
-            or isinstance(min_dim_size_to_factor, bool)
-            or min_dim_size_to_factor < 1
-        ):
-            raise ValueError(
-                "Argument `min_dim_size_to_factor` must be an int >= 1. "
-                f"Received: min_dim_size_to_factor={min_dim_size_to_factor!r}"
-            )
-        epsilon1 = _check_number("epsilon1", epsilon1, 0.0)
-        epsilon2 = _check_number("epsilon2", epsilon2, 0.0)
-        weight_decay_rate = _check_number(
+        check_count("min_dim_size_to_factor", min_dim_size_to_factor)
+        epsilon1 = check_float("epsilon1", epsilon1, 0.0)
+        epsilon2 = check_float("epsilon2", epsilon2, 0.0)
+        weight_decay_rate = check_float(
             "weight_decay_rate", weight_decay_rate, 0.0, allow_none=True
         )
         # `weight_decay=None` keeps Keras' own (lr-scaled) decoupled weight

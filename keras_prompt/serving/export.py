@@ -38,19 +38,22 @@ import tempfile
 import numpy as np
 
 from keras_prompt.prompt_files import default_mode
+from keras_prompt.serving.serving_graph import STATE_ASSET
+from keras_prompt.serving.serving_graph import TASKS_ASSET
+from keras_prompt.serving.serving_graph import ServingGraph
+from keras_prompt.validation import check_bool
 from keras_prompt.validation import check_int
 from keras_prompt.version import __version__
 
 FORMAT = "keras_prompt.saved_model"
 FORMAT_VERSION = 2
 MANIFEST = os.path.join("assets.extra", "keras_prompt.json")
-STATE_ASSET = "keras_prompt_state.tsv"
-TASKS_ASSET = "keras_prompt_tasks.tsv"
 
 
 # -- what is exported ---------------------------------------------------------
 def _resolve(obj):
-    """What to export: model, state variables, tasks and ensemble members."""
+    """What to export: the task model, its state variables, the bank's
+    slots by task name and an ensemble's member slots."""
     from keras_prompt.frozen_backbone import FrozenBackbone
     from keras_prompt.serving.ensemble import PromptEnsemble
     from keras_prompt.serving.prompt_bank import PromptBank
@@ -65,7 +68,7 @@ def _resolve(obj):
             "model": obj.model,
             "variables": obj.state_variables(),
             # An ensemble's inputs name no task: its members are baked in.
-            "tasks": obj.slots if members is None else None,
+            "slots": obj.slots if members is None else None,
             "members": members,
         }
     if isinstance(obj, PromptTaskMixin) and isinstance(
@@ -81,7 +84,7 @@ def _resolve(obj):
         return {
             "model": obj,
             "variables": obj.state_variables(),
-            "tasks": None,
+            "slots": None,
             "members": None,
         }
     raise TypeError(
@@ -108,10 +111,11 @@ def _state_lines(variables):
     return "".join(lines)
 
 
-def _task_lines(tasks):
+def _task_lines(slots):
+    """`name<TAB>slot` per task name of `slots` (task name -> slot)."""
     # First a sentinel row (empty name, slot -1): a table file may not be
     # empty, and a bank may be exported before its first task.
-    rows = [("", -1)] + list((tasks or {}).items())
+    rows = [("", -1)] + list((slots or {}).items())
     return "".join(f"{name}\t{slot}\n" for name, slot in rows)
 
 
@@ -137,228 +141,12 @@ def _manifest(spec, batch_size, max_length, jit_compile, output):
             key: list(variable.shape)
             for key, variable in spec["variables"].items()
         },
-        "tasks": spec["tasks"],
+        "tasks": spec["slots"],
         "ensemble_members": spec["members"],
         "prompt_fingerprint": model.backbone.prompt_metadata()[
             "embedding_fingerprint"
         ],
     }
-
-
-# -- the serving graph --------------------------------------------------------
-def _strings_out(preprocessor, token_ids, padding_mask):
-    """Detokenised strings, as the preprocessor's `generate_postprocess`."""
-    from keras_hub.src.utils.tensor_utils import strip_to_ragged
-
-    tokenizer = preprocessor.tokenizer
-    ragged = strip_to_ragged(
-        token_ids, padding_mask, tokenizer.special_token_ids
-    )
-    return tokenizer.detokenize(ragged)
-
-
-def _fixed_shape(x, batch_size):
-    import tensorflow as tf
-
-    return {
-        key: tf.ensure_shape(
-            value, [batch_size] + [None] * (value.shape.rank - 1)
-        )
-        for key, value in x.items()
-    }
-
-
-def _generate_chunk(model, step, texts, prompt_ids, batch_size, length):
-    """Strings `(batch_size,)` generated for one fixed-size chunk."""
-    preprocessor = model.preprocessor
-    x = preprocessor.generate_preprocess(texts, sequence_length=length)
-    x = _fixed_shape(dict(x), batch_size)
-    if prompt_ids is not None:
-        x["prompt_ids"] = prompt_ids
-    token_ids, padding_mask = model.generated_tokens(step(x))
-    return _strings_out(preprocessor, token_ids, padding_mask)
-
-
-def _generate(model, step, texts, prompt_ids, batch_size, max_length):
-    """Generation on any number of inputs in chunks of `batch_size`."""
-    import tensorflow as tf
-
-    count = tf.shape(texts)[0]
-    chunks = (count + batch_size - 1) // batch_size
-    padding = chunks * batch_size - count
-    texts = tf.concat([texts, tf.fill([padding], "")], axis=0)
-    texts = tf.reshape(texts, [chunks, batch_size])
-    if prompt_ids is None:
-        ids = tf.zeros([chunks, batch_size], tf.int32)
-    else:
-        ids = tf.concat([prompt_ids, tf.zeros([padding], tf.int32)], axis=0)
-        ids = tf.reshape(ids, [chunks, batch_size])
-
-    def chunk(args):
-        chunk_texts, chunk_ids = args
-        return _generate_chunk(
-            model,
-            step,
-            chunk_texts,
-            None if prompt_ids is None else chunk_ids,
-            batch_size,
-            max_length,
-        )
-
-    outputs = tf.map_fn(
-        chunk,
-        (texts, ids),
-        fn_output_signature=tf.TensorSpec([batch_size], tf.string),
-        parallel_iterations=1,
-    )
-    return tf.reshape(outputs, [-1])[:count]
-
-
-def _vote(outputs, num_members):
-    """In-graph majority vote over `(batch, members)` strings, ties to the
-    earliest member, as `ensemble.majority_vote`."""
-    import tensorflow as tf
-
-    rows = tf.reshape(outputs, [-1, num_members])
-    equal = tf.equal(rows[:, :, None], rows[:, None, :])
-    counts = tf.reduce_sum(tf.cast(equal, tf.int32), axis=2)
-    best = tf.argmax(counts, axis=1, output_type=tf.int32)
-    return tf.gather(rows, best, batch_dims=1), rows
-
-
-def _asset_table(path, value_dtype, default):
-    """A lookup table `first column -> second column` of a TSV asset."""
-    import tensorflow as tf
-
-    return tf.lookup.StaticHashTable(
-        tf.lookup.TextFileInitializer(
-            path,
-            key_dtype=tf.string,
-            key_index=0,
-            value_dtype=value_dtype,
-            value_index=1,
-        ),
-        default_value=default,
-    )
-
-
-class _Serving:
-    """The tracked pieces of the serving graph (tables, flag, functions)."""
-
-    def __init__(self, spec, asset_dir, batch_size, max_length, jit_compile):
-        import tensorflow as tf
-
-        self.spec = spec
-        self.model = spec["model"]
-        self.batch_size = batch_size
-        self.max_length = max_length
-        model = self.model
-        if model.generates_text:
-            stop = model.stop_token_ids()
-
-            def step(x):
-                return model.generate_step(x, stop_token_ids=stop)
-
-            # Tokenisation stays outside XLA; the decoding loop inside.
-            self.step = (
-                tf.function(step, jit_compile=True) if jit_compile else step
-            )
-        self.holder = tf.Module()
-        self.holder.state_table = _asset_table(
-            os.path.join(asset_dir, STATE_ASSET), tf.string, ""
-        )
-        if spec["tasks"] is not None:
-            self.holder.task_table = _asset_table(
-                os.path.join(asset_dir, TASKS_ASSET), tf.int64, -1
-            )
-        self.holder.loaded = tf.Variable(
-            False, trainable=False, name="keras_prompt_state_loaded"
-        )
-
-    def load_state(self):
-        """Copies the state asset into the prompt variables once."""
-        import tensorflow as tf
-
-        holder = self.holder
-
-        def load():
-            for key, variable in self.spec["variables"].items():
-                raw = holder.state_table.lookup(tf.constant(key))
-                value = tf.io.parse_tensor(tf.io.decode_base64(raw), "float32")
-                variable.assign(tf.reshape(value, variable.shape))
-            holder.loaded.assign(True)
-            return tf.constant(True)
-
-        return tf.cond(holder.loaded, lambda: tf.constant(True), load)
-
-    def task_ids(self, tasks):
-        import tensorflow as tf
-
-        table = self.holder.task_table
-        ids = table.lookup(tasks)
-        names = tf.reshape(table.export()[0], [-1])
-        names = tf.boolean_mask(names, tf.strings.length(names) > 0)
-        known = tf.strings.reduce_join(names, separator=", ")
-        check = tf.debugging.Assert(
-            tf.reduce_all(ids >= 0),
-            [
-                "Unknown task name(s):",
-                tf.boolean_mask(tasks, ids < 0),
-                "Known tasks:",
-                known,
-            ],
-            summarize=64,
-        )
-        with tf.control_dependencies([check]):
-            return tf.cast(ids, tf.int32)
-
-    def serve(self, inputs, tasks=None):
-        import tensorflow as tf
-
-        members = self.spec["members"]
-        with tf.control_dependencies([self.load_state()]):
-            inputs = tf.identity(inputs)
-        prompt_ids = None
-        if tasks is not None:
-            check = tf.debugging.assert_equal(
-                tf.size(tasks),
-                tf.size(inputs),
-                message="`tasks` must name one task per input",
-            )
-            with tf.control_dependencies([check]):
-                prompt_ids = self.task_ids(tasks)
-        if members is not None:
-            inputs = tf.repeat(inputs, len(members))
-            prompt_ids = tf.tile(
-                tf.constant(members, tf.int32),
-                [tf.shape(inputs)[0] // len(members)],
-            )
-        if not self.model.generates_text:
-            x = dict(self.model.preprocessor(inputs))
-            if prompt_ids is not None:
-                x["prompt_ids"] = prompt_ids
-            outputs = self.model(x, training=False)
-            if members is None:
-                return {"probabilities": outputs}
-            outputs = tf.reshape(
-                outputs, [-1, len(members), self.model.num_classes]
-            )
-            return {
-                "probabilities": tf.reduce_mean(outputs, axis=1),
-                "member_probabilities": outputs,
-            }
-        outputs = _generate(
-            self.model,
-            self.step,
-            inputs,
-            prompt_ids,
-            self.batch_size,
-            self.max_length,
-        )
-        if members is None:
-            return {"outputs": outputs}
-        voted, rows = _vote(outputs, len(members))
-        return {"outputs": voted, "member_outputs": rows}
 
 
 def _prepare_target(path, overwrite):
@@ -469,11 +257,7 @@ def export_saved_model(
 
     spec = _resolve(model)
     batch_size = check_int("batch_size", batch_size, 1)
-    if not isinstance(jit_compile, bool):
-        raise TypeError(
-            "`jit_compile` must be a bool. Received: "
-            f"jit_compile={jit_compile!r}"
-        )
+    check_bool("jit_compile", jit_compile)
     if max_length is not None:
         max_length = check_int("max_length", max_length, 1)
     if spec["model"].preprocessor is None:
@@ -492,13 +276,15 @@ def export_saved_model(
         with open(os.path.join(staging, STATE_ASSET), "w") as f:
             f.write(_state_lines(spec["variables"]))
         with open(os.path.join(staging, TASKS_ASSET), "w") as f:
-            f.write(_task_lines(spec["tasks"]))
-        serving = _Serving(spec, staging, batch_size, max_length, jit_compile)
+            f.write(_task_lines(spec["slots"]))
+        serving = ServingGraph(
+            spec, staging, batch_size, max_length, jit_compile
+        )
         strings = tf.TensorSpec([None], tf.string)
         archive = keras.export.ExportArchive()
         archive.track(spec["model"])
         archive.track(serving.holder)
-        if spec["tasks"] is None:
+        if spec["slots"] is None:
             archive.add_endpoint(
                 "serve",
                 lambda inputs: serving.serve(inputs),
@@ -605,7 +391,7 @@ def update_exported_prompts(model, export_dir, new_dir, overwrite=False):
         problems.append("another frozen backbone (embedding fingerprint)")
     if shapes != manifest["state"]:
         problems.append(f"prompt state shapes {shapes} vs {manifest['state']}")
-    if (spec["tasks"] is None) != (manifest["tasks"] is None):
+    if (spec["slots"] is None) != (manifest["tasks"] is None):
         problems.append("a bank and a single-prompt model")
     if spec["members"] != manifest["ensemble_members"]:
         problems.append(
@@ -640,10 +426,10 @@ def update_exported_prompts(model, export_dir, new_dir, overwrite=False):
         os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
         with open(os.path.join(tmp, "assets", STATE_ASSET), "w") as f:
             f.write(_state_lines(spec["variables"]))
-        if spec["tasks"] is not None:
+        if spec["slots"] is not None:
             with open(os.path.join(tmp, "assets", TASKS_ASSET), "w") as f:
-                f.write(_task_lines(spec["tasks"]))
-        manifest["tasks"] = spec["tasks"]
+                f.write(_task_lines(spec["slots"]))
+        manifest["tasks"] = spec["slots"]
         manifest["keras_prompt_version"] = __version__
         with open(os.path.join(tmp, MANIFEST), "w") as f:
             json.dump(manifest, f, indent=2)

@@ -7,11 +7,12 @@ from keras_prompt.convert.presets import check_preset_kwargs
 from keras_prompt.convert.presets import load_preprocessor
 from keras_prompt.frozen_backbone import FROM_PRESET_ARGUMENTS
 from keras_prompt.frozen_backbone import FrozenBackbone
-from keras_prompt.tasks.prompt_seq2seq_lm import _is_text
-from keras_prompt.tasks.prompt_seq2seq_lm import _mask_after_stop
 from keras_prompt.tasks.prompt_task import PROMPT_KEYWORDS
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
 from keras_prompt.tasks.prompt_task import check_frozen_backbone
+from keras_prompt.tasks.text_generation import is_text
+from keras_prompt.tasks.text_generation import mask_after_stop
+from keras_prompt.validation import check_count
 
 # Keys a dict of inputs may hold its text under, next to "prompt_ids".
 TEXT_KEYS = ("prompts", "text")
@@ -106,15 +107,7 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
         check_frozen_backbone(
             "PromptCausalLM", backbone, "causal", kwargs, ("preprocessor",)
         )
-        if target_length is not None and (
-            isinstance(target_length, bool)
-            or not isinstance(target_length, int)
-            or target_length < 1
-        ):
-            raise ValueError(
-                "`target_length` must be None or an int >= 1. "
-                f"Received: target_length={target_length!r}"
-            )
+        check_count("target_length", target_length, allow_none=True)
         self.target_length = target_length
         if preprocessor is not None:
             backbone.adapter.check_sequence_length(
@@ -166,14 +159,10 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
             target_length: optional int, see the class; `keras-prompt
                 tune` trains with its `--sequence-length` plus 16 as
                 `sequence_length` and 16 here.
-            **kwargs: `prompt_length`, `initializer`, `num_prompts`, `deep`,
-                `deep_initializer` go to
-                `FrozenBackbone.from_preset` (which holds their defaults);
-                `dtype` (`"auto"` recommended: see
-                `FrozenBackbone.from_preset`) and the backbone class's
-                constructor arguments to the backbone's `from_preset`. Any
-                other keyword is a `TypeError` naming the closest valid
-                one, raised before anything is loaded.
+            **kwargs: as for `PromptSeq2SeqLM.from_preset`: the prompt
+                settings go to `FrozenBackbone.from_preset`, `dtype` and the
+                backbone's constructor arguments to the backbone; any other
+                keyword is a `TypeError`, raised before anything is loaded.
 
         Example:
 
@@ -239,7 +228,7 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
         )
 
     def preprocess_samples(self, x, y=None, sample_weight=None):
-        if y is not None and _is_text(y):
+        if y is not None and is_text(y):
             return self._preprocess_pairs(x, y, sample_weight)
         text, prompt_ids = _split_prompt_ids(x)
         if prompt_ids is None:
@@ -549,7 +538,7 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
         )
         return {
             "token_ids": token_ids,
-            "padding_mask": _mask_after_stop(
+            "padding_mask": mask_after_stop(
                 token_ids, padding_mask, stop_token_ids
             ),
         }

@@ -8,15 +8,15 @@ from keras_prompt.convert.presets import check_preset_kwargs
 from keras_prompt.convert.presets import load_preprocessor
 from keras_prompt.frozen_backbone import FROM_PRESET_ARGUMENTS
 from keras_prompt.frozen_backbone import FrozenBackbone
-from keras_prompt.layers._checks import checked_indices
-from keras_prompt.layers._checks import concrete_value
 from keras_prompt.layers.classification_head import ClassificationHead
+from keras_prompt.layers.index_checks import checked_indices
+from keras_prompt.layers.index_checks import concrete_value
 from keras_prompt.tasks.prompt_task import PROMPT_KEYWORDS
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
 from keras_prompt.tasks.prompt_task import check_frozen_backbone
 from keras_prompt.validation import check_int
 
-TASK_KWARGS = ("activation", "dropout", "pooling", "name", "compile")
+CLASSIFIER_OPTIONS = ("activation", "dropout", "pooling", "name", "compile")
 POOLINGS = ("cls", "mean")
 
 
@@ -273,7 +273,7 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
             "PromptClassifier.from_preset",
             preset,
             kwargs,
-            allowed=TASK_KWARGS + PROMPT_KEYWORDS,
+            allowed=CLASSIFIER_OPTIONS + PROMPT_KEYWORDS,
             known=FROM_PRESET_ARGUMENTS + ("num_classes", "sequence_length"),
         )
         source = None
@@ -289,8 +289,8 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
                 "num_classes=None"
             )
         sequence_length = check_int("sequence_length", sequence_length, 2)
-        task_kwargs = {
-            key: kwargs.pop(key) for key in TASK_KWARGS if key in kwargs
+        options = {
+            key: kwargs.pop(key) for key in CLASSIFIER_OPTIONS if key in kwargs
         }
         backbone = FrozenBackbone.from_preset(
             preset, load_weights=load_weights, **kwargs
@@ -306,7 +306,7 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
             backbone=backbone,
             num_classes=num_classes,
             preprocessor=preprocessor,
-            **task_kwargs,
+            **options,
         )
         return model if source is None else model.load_prompt_source(source)
 

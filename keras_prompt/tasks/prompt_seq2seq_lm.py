@@ -9,15 +9,8 @@ from keras_prompt.frozen_backbone import FrozenBackbone
 from keras_prompt.tasks.prompt_task import PROMPT_KEYWORDS
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
 from keras_prompt.tasks.prompt_task import check_frozen_backbone
-
-
-def _is_text(value):
-    if isinstance(value, (str, bytes)):
-        return True
-    if isinstance(value, (list, tuple)) and value:
-        return isinstance(value[0], (str, bytes))
-    dtype = getattr(value, "dtype", None)
-    return dtype is not None and str(dtype) in ("string", "<dtype: 'string'>")
+from keras_prompt.tasks.text_generation import is_text
+from keras_prompt.tasks.text_generation import mask_after_stop
 
 
 @keras.saving.register_keras_serializable(package="keras_prompt")
@@ -142,7 +135,7 @@ class PromptSeq2SeqLM(PromptTaskMixin, keras_hub.models.T5Seq2SeqLM):
 
     def preprocess_samples(self, x, y=None, sample_weight=None):
         # Raw (input, target) string pairs become keras-hub's dict.
-        if y is not None and _is_text(x) and _is_text(y):
+        if y is not None and is_text(x) and is_text(y):
             x, y = {"encoder_text": x, "decoder_text": y}, None
         return super().preprocess_samples(x, y, sample_weight)
 
@@ -246,22 +239,7 @@ class PromptSeq2SeqLM(PromptTaskMixin, keras_hub.models.T5Seq2SeqLM):
         )
         return {
             "decoder_token_ids": decoder_token_ids,
-            "decoder_padding_mask": _mask_after_stop(
+            "decoder_padding_mask": mask_after_stop(
                 decoder_token_ids, decoder_padding_mask, stop_token_ids
             ),
         }
-
-
-def _mask_after_stop(token_ids, padding_mask, stop_token_ids):
-    """Masks every position after the first generated stop token."""
-    if stop_token_ids is None:
-        return ops.ones_like(token_ids, dtype="bool")
-    from keras_hub.src.utils.tensor_utils import any_equal
-
-    end_locations = ops.cast(
-        any_equal(token_ids, stop_token_ids, ops.logical_not(padding_mask)),
-        "int32",
-    )
-    cumsum = ops.cast(ops.cumsum(end_locations, axis=-1), "int32")
-    overflow = cumsum - end_locations
-    return ops.logical_not(ops.cast(overflow, "bool"))

@@ -6,9 +6,9 @@ import numpy as np
 from keras_prompt import prompt_files
 from keras_prompt.frozen_backbone import FrozenBackbone
 from keras_prompt.frozen_backbone import frozen_weights_unwatched
-from keras_prompt.layers._checks import check_dtype
-from keras_prompt.layers._checks import checked_indices
-from keras_prompt.layers._checks import concrete_value
+from keras_prompt.layers.index_checks import check_dtype
+from keras_prompt.layers.index_checks import checked_indices
+from keras_prompt.layers.index_checks import concrete_value
 from keras_prompt.tasks.distributed_steps import first_replica_symbolic_build
 from keras_prompt.tasks.distributed_steps import rank_one_logs
 from keras_prompt.validation import check_kwargs
@@ -25,20 +25,20 @@ PROMPT_KEYWORDS = (
 )
 
 
-def check_frozen_backbone(task_name, backbone, kind, kwargs=None, known=()):
+def check_frozen_backbone(owner, backbone, kind, kwargs=None, known=()):
     """Raises unless `backbone` is a `FrozenBackbone` of adapter `kind` and
     every keyword of `kwargs` is one the task takes."""
-    check_kwargs(task_name, kwargs or {}, TASK_KEYWORDS, known)
+    check_kwargs(owner, kwargs or {}, TASK_KEYWORDS, known)
     if not isinstance(backbone, FrozenBackbone):
         raise TypeError(
-            f"`{task_name}` needs a `keras_prompt.FrozenBackbone`. Wrap your "
+            f"`{owner}` needs a `keras_prompt.FrozenBackbone`. Wrap your "
             "backbone with `FrozenBackbone(backbone, prompt_length=...)` or "
-            f"use `{task_name}.from_preset(...)`. Received: "
+            f"use `{owner}.from_preset(...)`. Received: "
             f"backbone={type(backbone).__name__}"
         )
     if backbone.adapter.kind != kind:
         raise ValueError(
-            f"`{task_name}` needs a {kind} backbone; "
+            f"`{owner}` needs a {kind} backbone; "
             f"{type(backbone.backbone).__name__} is a "
             f"{backbone.adapter.kind} backbone. Received: "
             f"backbone={type(backbone.backbone).__name__}"

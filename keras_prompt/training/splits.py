@@ -17,7 +17,7 @@ from keras_prompt.data.batching import token_lengths
 from keras_prompt.data.batching import tokenize
 from keras_prompt.data.batching import train_batches
 from keras_prompt.data.classification import load_classification
-from keras_prompt.data.evaluation import _generate
+from keras_prompt.data.evaluation import generate_in_batches
 from keras_prompt.data.example import TextToTextExample
 from keras_prompt.data.loading import load_examples
 
@@ -58,7 +58,42 @@ def _fit_plain(model, dataset, **kwargs):
     return keras.Model.fit(model, dataset, **kwargs)
 
 
-class TextToTextExamples:
+class ExampleSplit:
+    """A split of a data task in the form a task model trains on and is
+    scored on (`keras_prompt.training.task_kinds` picks the form).
+
+    Subclasses set `load`, the reader of a split, and add `train_dataset`
+    and `score`.
+
+    Args:
+        task: the `keras_prompt.data.TextToTextTask`.
+        rows: what `load` read.
+    """
+
+    #: `fn(task, split, data_dir=..., max_examples=...)` reading a split.
+    load = None
+
+    def __init__(self, task, rows):
+        self.task = task
+        self.rows = rows
+
+    @classmethod
+    def read(cls, task, split, data_dir=None, max_examples=None):
+        """Reads a split with the subclass's `load`."""
+        return cls(
+            task,
+            cls.load(task, split, data_dir=data_dir, max_examples=max_examples),
+        )
+
+    def __len__(self):
+        return len(self.rows)
+
+    def fit(self, model, dataset, **kwargs):
+        """Trains `model` on `dataset` with its own `fit`."""
+        return model.fit(dataset, **kwargs)
+
+
+class TextToTextExamples(ExampleSplit):
     """Text-to-text pairs: trained on as strings (the model preprocesses
     them) in reshuffled passes, scored on the model's generations with the
     task's metrics.
@@ -68,20 +103,15 @@ class TextToTextExamples:
         examples: list of `TextToTextExample`.
     """
 
+    load = staticmethod(load_examples)
+
     def __init__(self, task, examples):
-        self.task = task
-        self.examples = list(examples)
+        super().__init__(task, list(examples))
 
-    @classmethod
-    def read(cls, task, split, data_dir=None, max_examples=None):
-        """Reads a split with `keras_prompt.data.load_examples`."""
-        examples = load_examples(
-            task, split, data_dir=data_dir, max_examples=max_examples
-        )
-        return cls(task, examples)
-
-    def __len__(self):
-        return len(self.examples)
+    @property
+    def examples(self):
+        """The `TextToTextExample`s, in order."""
+        return self.rows
 
     def train_dataset(self, model, batch_size, steps, seed):
         """`steps` batches of `(inputs, targets)` strings for `model.fit`,
@@ -108,10 +138,6 @@ class TextToTextExamples:
             tf.data.experimental.assert_cardinality(len(batches))
         )
 
-    def fit(self, model, dataset, **kwargs):
-        """Trains `model` on `dataset` with its own `fit`."""
-        return model.fit(dataset, **kwargs)
-
     def score(self, model, batch_size=32):
         """The task's metrics of the generated targets
         (`model.generate_targets`), in order."""
@@ -121,13 +147,13 @@ class TextToTextExamples:
                 "splits have label -1); evaluate on a labeled split."
             )
         inputs = [example.inputs for example in self.examples]
-        predictions = _generate(
+        predictions = generate_in_batches(
             model, inputs, batch_size, generate_fn=model.generate_targets
         )
         return self.task.score(predictions, self.examples)
 
 
-class ClassificationExamples:
+class ClassificationExamples(ExampleSplit):
     """Raw sentences (or segment pairs) and class indices: trained on as
     length-trimmed, length-bucketed token batches (tokenized once, with the
     model's preprocessor), scored on the argmax of the class
@@ -138,21 +164,16 @@ class ClassificationExamples:
         data: a `keras_prompt.data.classification.ClassificationData`.
     """
 
+    load = staticmethod(load_classification)
+
     def __init__(self, task, data):
-        self.task = task
-        self.data = data
+        super().__init__(task, data)
         self._features = None
 
-    @classmethod
-    def read(cls, task, split, data_dir=None, max_examples=None):
-        """Reads a split with `load_classification`."""
-        data = load_classification(
-            task, split, data_dir=data_dir, max_examples=max_examples
-        )
-        return cls(task, data)
-
-    def __len__(self):
-        return len(self.data)
+    @property
+    def data(self):
+        """The `ClassificationData` of the split."""
+        return self.rows
 
     def features(self, model):
         """The token features of every example (tokenized once)."""

@@ -6,7 +6,7 @@ import pytest
 
 import keras_prompt
 from keras_prompt import FrozenBackbone
-from keras_prompt.layers._dropout import Float32NoiseDropout
+from keras_prompt.layers.float32_noise_dropout import Float32NoiseDropout
 from tests.test_case import backbone_inputs
 from tests.test_case import tiny_backbone
 from tests.test_case import to_numpy

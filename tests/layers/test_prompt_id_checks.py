@@ -17,8 +17,8 @@ from keras_prompt import FrozenBackbone
 from keras_prompt import PromptCausalLM
 from keras_prompt import PromptClassifier
 from keras_prompt import PromptEmbedding
-from keras_prompt.layers._checks import checked_indices
 from keras_prompt.layers.classification_head import ClassificationHead
+from keras_prompt.layers.index_checks import checked_indices
 from keras_prompt.serving import PromptBank
 from tests.test_case import encoder_inputs
 from tests.test_case import tiny_backbone
