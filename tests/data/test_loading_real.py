@@ -163,10 +163,12 @@ def test_missing_data_dir_raises_clearly(tmp_path, no_download):
 
 @needs_sst2
 def test_data_dir_without_the_task_raises_clearly(no_download):
-    # The shared dir holds glue/sst2 only.
-    with pytest.raises(DatasetNotPreparedError, match="'glue/mrpc'") as info:
+    # The shared dir holds SST-2, RTE, MRPC, CoLA and four SuperGLUE tasks,
+    # not QQP.
+    assert not os.path.exists(os.path.join(SHARED_TFDS_DIR, "glue", "qqp"))
+    with pytest.raises(DatasetNotPreparedError, match="'glue/qqp'") as info:
         evaluate_generation(
-            _Constant("equivalent"), "glue/mrpc", data_dir=SHARED_TFDS_DIR
+            _Constant("duplicate"), "glue/qqp", data_dir=SHARED_TFDS_DIR
         )
     assert SHARED_TFDS_DIR in str(info.value)
 
