@@ -148,6 +148,8 @@ def test_overrides():
         ({"initializer": 3}, TypeError, "initializer=3"),
         ({"labels": "negative"}, TypeError, "labels='negative'"),
         ({"factored": 1}, TypeError, "factored=1"),
+        ({"pooling": 3}, ValueError, "pooling=3"),
+        ({"pooling": "max"}, ValueError, "pooling='max'"),
         ({"promt_length": 5}, TypeError, "promt_length"),
         ({"task": "glue/nope"}, ValueError, "glue/nope"),
     ],

@@ -88,6 +88,7 @@ from typing import Sequence
 
 from keras_prompt import initializers as prompt_initializers
 from keras_prompt import optimizers
+from keras_prompt.tasks.prompt_classifier import POOLINGS
 from keras_prompt.training import evaluation
 from keras_prompt.training import pipeline
 from keras_prompt.training import trainer
@@ -249,6 +250,11 @@ class Recipe:
             raise TypeError(
                 "`initializer` must be a name or an initialiser instance. "
                 f"Received: initializer={self.initializer!r}"
+            )
+        if self.pooling is not None and self.pooling not in POOLINGS:
+            raise ValueError(
+                f"`pooling` must be None (the task's default) or one of "
+                f"{POOLINGS}. Received: pooling={self.pooling!r}"
             )
         if self.labels is not None:
             if isinstance(self.labels, str) or not all(
