@@ -351,10 +351,11 @@ def load_frozen_backbone(args, preset):
     return load_backbone(preset, dtype=dtype), dtype
 
 
-def build_model(args, task, preset, backbone):
-    """The recipe of the arguments (the task kind's defaults where they
-    are not given) and the prompt task that fits it (a classifier on
-    encoders, a text-to-text model on T5 and decoder-only models)."""
+def build_model(args, task, init, preset, backbone):
+    """The recipe of the arguments (`init`: the resolved --init; the task
+    kind's defaults where they are not given) and the prompt task that
+    fits it (a classifier on encoders, a text-to-text model on T5 and
+    decoder-only models)."""
     from keras_prompt.tasks import task_class_for
     from keras_prompt.training.recipe import Recipe
     from keras_prompt.training.task_kinds import find_task_kind
@@ -378,7 +379,7 @@ def build_model(args, task, preset, backbone):
         task=task,
         prompt_length=args.prompt_length,
         deep=kind.tune_deep if args.deep is None else args.deep,
-        initializer=init_of(args, task),
+        initializer=init,
         optimizer_name=args.optimizer,
         learning_rate=args.learning_rate,
         batch_size=args.batch_size,
@@ -423,7 +424,7 @@ def run(args):
         task = get_task(args.task)
     except ValueError as error:
         raise CliError(f"--task: {one_line(error)}") from None
-    init_of(args, task)
+    init = init_of(args, task)  # Checked before anything is loaded.
     output = args.output or default_output(task.name)
     check_output(output)
     check_no_earlier_run(output, (RUN_PROMPT_FILE, RUN_FILE), args.overwrite)
@@ -443,7 +444,7 @@ def run(args):
 
     keras_prompt.set_random_seed(args.seed)
     backbone, dtype = load_frozen_backbone(args, preset)
-    recipe, model = build_model(args, task, preset, backbone)
+    recipe, model = build_model(args, task, init, preset, backbone)
     trainable, total = count_parameters(model)
     print(
         f"{type(model).__name__} on a frozen "
