@@ -8,11 +8,13 @@ from keras_prompt import convert
 from keras_prompt import data
 from keras_prompt import distribute
 from keras_prompt import initializers
+from keras_prompt import layers
 from keras_prompt import optimizers
 from keras_prompt import serving
 from keras_prompt import training
 from keras_prompt.convert import precision
 from keras_prompt.frozen_backbone import FrozenBackbone
+from keras_prompt.layers.prompt_config import PromptConfig
 from keras_prompt.layers.prompt_embedding import PromptEmbedding
 from keras_prompt.serving.export import export_saved_model
 from keras_prompt.tasks.prompt_causal_lm import PromptCausalLM
@@ -30,6 +32,7 @@ __all__ = [
     "FrozenBackbone",
     "PromptCausalLM",
     "PromptClassifier",
+    "PromptConfig",
     "PromptEmbedding",
     "PromptSeq2SeqLM",
     "PromptTrainingCheckpoint",
@@ -39,6 +42,7 @@ __all__ = [
     "distribute",
     "export_saved_model",
     "initializers",
+    "layers",
     "optimizers",
     "precision",
     "serving",

@@ -1,5 +1,3 @@
-import contextlib
-
 import keras
 import keras_hub
 import numpy as np
@@ -10,13 +8,15 @@ from keras_prompt.adapters import get_adapter
 from keras_prompt.convert.presets import check_preset_kwargs
 from keras_prompt.convert.presets import load_backbone
 from keras_prompt.initializers import deep_prompts
+from keras_prompt.layers import prompt_config as prompt_config_module
 from keras_prompt.layers.float32_noise_dropout import use_float32_noise
+from keras_prompt.layers.frozen_weights import frozen_weights_unwatched
 from keras_prompt.layers.index_checks import check_dtype
+from keras_prompt.layers.prompt_config import KEYWORD_FIELDS
+from keras_prompt.layers.prompt_config import PromptConfig
+from keras_prompt.layers.prompt_config import file_metadata
 from keras_prompt.layers.prompt_embedding import PromptEmbedding
-from keras_prompt.validation import check_bool
-from keras_prompt.validation import check_int
 from keras_prompt.validation import check_kwargs
-from keras_prompt.version import __version__
 
 #: What `deep_initializer` may name besides a Keras initializer.
 PROPAGATE = deep_prompts.PROPAGATE
@@ -24,15 +24,10 @@ PROPAGATE = deep_prompts.PROPAGATE
 #: The arguments of `FrozenBackbone.from_preset` besides the backbone's.
 FROM_PRESET_ARGUMENTS = (
     "preset",
-    "prompt_length",
-    "initializer",
-    "num_prompts",
     "load_weights",
-    "variable_length",
     "prompts",
-    "deep",
-    "deep_initializer",
-)
+    "prompt_config",
+) + tuple(KEYWORD_FIELDS)
 
 
 def _prompt_dtype_policy(policy):
@@ -45,44 +40,6 @@ def _prompt_dtype_policy(policy):
     if policy.variable_dtype in ("bfloat16", "float16"):
         return keras.DTypePolicy(f"mixed_{policy.compute_dtype}")
     return policy
-
-
-@contextlib.contextmanager
-def frozen_weights_unwatched(variables):
-    """Keeps frozen weights out of TensorFlow gradient computations.
-
-    Keras freezes a weight by flagging its Keras variable, but the
-    TensorFlow variable underneath stays `trainable=True`, and a
-    `tf.GradientTape` (Keras' `train_step` included) watches every
-    trainable TensorFlow variable read under it: the traced train step
-    then builds a weight-gradient matmul for every frozen kernel (pruned
-    before a compiled step runs, but run by eager steps). Inside this
-    context the TensorFlow flag of each frozen weight is off, so tapes skip
-    reading it; on exit the flags are restored, so the wrapped backbone
-    used on its own (and unfrozen) still trains.
-    """
-    if keras.backend.backend() != "tensorflow":
-        yield
-        return
-    switched = []
-    for variable in variables:
-        if variable.trainable:
-            continue
-        value = getattr(variable, "_value", None)
-        # Distributed variables hold one TensorFlow variable per replica.
-        for component in getattr(value, "_values", None) or (value,):
-            if getattr(component, "_trainable", False):
-                component._trainable = False
-                switched.append(component)
-    try:
-        yield
-    finally:
-        for component in switched:
-            component._trainable = True
-
-
-def _default(value, default):
-    return default if value is None else value
 
 
 @keras.saving.register_keras_serializable(package="keras_prompt")
@@ -122,12 +79,15 @@ class FrozenBackbone(keras_hub.models.Backbone):
     Args:
         backbone: a keras-hub backbone of a supported family, with its
             pretrained weights already loaded.
-        prompt_length: int, number of prompt vectors (>= 1).
+        prompt_length: int, number of prompt vectors (>= 1); a
+            `PromptConfig` field (`length`), like the keywords below.
+            Defaults to 20.
         initializer: how the prompt starts: `"random_uniform"` (uniform on
-            [-0.5, 0.5]), `"sampled_vocab"` (embeddings of tokens sampled
-            from the 5,000 most common) or a `keras_prompt.initializers`
-            instance such as `ClassLabel`; initialisers that read the
-            vocabulary are bound to this backbone's embedding table.
+            [-0.5, 0.5], the default), `"sampled_vocab"` (embeddings of
+            tokens sampled from the 5,000 most common) or a
+            `keras_prompt.initializers` instance such as `ClassLabel` or
+            `FromPromptFile`; initialisers that read the vocabulary are
+            bound to this backbone's embedding table.
         num_prompts: int, prompts in the bank (one per task or ensemble
             member). Defaults to `1`.
         variable_length: bool, for a bank on a family whose adapter
@@ -137,14 +97,20 @@ class FrozenBackbone(keras_hub.models.Backbone):
             to `False`.
         deep: bool, deep prompts (one per layer, see above). Defaults to
             `False`.
-        deep_initializer: how the prompts of layers `1..` start (deep
-            prompts only): `"propagate"` (the default) sets them to the
-            hidden states the input prompt alone produces at the prompt
+        deep_initializer: how the deep prompts after the first prompted
+            layer start: `"propagate"` (the default) sets them to the
+            hidden states the first prompt alone produces at the prompt
             positions entering each layer (`init_deep_prompts`), so the
             deep model starts as the shallow one (exactly for decoder-only
             models, whose prompt positions never see the text; with
             absolute positions, GPT-2, on right-padded inputs only); or any
             Keras initializer (e.g. `"zeros"`, `RandomNormal(stddev=0.02)`).
+        start_layer: int, late prompts: the transformer layer before which
+            the prompt enters (see `PromptConfig`). Defaults to `0`.
+        reparameterization: optional reparameterisation while training
+            (see `PromptConfig`), e.g. `"residual"`.
+        prompt_config: a `keras_prompt.PromptConfig` holding all of the
+            above; a keyword given besides it must agree with it.
         **kwargs: `name`, `trainable`, `dtype` of `keras.Model`.
 
     Example:
@@ -173,12 +139,15 @@ class FrozenBackbone(keras_hub.models.Backbone):
     def __init__(
         self,
         backbone,
-        prompt_length,
-        initializer="random_uniform",
-        num_prompts=1,
-        variable_length=False,
-        deep=False,
-        deep_initializer=PROPAGATE,
+        prompt_length=None,
+        initializer=None,
+        num_prompts=None,
+        variable_length=None,
+        deep=None,
+        deep_initializer=None,
+        start_layer=None,
+        reparameterization=None,
+        prompt_config=None,
         **kwargs,
     ):
         if not isinstance(backbone, keras_hub.models.Backbone):
@@ -191,52 +160,60 @@ class FrozenBackbone(keras_hub.models.Backbone):
                 "`backbone` is already a FrozenBackbone; wrap the plain "
                 "keras-hub backbone instead."
             )
-        prompt_length = check_int("prompt_length", prompt_length, 1)
-        num_prompts = check_int("num_prompts", num_prompts, 1)
         check_kwargs(
             "FrozenBackbone",
             kwargs,
             allowed=("name", "trainable", "dtype"),
-            known=(
-                "backbone",
-                "prompt_length",
-                "initializer",
-                "num_prompts",
-                "variable_length",
-                "deep",
-                "deep_initializer",
-            ),
+            known=("backbone", "prompt_config") + tuple(KEYWORD_FIELDS),
         )
-        if isinstance(deep, np.bool_):
-            deep = deep.item()
-        deep = check_bool("deep", deep)
-        deep_initializer = deep_prompts.get_initializer(deep_initializer)
+        config = PromptConfig.resolve(
+            prompt_config,
+            prompt_length=prompt_length,
+            initializer=initializer,
+            num_prompts=num_prompts,
+            variable_length=variable_length,
+            deep=deep,
+            deep_initializer=deep_initializer,
+            start_layer=start_layer,
+            reparameterization=reparameterization,
+        )
         adapter = get_adapter(backbone)
-        if variable_length and not adapter.supports_mixed_prompt_lengths:
+        if config.variable_length and not adapter.supports_mixed_prompt_lengths:
             raise ValueError(
                 f"{type(backbone).__name__} cannot hold prompts of different "
                 "lengths in one bank (its positions are not relative). "
-                f"Received: variable_length={variable_length!r}"
+                f"Received: variable_length={config.variable_length!r}"
             )
-        initializer = prompt_initializers.get(initializer)
+        num_layers = adapter.num_prompted_layers()
+        config.check_layers(num_layers, type(backbone).__name__)
+        depth = config.num_prompted_layers(num_layers) if config.deep else None
+        initializer = prompt_initializers.get(config.initializer)
         if isinstance(initializer, prompt_initializers.EmbeddingInitializer):
             initializer.bind(backbone.token_embedding)
+        check_source = getattr(initializer, "check_prompt_config", None)
+        if check_source is not None:
+            # A prompt file to start from: checked before anything builds.
+            check_source(
+                config, file_metadata(backbone, adapter, config, depth)
+            )
         backbone.trainable = False
         # Dropout masks independent of the frozen weights' dtype (the same
         # seed drops the same positions in bfloat16 as in float32).
         use_float32_noise(backbone)
         prompt = PromptEmbedding(
-            prompt_length,
+            config.length,
             initializer=initializer,
-            num_prompts=num_prompts,
-            variable_length=variable_length,
-            depth=adapter.num_prompted_layers() if deep else None,
+            num_prompts=config.num_prompts,
+            variable_length=config.variable_length,
+            depth=depth,
+            start_layer=config.start_layer,
+            reparameterization=config.reparameterization,
             dtype=_prompt_dtype_policy(backbone.dtype_policy),
             name="prompt_embedding",
         )
         inputs = adapter.inputs()
         prompt_ids = None
-        if num_prompts > 1:
+        if config.num_prompts > 1:
             prompt_ids = keras.Input(shape=(), dtype="int32", name="prompt_ids")
             inputs["prompt_ids"] = prompt_ids
         outputs = adapter.forward(inputs, prompt, prompt_ids)
@@ -246,15 +223,25 @@ class FrozenBackbone(keras_hub.models.Backbone):
         self.backbone = backbone
         self.adapter = adapter
         self.prompt_embedding = prompt
-        self.prompt_length = prompt_length
-        self.num_prompts = num_prompts
-        self.variable_length = variable_length
+        self.prompt_config = config
         self.initializer = initializer
-        self.deep = deep
-        self.deep_initializer = deep_initializer
         self.token_embedding = backbone.token_embedding
-        if deep:
-            deep_prompts.initialize(self, deep_initializer)
+        if getattr(initializer, "sets_every_layer", False):
+            pass
+        elif config.start_layer > 0:
+            deep_prompts.start_late(self, type(self))
+        elif config.deep:
+            deep_prompts.initialize(self, config.deep_initializer)
+
+    # The prompt settings, read from `prompt_config`.
+    prompt_length = property(lambda self: self.prompt_config.length)
+    num_prompts = property(lambda self: self.prompt_config.num_prompts)
+    variable_length = property(lambda self: self.prompt_config.variable_length)
+    deep = property(lambda self: self.prompt_config.deep)
+    start_layer = property(lambda self: self.prompt_config.start_layer)
+    deep_initializer = property(
+        lambda self: self.prompt_config.deep_initializer
+    )
 
     def __getattr__(self, name):
         # Reach the wrapped backbone's attributes (hidden_dim, num_layers,
@@ -311,16 +298,7 @@ class FrozenBackbone(keras_hub.models.Backbone):
         config.update(
             {
                 "backbone": keras.layers.serialize(self.backbone),
-                "prompt_length": self.prompt_length,
-                "initializer": keras.initializers.serialize(self.initializer),
-                "num_prompts": self.num_prompts,
-                "variable_length": self.variable_length,
-                "deep": self.deep,
-                "deep_initializer": (
-                    self.deep_initializer
-                    if isinstance(self.deep_initializer, str)
-                    else keras.initializers.serialize(self.deep_initializer)
-                ),
+                "prompt_config": self.prompt_config.get_config(),
             }
         )
         return config
@@ -337,13 +315,16 @@ class FrozenBackbone(keras_hub.models.Backbone):
         cls,
         preset,
         prompt_length=None,
-        initializer="random_uniform",
+        initializer=None,
         num_prompts=None,
         load_weights=True,
         variable_length=None,
         prompts=None,
         deep=None,
-        deep_initializer=PROPAGATE,
+        deep_initializer=None,
+        start_layer=None,
+        reparameterization=None,
+        prompt_config=None,
         **kwargs,
     ):
         """Loads a pretrained backbone and wraps it with a prompt.
@@ -356,11 +337,11 @@ class FrozenBackbone(keras_hub.models.Backbone):
 
         With `prompts=`, a trained prompt file (or a run folder of
         `keras-prompt tune`) is read first, before the backbone is loaded:
-        it sets `prompt_length`, `num_prompts`, `variable_length` and
-        `deep`, and its prompt is loaded into the new backbone (the prompt
-        of a task file; a classifier's head is left out, see
-        `PromptClassifier`). An argument that contradicts the file is a
-        `ValueError`.
+        it sets the prompt's shape (`prompt_length`, `num_prompts`,
+        `variable_length`, `deep`, `start_layer`), and its prompt is
+        loaded into the new backbone (the prompt of a task file; a
+        classifier's head is left out, see `PromptClassifier`). An
+        argument that contradicts the file is a `ValueError`.
 
         Args:
             preset: the preset name, handle or folder.
@@ -377,6 +358,11 @@ class FrozenBackbone(keras_hub.models.Backbone):
             deep: bool, deep prompts (see the class docstring). Defaults
                 to `False`, or the prompt file's.
             deep_initializer: see the class docstring.
+            start_layer: int, late prompts (see `PromptConfig`). Defaults
+                to `0`, or the prompt file's.
+            reparameterization: see `PromptConfig` (not with `prompts`:
+                a file holds folded vectors).
+            prompt_config: a `PromptConfig` instead of the keywords.
             **kwargs: passed to the backbone's `from_preset`: `dtype` and
                 the preset backbone class's constructor arguments.
                 `dtype="auto"` is the recommended setting for prompt
@@ -411,30 +397,37 @@ class FrozenBackbone(keras_hub.models.Backbone):
             kwargs,
             known=FROM_PRESET_ARGUMENTS,
         )
-        settings = {
-            "prompt_length": prompt_length,
-            "num_prompts": num_prompts,
-            "variable_length": variable_length,
-            "deep": deep,
-        }
+        config = PromptConfig.resolve(
+            prompt_config,
+            owner="FrozenBackbone.from_preset",
+            prompt_length=prompt_length,
+            initializer=initializer,
+            num_prompts=num_prompts,
+            variable_length=variable_length,
+            deep=deep,
+            deep_initializer=deep_initializer,
+            start_layer=start_layer,
+            reparameterization=reparameterization,
+        )
         source = None
         if prompts is not None:
             source = prompt_files.read_prompt_source(prompts)
-            settings = prompt_files.merge_settings(
-                settings,
-                cls.prompt_file_settings(source.metadata),
+            given = {
+                "prompt_length": prompt_length,
+                "num_prompts": num_prompts,
+                "variable_length": variable_length,
+                "deep": deep,
+                "start_layer": start_layer,
+            }
+            config = prompt_config_module.config_for_file(
+                config,
+                given,
+                prompt_config is not None,
+                source.metadata,
                 source.path,
             )
         backbone = load_backbone(preset, load_weights=load_weights, **kwargs)
-        model = cls(
-            backbone,
-            prompt_length=_default(settings["prompt_length"], 20),
-            initializer=initializer,
-            num_prompts=_default(settings["num_prompts"], 1),
-            variable_length=_default(settings["variable_length"], False),
-            deep=_default(settings["deep"], False),
-            deep_initializer=deep_initializer,
-        )
+        model = cls(backbone, prompt_config=config)
         if source is not None:
             prompt_files.check_same_backbone(
                 source.metadata, model.prompt_metadata(), source.path
@@ -444,53 +437,19 @@ class FrozenBackbone(keras_hub.models.Backbone):
             )
         return model
 
-    @staticmethod
-    def prompt_file_settings(metadata):
-        """The constructor arguments a prompt file's metadata determines:
-        `prompt_length`, `num_prompts`, `variable_length` (a bank
-        holding prompts shorter than its `prompt_length`; a single prompt
-        stored right-aligned in a longer slot has its own length) and
-        `deep`."""
-        lengths = prompt_files.prompt_lengths(metadata)
-        num_prompts = metadata["num_prompts"]
-        deep = metadata.get("prompt_depth") is not None
-        if num_prompts == 1:
-            return {
-                "prompt_length": lengths[0],
-                "num_prompts": 1,
-                "variable_length": False,
-                "deep": deep,
-            }
-        return {
-            "prompt_length": metadata["prompt_length"],
-            "num_prompts": num_prompts,
-            "variable_length": min(lengths) < metadata["prompt_length"],
-            "deep": deep,
-        }
+    #: The constructor arguments a prompt file's metadata determines.
+    prompt_file_settings = staticmethod(prompt_config_module.file_settings)
 
     # -- prompt files -------------------------------------------------------
     def prompt_metadata(self, task_names=None):
         """What a prompt file records about this backbone and prompt."""
-        table = self.backbone.token_embedding.embeddings
-        vocabulary_size, hidden_dim = (int(d) for d in table.shape)
-        rows = prompt_files.fingerprint_rows(vocabulary_size)
-        sample = keras.ops.convert_to_numpy(keras.ops.take(table, rows, 0))
-        fingerprint = prompt_files.embedding_fingerprint(
-            None, rows=(table.shape, sample)
+        return file_metadata(
+            self.backbone,
+            self.adapter,
+            self.prompt_config,
+            self.prompt_depth,
+            task_names,
         )
-        # Recorded for deep prompts only: shallow files stay as they were.
-        depth = {"prompt_depth": self.prompt_depth} if self.deep else {}
-        return depth | {
-            "backbone_class": type(self.backbone).__name__,
-            "family": self.adapter.family,
-            "hidden_dim": hidden_dim,
-            "vocabulary_size": vocabulary_size,
-            "embedding_fingerprint": fingerprint,
-            "prompt_length": self.prompt_length,
-            "num_prompts": self.num_prompts,
-            "task_names": list(task_names) if task_names else None,
-            "keras_prompt_version": __version__,
-        }
 
     def save_prompts(self, path, task_names=None, extra_tensors=None, **info):
         """Writes the prompt (and optional extras) to a small file.
@@ -516,8 +475,9 @@ class FrozenBackbone(keras_hub.models.Backbone):
         prompt_files.write_prompt_file(path, tensors, metadata)
 
     def prompt_values(self):
-        """The prompt variable as a NumPy array."""
-        return keras.ops.convert_to_numpy(self.prompt_embedding.embeddings)
+        """The prompt as a NumPy array of plain vectors (a
+        reparameterised prompt folded)."""
+        return self.prompt_embedding.folded_values()
 
     def read_prompts(self, path):
         """Reads and checks a prompt file for this backbone.
@@ -541,9 +501,22 @@ class FrozenBackbone(keras_hub.models.Backbone):
         (class, width, vocabulary or embedding table differ) or holds a
         prompt of another shape. Returns the file's metadata.
         """
+        self.check_plain_prompt(path)
         prompt, _, metadata = self.read_prompts(path)
         self.load_file_prompt(prompt, metadata, path)
         return metadata
+
+    def check_plain_prompt(self, source):
+        """Raises unless the prompt takes plain vectors as they are (a
+        reparameterised one would see them through its network)."""
+        spec = self.prompt_config.reparameterization
+        if spec is not None:
+            raise ValueError(
+                f"The prompt file {source!r} holds plain (folded) prompt "
+                "vectors, and this model's prompt is reparameterised "
+                f"(reparameterization={spec!r}): load it into a model "
+                "built without one."
+            )
 
     def file_prompt(self, prompt, metadata, source):
         """A prompt file's prompt as this backbone holds it, checked: a
@@ -552,6 +525,13 @@ class FrozenBackbone(keras_hub.models.Backbone):
         different lengths needs `variable_length=True`."""
         lengths = prompt_files.prompt_lengths(metadata)
         length = metadata["prompt_length"]
+        start = self.prompt_file_settings(metadata)["start_layer"]
+        if start != self.start_layer:
+            raise ValueError(
+                f"The prompt file {source!r} holds a prompt entering at "
+                f"layer {start} (start_layer={start}); this model's prompt "
+                f"enters at start_layer={self.start_layer}."
+            )
         if metadata["num_prompts"] == 1:
             return prompt[..., length - lengths[0] :, :]
         if min(lengths) < length and not self.variable_length:

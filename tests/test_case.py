@@ -282,6 +282,7 @@ class TestCase:
         strings=False,
         export=False,
         deep=False,
+        start_layer=0,
     ):
         """The family's task model (`PromptSeq2SeqLM`, `PromptCausalLM` or
         `PromptClassifier`) on token inputs:
@@ -297,9 +298,15 @@ class TestCase:
         the prompt files); with `export=True` also the bank exported as a
         SavedModel, reloaded in this process, serving the same outputs.
         With `deep=True` every model has deep prompts (training moves
-        every layer of the prompt).
+        every layer of the prompt). `start_layer` makes the prompts late
+        (`PromptConfig.start_layer`).
         """
+        from keras_prompt import PromptConfig
         from keras_prompt.serving import PromptBank
+
+        config = PromptConfig(
+            length=prompt_length, deep=deep, start_layer=start_layer
+        )
 
         preprocessor = tiny_preprocessor(family) if strings else None
         overrides = {}
@@ -313,7 +320,7 @@ class TestCase:
 
         # One training step moves the prompt (and head) only.
         task_a = random_prompt(
-            tiny_task(backbone, prompt_length, deep=deep), seed=1
+            tiny_task(backbone, prompt_config=config), seed=1
         )
         trainable = task_a.trainable_weights
         prompt = task_a.backbone.prompt_embedding.embeddings
@@ -350,13 +357,13 @@ class TestCase:
             for name in "ab"
         }
         task_a.save_prompts(paths["a"])
-        restored = tiny_task(backbone, prompt_length, deep=deep)
+        restored = tiny_task(backbone, prompt_config=config)
         restored.load_prompts(paths["a"])
         self.assertAllEqual(restored(x), task_a(x))
 
         # A bank of two tasks, one from a model, one from its file.
         task_b = random_prompt(
-            tiny_task(backbone, prompt_length, deep=deep), seed=2
+            tiny_task(backbone, prompt_config=config), seed=2
         )
         task_b.save_prompts(paths["b"])
         bank = PromptBank(task_a, capacity=2)
@@ -385,7 +392,7 @@ class TestCase:
                 prompt_length,
                 paths,
                 export,
-                deep,
+                config,
             )
         return task_a
 
@@ -421,7 +428,7 @@ class TestCase:
         prompt_length,
         paths,
         export,
-        deep=False,
+        config=None,
     ):
         tmp_path = os.path.dirname(paths["a"])
         from keras_prompt import export_saved_model
@@ -430,7 +437,10 @@ class TestCase:
         tasks = {}
         for name, path in paths.items():
             tasks[name] = tiny_task(
-                backbone, prompt_length, preprocessor, deep=deep
+                backbone,
+                prompt_length,
+                preprocessor,
+                prompt_config=config,
             )
             tasks[name].compile(jit_compile=False)
             tasks[name].load_prompts(path)
@@ -812,16 +822,27 @@ def task_data(family):
 
 
 def tiny_task(
-    backbone, prompt_length=3, preprocessor=None, num_classes=3, deep=False
+    backbone,
+    prompt_length=3,
+    preprocessor=None,
+    num_classes=3,
+    deep=False,
+    prompt_config=None,
 ):
     """The task model of `backbone`'s kind around a new `FrozenBackbone`
-    (with deep prompts when `deep`)."""
+    (with deep prompts when `deep`; `prompt_config` instead of both prompt
+    arguments)."""
     from keras_prompt import FrozenBackbone
     from keras_prompt import PromptCausalLM
     from keras_prompt import PromptClassifier
     from keras_prompt import PromptSeq2SeqLM
 
-    wrapped = FrozenBackbone(backbone, prompt_length=prompt_length, deep=deep)
+    if prompt_config is None:
+        wrapped = FrozenBackbone(
+            backbone, prompt_length=prompt_length, deep=deep
+        )
+    else:
+        wrapped = FrozenBackbone(backbone, prompt_config=prompt_config)
     kind = wrapped.adapter.kind
     if kind == "seq2seq":
         return PromptSeq2SeqLM(wrapped, preprocessor)

@@ -398,6 +398,7 @@ class TestPromptFiles(TestCase):
             "num_prompts": 1,
             "variable_length": False,
             "deep": True,
+            "start_layer": 0,
         }
         # Shallow files stay as they were: no `prompt_depth`.
         shallow = FrozenBackbone(backbone_of(FILE_FAMILY), prompt_length=3)
@@ -500,12 +501,12 @@ class TestConfig(TestCase):
             deep=True,
             deep_initializer=deep_initializer,
         )
-        config = wrapped.get_config()
+        config = wrapped.get_config()["prompt_config"]
         assert config["deep"] is True
         revived = self.run_serialization_test(wrapped)
         assert revived.deep and revived.prompt_depth == wrapped.prompt_depth
         assert (
-            revived.get_config()["deep_initializer"]
+            revived.get_config()["prompt_config"]["deep_initializer"]
             == (config["deep_initializer"])
         )
         if isinstance(deep_initializer, str):
@@ -584,9 +585,11 @@ class TestConfig(TestCase):
 
     def test_bad_backbone_arguments(self):
         backbone = backbone_of("llama")
-        for deep in ("yes", 1, None):
+        for deep in ("yes", 1):
             with pytest.raises(TypeError, match="`deep` must be a bool"):
                 FrozenBackbone(backbone, prompt_length=3, deep=deep)
+        # `None` is "not given": the `PromptConfig` default.
+        assert not FrozenBackbone(backbone, prompt_length=3, deep=None).deep
         with pytest.raises(ValueError, match="`deep_initializer`"):
             FrozenBackbone(
                 backbone, prompt_length=3, deep=True, deep_initializer="nope"

@@ -54,14 +54,29 @@ class TestFamilies(TestCase):
     def test_task(self, family, deep, tmp_path):
         self.run_task_test(family, tmp_path, deep=deep)
 
+    def test_task_late_deep(self, family, tmp_path):
+        # Late prompts: the prompt enters at layer 1 of 2.
+        self.run_task_test(family, tmp_path, deep=True, start_layer=1)
+
 
 # Generation and export trace several graphs per model (~40 s a family on
 # 2 cores): once per task kind, and slow.
 @pytest.mark.slow
-@pytest.mark.parametrize("deep", [False, True], ids=["shallow", "deep"])
+@pytest.mark.parametrize(
+    "deep, start_layer",
+    [(False, 0), (True, 0), (True, 1)],
+    ids=["shallow", "deep", "late"],
+)
 @pytest.mark.parametrize("family", sorted(STRING_FAMILIES.values()))
 class TestFamilyStrings(TestCase):
-    def test_task_on_strings_and_export(self, family, deep, tmp_path):
+    def test_task_on_strings_and_export(
+        self, family, deep, start_layer, tmp_path
+    ):
         self.run_task_test(
-            family, tmp_path, strings=True, export=True, deep=deep
+            family,
+            tmp_path,
+            strings=True,
+            export=True,
+            deep=deep,
+            start_layer=start_layer,
         )

@@ -144,29 +144,22 @@ class PromptAdapter:
         encoder's): a deep prompt has one layer of vectors per layer."""
         return len(self.backbone.transformer_layers)
 
-    @staticmethod
-    def layer_prompts(prompt, prompt_ids=None, offsets=0):
-        """`before_layer(index, x)`: what each layer loop calls on the
-        hidden states entering transformer layer `index`.
+    def layer_prompts(self, prompt, prompt_ids=None, offsets=0, insert=None):
+        """The `LayerPrompts` each layer loop calls before transformer
+        layer `index`: `x, mask = layer_prompts(index, x, mask)`.
 
-        With deep prompts, layer `index >= 1` gets the hidden states at the
-        prompt positions (starting at `offsets`: an int, or one per row)
-        replaced by that layer's prompt; layer 0 and shallow prompts leave
-        them unchanged. Adapters call it in every pass that contains the
-        prompt positions (forward and cache prefill), not in later cached
-        steps: the deep prompts' keys and values are in the cache.
+        Args:
+            prompt: the `PromptEmbedding`, or `None` (later cached steps:
+                the prompt is in the cache).
+            prompt_ids: the bank's ids `(batch,)`, or `None`.
+            offsets: where the prompt starts in each row (an int, or one
+                per row) once it is in the sequence.
+            insert: `insert(x, mask) -> (x, mask)`, how the family puts
+                the prompt into hidden states `(batch, L, dim)` and their
+                padding mask, for a prompt entering at a later layer
+                (`start_layer > 0`).
         """
-        if not getattr(prompt, "deep", False):
-            return lambda index, x: x
-
-        def before_layer(index, x):
-            if index == 0:
-                return x
-            return prompt(
-                x, prompt_ids=prompt_ids, layer=index, offsets=offsets
-            )
-
-        return before_layer
+        return LayerPrompts(prompt, prompt_ids, offsets, insert)
 
     def probe_inputs(self, batch_size):
         """Inputs of one token per row under which only the prompt
@@ -212,3 +205,57 @@ class PromptAdapter:
                 f"{type(self.backbone).__name__}. Shorten the prompt or the "
                 "preprocessor's sequence_length."
             )
+
+
+class LayerPrompts:
+    """Where the prompt meets each transformer layer: `PromptConfig`'s
+    `start_layer` and `deep`, for every family's layer loop.
+
+    Called as `x, mask = layer_prompts(index, x, mask)` on the hidden states
+    (and padding mask) entering transformer layer `index`:
+
+    - below `start_layer`: unchanged (the text alone; a prompt entering at
+      layer 0 is inserted with the embedded tokens by the adapter);
+    - at `start_layer > 0`: the prompt (its first layer) is inserted by the
+      family's `insert(x, mask)`, which also extends the mask;
+    - after it, deep prompts only: the hidden states at the prompt
+      positions (from `offsets`) are replaced by that layer's prompt.
+
+    Adapters call it in every pass that builds the prompt positions
+    (forward and cache prefill); later cached steps pass `prompt=None`:
+    the deep prompts' keys and values are in the cache.
+    """
+
+    def __init__(self, prompt, prompt_ids=None, offsets=0, insert=None):
+        self.prompt = prompt
+        self.prompt_ids = prompt_ids
+        self.offsets = offsets
+        self.insert = insert
+        self.start = getattr(prompt, "start_layer", 0) if prompt else 0
+        self.deep = bool(getattr(prompt, "deep", False))
+        if self.start > 0 and insert is None:
+            raise ValueError(
+                "This family's adapter cannot insert a prompt at a later "
+                f"layer. Received: start_layer={self.start}"
+            )
+
+    def __call__(self, index, x, mask=None):
+        if self.prompt is None or index < self.start:
+            return x, mask
+        if index == self.start:
+            if self.start > 0:
+                x, mask = self.insert(x, mask)
+            return x, mask
+        if not self.deep:
+            return x, mask
+        x = self.prompt(
+            x,
+            prompt_ids=self.prompt_ids,
+            layer=index - self.start,
+            offsets=self.offsets,
+        )
+        return x, mask
+
+    def inserts_at(self, index):
+        """Whether layer `index` is where a late prompt enters."""
+        return self.prompt is not None and 0 < self.start == index

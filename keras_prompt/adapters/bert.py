@@ -142,17 +142,38 @@ class EncoderPromptAdapter(PromptAdapter):
         zeros = ops.repeat(ops.zeros_like(segment_ids[:, :1]), prompt.length, 1)
         return insert_after_first(segment_ids, zeros)
 
+    def insert_hidden(self, prompt, prompt_ids=None):
+        """`insert(x, mask)` for a late prompt: after the first position
+        of the hidden states, the mask extended with it."""
+
+        def insert(x, padding_mask):
+            x = ops.concatenate(
+                [x[:, :1], prompt(x[:, 1:], prompt_ids=prompt_ids)], axis=1
+            )
+            return x, self.extend_padding_mask(padding_mask, prompt)
+
+        return insert
+
+    def at_input(self, prompt):
+        """Whether the prompt enters with the embedded tokens."""
+        return getattr(prompt, "start_layer", 0) == 0
+
     def encode(self, x, padding_mask, prompt, prompt_ids=None):
-        """Embedding layer norm, dropout and the transformer layers (deep
-        prompts before each layer after the first)."""
+        """Embedding layer norm, dropout and the transformer layers (a
+        late prompt inserted, deep prompts replaced, before each layer as
+        `LayerPrompts` says)."""
         backbone = self.backbone
         x = backbone.embeddings_layer_norm(x)
         x = backbone.embeddings_dropout(x)
-        before_layer = self.layer_prompts(
-            prompt, prompt_ids, offsets=self.prompt_position
+        layer_prompts = self.layer_prompts(
+            prompt,
+            prompt_ids,
+            offsets=self.prompt_position,
+            insert=self.insert_hidden(prompt, prompt_ids),
         )
         for index, layer in enumerate(backbone.transformer_layers):
-            x = layer(before_layer(index, x), padding_mask=padding_mask)
+            x, padding_mask = layer_prompts(index, x, padding_mask)
+            x = layer(x, padding_mask=padding_mask)
         return x
 
 
@@ -172,11 +193,13 @@ class TokenAndPositionEncoderAdapter(EncoderPromptAdapter):
     def forward(self, inputs, prompt, prompt_ids=None):
         embeddings = self.backbone.embeddings
         token_ids = inputs["token_ids"]
-        self.check_static_length(token_ids, prompt)
         tokens = embeddings.token_embedding(token_ids)
-        tokens = self.insert_prompt(tokens, prompt, prompt_ids)
+        padding_mask = inputs["padding_mask"]
+        if self.at_input(prompt):
+            self.check_static_length(token_ids, prompt)
+            tokens = self.insert_prompt(tokens, prompt, prompt_ids)
+            padding_mask = self.extend_padding_mask(padding_mask, prompt)
         x = ops.add(tokens, embeddings.position_embedding(tokens))
-        padding_mask = self.extend_padding_mask(inputs["padding_mask"], prompt)
         return self.encode(x, padding_mask, prompt, prompt_ids)
 
 
@@ -202,14 +225,17 @@ class BertAdapter(EncoderPromptAdapter):
     def forward(self, inputs, prompt, prompt_ids=None):
         backbone = self.backbone
         token_ids = inputs["token_ids"]
-        self.check_static_length(token_ids, prompt)
         tokens = backbone.token_embedding(token_ids)
-        tokens = self.insert_prompt(tokens, prompt, prompt_ids)
+        segment_ids = inputs["segment_ids"]
+        padding_mask = inputs["padding_mask"]
+        if self.at_input(prompt):
+            self.check_static_length(token_ids, prompt)
+            tokens = self.insert_prompt(tokens, prompt, prompt_ids)
+            segment_ids = self.extend_segment_ids(segment_ids, prompt)
+            padding_mask = self.extend_padding_mask(padding_mask, prompt)
         positions = backbone.position_embedding(tokens)
-        segment_ids = self.extend_segment_ids(inputs["segment_ids"], prompt)
         segments = backbone.segment_embedding(segment_ids)
         x = backbone.embeddings_add((tokens, positions, segments))
-        padding_mask = self.extend_padding_mask(inputs["padding_mask"], prompt)
         x = self.encode(x, padding_mask, prompt, prompt_ids)
         pooled = backbone.pooled_dense(x[:, backbone.cls_token_index, :])
         return {"sequence_output": x, "pooled_output": pooled}

@@ -259,29 +259,33 @@ class DecoderAdapter(PromptAdapter):
         prompt and starts at position `start_index`."""
         return x
 
-    def transformer(self, x, padding_mask, before_layer):
-        """The transformer layers without cache; `before_layer(index, x)`
-        (see `layer_prompts`) runs before each."""
+    def transformer(self, x, padding_mask, layer_prompts):
+        """The transformer layers without cache; `layer_prompts(index, x,
+        mask)` (a `LayerPrompts`) runs before each."""
         for index, layer in enumerate(self.backbone.transformer_layers):
-            x = before_layer(index, x)
+            x, padding_mask = layer_prompts(index, x, padding_mask)
             x = layer(x, **{self.padding_mask_argument: padding_mask})
         return x
 
     def transformer_with_cache(
-        self, x, cache, cache_update_index, before_layer, padding_mask=None
+        self, x, cache, cache_update_index, layer_prompts, padding_mask=None
     ):
-        """The transformer layers with a cache; returns `(x, cache)`."""
+        """The transformer layers with a cache; returns `(x, cache)`.
+        `cache_update_index` is a function of the layer index (see
+        `cache_indices`)."""
 
-        def call(layer, x, layer_cache):
+        def call(index, layer, x, layer_cache, mask):
             return layer(
                 x,
                 **{
                     self.cache_argument: layer_cache,
-                    self.cache_index_argument: cache_update_index,
+                    self.cache_index_argument: cache_update_index(index),
                 },
             )
 
-        return self.stacked_cache_pass(x, cache, call, before_layer)
+        return self.stacked_cache_pass(
+            x, cache, call, layer_prompts, padding_mask
+        )
 
     def cache_heads(self):
         """`(num_key_value_heads, head_dim)` of the attention cache."""
@@ -318,11 +322,19 @@ class DecoderAdapter(PromptAdapter):
 
     def deep_layer_prompts(self, prompt, prompt_ids, padding_mask):
         """`layer_prompts` at each row's prompt positions (after its
-        leading padding)."""
-        if not getattr(prompt, "deep", False):
-            return self.layer_prompts(prompt)
-        offsets = _leading_padding(padding_mask)
-        return self.layer_prompts(prompt, prompt_ids, offsets=offsets)
+        leading padding); a late prompt is placed there too."""
+        if prompt is None:
+            return self.layer_prompts(None)
+
+        def insert(x, mask):
+            return self.insert_prompt(x, mask, prompt, prompt_ids)
+
+        offsets = _leading_padding(padding_mask) if prompt.deep else 0
+        return self.layer_prompts(prompt, prompt_ids, offsets, insert)
+
+    @staticmethod
+    def at_input(prompt):
+        return prompt is not None and prompt.start_layer == 0
 
     def insert_prompt(self, x, padding_mask, prompt, prompt_ids=None):
         """Inserts the prompt before each row's first real token.
@@ -342,9 +354,10 @@ class DecoderAdapter(PromptAdapter):
         padding_mask = inputs["padding_mask"]
         before_layer = self.deep_layer_prompts(prompt, prompt_ids, padding_mask)
         x = self.embed_tokens(inputs["token_ids"])
-        x, padding_mask = self.insert_prompt(
-            x, padding_mask, prompt, prompt_ids
-        )
+        if self.at_input(prompt):
+            x, padding_mask = self.insert_prompt(
+                x, padding_mask, prompt, prompt_ids
+            )
         x = self.finish_embedding(x)
         x = self.transformer(x, padding_mask, before_layer)
         return self.backbone.layer_norm(x)
@@ -378,32 +391,56 @@ class DecoderAdapter(PromptAdapter):
         in the prefill pass.
         """
         x = self.embed_tokens(token_ids)
-        before_layer = self.layer_prompts(None)
+        layer_prompts = self.deep_layer_prompts(None, None, None)
         if prompt is not None:
+            # The prefill: the prompt enters the cache.
+            self.late_prompt = (prompt.start_layer, prompt.length)
             if padding_mask is None:
                 padding_mask = ops.ones_like(token_ids, dtype="bool")
-            before_layer = self.deep_layer_prompts(
+            layer_prompts = self.deep_layer_prompts(
                 prompt, prompt_ids, padding_mask
             )
-            x, padding_mask = self.insert_prompt(
-                x, padding_mask, prompt, prompt_ids
-            )
-        x = self.finish_embedding(x, start_index=cache_update_index)
+            if self.at_input(prompt):
+                x, padding_mask = self.insert_prompt(
+                    x, padding_mask, prompt, prompt_ids
+                )
+        indices = self.cache_indices(cache_update_index, prompt is not None)
+        x = self.finish_embedding(x, start_index=indices(-1))
         x, cache = self.transformer_with_cache(
-            x, cache, cache_update_index, before_layer, padding_mask
+            x, cache, indices, layer_prompts, padding_mask
         )
         hidden_states = self.backbone.layer_norm(x)
         return self.logits(hidden_states), hidden_states, cache
 
-    def stacked_cache_pass(self, x, cache, call, before_layer):
+    def cache_indices(self, cache_update_index, prefill):
+        """`index(layer)`: where a pass's first position goes in layer
+        `layer`'s cache (`-1`: the embedding's position).
+
+        `cache_update_index` counts the prompt positions. A late prompt
+        (`start_layer = k > 0`) is not in the caches of layers below `k`
+        nor in the embedding's positions, so after the prefill these
+        write `prompt_length` positions earlier (the rest of their caches
+        stays empty and causally masked).
+        """
+        start, length = getattr(self, "late_prompt", (0, 0))
+        if prefill or start == 0:
+            return lambda layer: cache_update_index
+        return lambda layer: (
+            cache_update_index - length if layer < start else cache_update_index
+        )
+
+    def stacked_cache_pass(
+        self, x, cache, call, layer_prompts, padding_mask=None
+    ):
         """Runs each layer on its slice of a stacked cache.
 
-        `call(layer, x, layer_cache)` returns `(x, layer_cache)`;
-        `before_layer(index, x)` runs before each layer.
+        `call(index, layer, x, layer_cache, mask)` returns
+        `(x, layer_cache)`; `layer_prompts(index, x, mask)` runs before
+        each layer.
         """
         caches = []
         for i, layer in enumerate(self.backbone.transformer_layers):
-            x = before_layer(i, x)
-            x, layer_cache = call(layer, x, cache[:, i, ...])
+            x, padding_mask = layer_prompts(i, x, padding_mask)
+            x, layer_cache = call(i, layer, x, cache[:, i, ...], padding_mask)
             caches.append(layer_cache)
         return x, ops.stack(caches, axis=1)

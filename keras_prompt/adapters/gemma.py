@@ -110,9 +110,9 @@ class Gemma3Adapter(_ScaledEmbeddingAdapter):
             )
         super().__init__(backbone)
 
-    def transformer(self, x, padding_mask, before_layer):
+    def transformer(self, x, padding_mask, layer_prompts):
         for index, layer in enumerate(self.backbone.transformer_layers):
-            x = before_layer(index, x)
+            x, padding_mask = layer_prompts(index, x, padding_mask)
             x = layer(x, padding_mask=padding_mask, vision_mask=None)
         return x
 
@@ -127,17 +127,24 @@ class Gemma3Adapter(_ScaledEmbeddingAdapter):
         )
 
     def transformer_with_cache(
-        self, x, cache, cache_update_index, before_layer, padding_mask=None
+        self, x, cache, cache_update_index, layer_prompts, padding_mask=None
     ):
         caches = []
         layers = self.backbone.transformer_layers
         for index, (layer, layer_cache) in enumerate(zip(layers, cache)):
-            x = before_layer(index, x)
+            x, padding_mask = layer_prompts(index, x, padding_mask)
+            layer_mask = padding_mask
+            if padding_mask is not None and index < layer_prompts.start:
+                # A late prompt's prefill below its layer: the text alone,
+                # the cache's last `prompt_length` positions empty.
+                empty = ops.zeros_like(padding_mask[:, :1])
+                empty = ops.repeat(empty, layer_prompts.prompt.length, 1)
+                layer_mask = ops.concatenate([padding_mask, empty], axis=1)
             x, layer_cache = layer(
                 x,
                 cache=layer_cache,
-                cache_update_index=cache_update_index,
-                padding_mask=padding_mask,
+                cache_update_index=cache_update_index(index),
+                padding_mask=layer_mask,
             )
             caches.append(layer_cache)
         return x, tuple(caches)

@@ -1,3 +1,6 @@
+import keras
+from keras import ops
+
 from keras_prompt.adapters.base import PromptAdapter
 from keras_prompt.adapters.base import register_adapter
 from keras_prompt.adapters.model_spec import ModelSpec
@@ -53,21 +56,38 @@ class T5Adapter(PromptAdapter):
         """Runs the encoder with the prompt.
 
         Returns `(encoder_hidden_states, extended_padding_mask)`, both of
-        length `prompt_length + L`.
+        length `prompt_length + L`. A late prompt (`start_layer = k > 0`)
+        is prepended to the hidden states entering encoder layer `k`, and
+        the relative position bias is computed anew for the longer
+        sequence there (layer 0 owns the bias table).
         """
         backbone = self.backbone
         x = backbone.token_embedding(token_ids)
-        x = prompt(x, prompt_ids=prompt_ids)
-        padding_mask = prompt.extend_mask(padding_mask, prompt_ids)
+        if getattr(prompt, "start_layer", 0) == 0:
+            x = prompt(x, prompt_ids=prompt_ids)
+            padding_mask = prompt.extend_mask(padding_mask, prompt_ids)
         x = backbone.encoder_embedding_dropout(x)
-        attention_mask = padding_mask[:, None, :]
+
+        def insert(x, mask):
+            return (
+                prompt(x, prompt_ids=prompt_ids),
+                prompt.extend_mask(mask, prompt_ids),
+            )
+
+        layer_prompts = self.layer_prompts(prompt, prompt_ids, insert=insert)
         position_bias = None
-        before_layer = self.layer_prompts(prompt, prompt_ids)
-        for index, layer in enumerate(backbone.encoder_transformer_layers):
-            x = before_layer(index, x)
+        layers = backbone.encoder_transformer_layers
+        for index, layer in enumerate(layers):
+            x, padding_mask = layer_prompts(index, x, padding_mask)
+            if layer_prompts.inserts_at(index):
+                position_bias = RelativeBias(
+                    layers[0].self_attention,
+                    dtype=backbone.dtype_policy,
+                    name="late_prompt_position_bias",
+                )(x, padding_mask)
             x, position_bias = layer(
                 x,
-                attention_mask=attention_mask,
+                attention_mask=padding_mask[:, None, :],
                 position_bias=position_bias,
                 use_causal_mask=False,
             )
@@ -113,3 +133,42 @@ class T5Adapter(PromptAdapter):
             "encoder_sequence_output": encoder_output,
             "decoder_sequence_output": decoder_output,
         }
+
+
+@keras.saving.register_keras_serializable(package="keras_prompt")
+class RelativeBias(keras.layers.Layer):
+    """T5's relative position bias for a whole (longer) sequence, the
+    padding mask folded in, as the encoder's first layer computes it.
+
+    A late prompt lengthens the sequence after layer 0, so the bias the
+    first layer passed on no longer fits: this recomputes it from the
+    first layer's attention (`compute_bias`), for the layers after the
+    prompt enters.
+
+    Args:
+        attention: the first encoder layer's `T5MultiHeadAttention`.
+        **kwargs: other keyword arguments of `keras.layers.Layer`.
+
+    Call arguments:
+        hidden_states: `(batch, T, dim)`, for the length `T`.
+        padding_mask: `(batch, T)`.
+    """
+
+    def __init__(self, attention, **kwargs):
+        super().__init__(**kwargs)
+        self.attention = attention
+
+    def call(self, hidden_states, padding_mask):
+        length = ops.shape(hidden_states)[1]
+        bias = self.attention.compute_bias(length, length)
+        mask = ops.cast(padding_mask[:, None, None, :], bias.dtype)
+        return bias + (1.0 - mask) * -1e9
+
+    def compute_output_spec(self, hidden_states, padding_mask):
+        shape = (
+            hidden_states.shape[0],
+            self.attention.num_heads,
+            hidden_states.shape[1],
+            hidden_states.shape[1],
+        )
+        return keras.KerasTensor(shape, dtype=self.compute_dtype)

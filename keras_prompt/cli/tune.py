@@ -28,8 +28,6 @@ interruption (Ctrl-C, a killed job) the same command with --resume goes on
 from there and ends with the prompt an uninterrupted run would have.
 """
 
-import argparse
-import math
 import os
 import shlex
 import shutil
@@ -40,10 +38,7 @@ import time
 from keras_prompt.cli import CliError
 from keras_prompt.cli.common import EVAL_BATCH_SIZE
 from keras_prompt.cli.common import TARGET_LENGTH
-from keras_prompt.cli.common import check_choice
-from keras_prompt.cli.common import check_data_dir
 from keras_prompt.cli.common import check_dataset
-from keras_prompt.cli.common import check_int_arg
 from keras_prompt.cli.common import check_no_earlier_run
 from keras_prompt.cli.common import check_output
 from keras_prompt.cli.common import count_parameters
@@ -56,191 +51,37 @@ from keras_prompt.cli.common import recorded_data_dir
 from keras_prompt.cli.common import recorded_preset
 from keras_prompt.cli.common import resolve_preset
 from keras_prompt.cli.common import write_outputs
+from keras_prompt.cli.tune_arguments import DEFAULT_PROMPT_LENGTH
+from keras_prompt.cli.tune_arguments import add_arguments
+from keras_prompt.cli.tune_arguments import check_args
 from keras_prompt.prompt_files import RUN_PROMPT_FILE
 from keras_prompt.training.trainer import CHECKPOINT_DIR
 from keras_prompt.training.trainer import RUN_FILE
 from keras_prompt.training.trainer import write_run_record
 
-DEFAULT_TASK = "glue/sst2"
-DEFAULT_BATCH_SIZE = 32
-DEFAULT_PROMPT_LENGTH = 20
-DEFAULT_SEQUENCE_LENGTH = 128
-INITIALIZERS = ("random_uniform", "sampled_vocab", "class_label")
-OPTIMIZERS = ("auto", "adam", "adafactor")
-DEFAULT_CHECKPOINT_EVERY = 50
-
 
 def add_parser(subparsers):
-    from keras_prompt.optimizers import default_learning_rate
-
     parser = subparsers.add_parser(
         "tune",
         help="prompt-tune a frozen pretrained model on a GLUE/SuperGLUE task",
         description=__doc__.split("\n\n")[0],
     )
-    add = parser.add_argument
-    default = " (default: %(default)s)"
-    add(
-        "--preset",
-        help="keras-hub preset name, kaggle:// or hf:// handle, or a local "
-        "preset / Hugging Face checkpoint folder, or minilm / smollm2: the "
-        "pretrained models of the keras-prompt[minilm] / [smollm2] extras "
-        "(default: minilm, all-MiniLM-L6-v2)",
-    )
-    add(
-        "--task",
-        default=DEFAULT_TASK,
-        help="keras_prompt.data task name" + default,
-    )
-    add(
-        "--data-dir",
-        help="TFDS data dir (default: $TFDS_DATA_DIR, else the TFDS default, "
-        "which downloads the dataset when it is missing)",
-    )
-    add(
-        "--prompt-length",
-        type=int,
-        default=DEFAULT_PROMPT_LENGTH,
-        help="prompt vectors" + default,
-    )
-    add(
-        "--deep",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="deep prompts: a prompt at every transformer layer (T5: every "
-        "encoder layer), P-Tuning v2; --no-deep: the input prompt only "
-        "(default: deep for classifiers (encoders), where it measured "
-        "better; the input prompt for T5 and decoder-only models)",
-    )
-    add(
-        "--init",
-        help=f"prompt initialisation: {', '.join(INITIALIZERS)} (default: "
-        "class_label, the embeddings of the task's label strings, for tasks "
-        "with class labels; sampled_vocab otherwise)",
-    )
-    add(
-        "--steps",
-        type=int,
-        help="training steps (default: 1500 for classifiers, where it "
-        "measured better than 300 within 15 minutes on 2 CPU cores; 300 for "
-        "T5 and decoder-only models)",
-    )
-    add(
-        "--batch-size",
-        type=int,
-        default=DEFAULT_BATCH_SIZE,
-        help="examples per step" + default,
-    )
-    add(
-        "--learning-rate",
-        type=float,
-        help=f"default: {default_learning_rate('adam'):g} with Adam "
-        f"(encoders), {default_learning_rate('adafactor'):g} with Adafactor "
-        "(T5, causal LMs)",
-    )
-    add(
-        "--optimizer",
-        default="auto",
-        help="auto (Adam for encoders, Adafactor for T5 and causal LMs), "
-        "adam or adafactor",
-    )
-    add(
-        "--sequence-length",
-        type=int,
-        default=DEFAULT_SEQUENCE_LENGTH,
-        help="input tokens per example, the prompt not included" + default,
-    )
-    add(
-        "--pooling",
-        choices=("mean", "cls"),
-        help="encoders: what the classification head reads, the mean over "
-        "[CLS], prompt and tokens, or the final [CLS] state (default: mean; "
-        "+4 points on MiniLM/SST-2, benchmarks/minilm_sst2.py)",
-    )
-    add(
-        "--dtype",
-        default="float32",
-        choices=("auto", "float32", "bfloat16"),
-        help="dtype of the frozen weights; the prompt, head and optimizer "
-        "state are float32 always. bfloat16: 1.4-1.6x faster steps and 18%% "
-        "less memory on MiniLM here, SST-2 dev accuracy 0.8394 vs 0.8409 "
-        "over five seeds, a run up to 1.3 points either way, as float32 on "
-        "other kernels moves (docs/performance.md); auto: "
-        "bfloat16 where the hardware "
-        "multiplies it natively (TPU, GPUs of compute capability >= 8.0, "
-        "CPUs with AVX512-BF16 or AMX), float32 elsewhere" + default,
-    )
-    add(
-        "--eval-every",
-        type=int,
-        default=0,
-        help="also evaluate every N steps (default: only at the end)",
-    )
-    add(
-        "--max-eval-examples",
-        type=int,
-        help="evaluate on the first N validation examples (default: all)",
-    )
-    add(
-        "--max-train-examples",
-        type=int,
-        help="train on the first N training examples (default: all)",
-    )
-    add("--output", help="output folder (default: runs/<task>)")
-    add(
-        "--overwrite",
-        action="store_true",
-        help="replace the prompt file and run.json of an earlier run in "
-        "--output (refused otherwise)",
-    )
-    add(
-        "--checkpoint-every",
-        type=int,
-        default=DEFAULT_CHECKPOINT_EVERY,
-        help="save the training progress every N steps (and after each "
-        "evaluation) into <output>/checkpoint, removed when the run ends; "
-        "0: never" + default,
-    )
-    add(
-        "--resume",
-        action="store_true",
-        help="continue the interrupted run in --output from its last "
-        "checkpoint (same arguments; starts from step 0 if there is none)",
-    )
-    add(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the prompt, head, data subset and order" + default,
-    )
+    add_arguments(parser)
     parser.set_defaults(run=run)
 
 
-# -- argument checks ---------------------------------------------------------
-def check_args(args):
-    """Validates the arguments that need no model or data; one-line errors."""
-    for name, minimum in (
-        ("batch-size", 1),
-        ("prompt-length", 1),
-        ("sequence-length", 2),
-        ("eval-every", 0),
-        ("checkpoint-every", 0),
-    ):
-        check_int_arg(args, name, minimum)
-    check_int_arg(args, "steps", 1, optional=True)
-    check_int_arg(args, "max-eval-examples", 1, optional=True)
-    check_int_arg(args, "max-train-examples", 1, optional=True)
-    check_choice(args, "init", INITIALIZERS, optional=True)
-    check_choice(args, "optimizer", OPTIMIZERS)
-    rate = args.learning_rate
-    if rate is not None and not (rate > 0 and math.isfinite(rate)):
-        raise CliError(f"--learning-rate must be positive, got {rate!r}")
-    check_data_dir(args.data_dir)
-
-
 def init_of(args, task):
-    """--init, else class-label initialisation for a task with class
-    labels and sampled vocabulary otherwise."""
+    """--init-from's prompt, else --init, else class-label initialisation
+    for a task with class labels and sampled vocabulary otherwise."""
+    if args.init_from is not None:
+        if args.init is not None:
+            raise CliError("give --init or --init-from, not both")
+        from keras_prompt.initializers import FromPromptFile
+
+        try:
+            return FromPromptFile(args.init_from)
+        except ValueError as error:
+            raise CliError(f"--init-from: {one_line(error)}") from None
     init = args.init
     if init is None:
         init = "class_label" if task.label_strings else "sampled_vocab"
@@ -375,10 +216,25 @@ def build_model(args, task, init, preset, backbone):
             f"keras_prompt.{task_class.__name__}"
         )
     steps = args.steps or kind.tune_steps
+    source = init.settings() if hasattr(init, "settings") else {}
+    deep = kind.tune_deep if args.deep is None else args.deep
+    if args.deep is None and "deep" in source:
+        deep = source["deep"]
+    start_layer = args.start_layer
+    if start_layer is None:
+        start_layer = source.get("start_layer", 0)
+    prompt_length = args.prompt_length
+    if prompt_length is None:
+        prompt_length = source.get("length", DEFAULT_PROMPT_LENGTH)
+    reparameterization = args.reparameterization
     recipe = Recipe(
         task=task,
-        prompt_length=args.prompt_length,
-        deep=kind.tune_deep if args.deep is None else args.deep,
+        prompt_length=prompt_length,
+        deep=deep,
+        start_layer=start_layer,
+        reparameterization=(
+            None if reparameterization in (None, "none") else reparameterization
+        ),
         initializer=init,
         optimizer_name=args.optimizer,
         learning_rate=args.learning_rate,
@@ -394,6 +250,14 @@ def build_model(args, task, init, preset, backbone):
     return recipe, recipe.build_model(preset, backbone=backbone)
 
 
+def init_name(initializer):
+    """How the run line names the initialisation."""
+    path = getattr(initializer, "path", None)
+    if path is not None:
+        return f"transfer ({path})"
+    return str(initializer)
+
+
 def describe_training(recipe, model, num_train):
     """The line saying what the run trains."""
     optimizer_name, learning_rate = recipe.optimizer_settings(model)
@@ -404,10 +268,19 @@ def describe_training(recipe, model, num_train):
         else f"{seen / num_train:.1f} passes over {num_train:,} examples"
     )
     depth = model.backbone.prompt_depth
+    start = model.backbone.start_layer
     prompts = f"deep prompts at {depth} layers" if depth else "input prompt"
+    if start:
+        prompts = (
+            f"deep prompts at layers {start}-{start + depth - 1}"
+            if depth
+            else f"prompt entering at layer {start}"
+        )
+    if model.backbone.prompt_config.reparameterization:
+        prompts += " (residual reparameterisation)"
     return (
         f"Training {recipe.steps} steps of {recipe.batch_size} ({passes}); "
-        f"{prompts}, {recipe.initializer} init, {optimizer_name} at "
+        f"{prompts}, {init_name(recipe.initializer)} init, {optimizer_name} at "
         f"learning rate {learning_rate:g}"
         + (f"; {recipe.pooling}-pooling head" if recipe.pooling else "")
     )

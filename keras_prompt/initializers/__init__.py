@@ -6,6 +6,7 @@ tokens); `deep_prompts` how the layer prompts of a deep prompt start
 (a Keras initializer, or propagated from the input prompt).
 """
 
+from keras_prompt.initializers.from_prompt_file import FromPromptFile
 from keras_prompt.initializers.prompt_initializers import ClassLabel
 from keras_prompt.initializers.prompt_initializers import EmbeddingInitializer
 from keras_prompt.initializers.prompt_initializers import FromTokens
@@ -17,6 +18,7 @@ from keras_prompt.initializers.prompt_initializers import get
 __all__ = [
     "ClassLabel",
     "EmbeddingInitializer",
+    "FromPromptFile",
     "FromTokens",
     "RandomUniform",
     "SampledVocab",

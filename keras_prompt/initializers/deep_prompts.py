@@ -112,3 +112,40 @@ def propagate(model, inputs=None):
         else:
             values[layer] = state[0]
     variable.assign(values)
+
+
+def start_late(model, model_class):
+    """Starts the prompt of `model`, a `FrozenBackbone` whose prompt
+    enters at `start_layer = k > 0`, as the hidden states its initializer's
+    input prompt would produce there.
+
+    A model of `model_class` on the same frozen backbone, with a deep input
+    prompt started from the same initializer and propagated
+    (`propagate`), gives the hidden states at the prompt positions entering
+    every layer; layer `k`'s become the late prompt and, for deep prompts
+    started by `"propagate"`, those of the layers after it the deep ones
+    (so the model starts as the input prompt would); another
+    `deep_initializer` sets those instead.
+    """
+    config = model.prompt_config
+    probe = model_class(
+        model.backbone,
+        prompt_config=config.replace(
+            deep=True,
+            start_layer=0,
+            deep_initializer=PROPAGATE,
+            reparameterization=None,
+            initializer=model.initializer,
+        ),
+        dtype=model.dtype_policy,
+    )
+    values = np.array(probe.prompt_values(), "float32")
+    start = config.start_layer
+    bank = config.num_prompts > 1
+    if config.deep:
+        values = values[:, start:] if bank else values[start:]
+    else:
+        values = values[:, start] if bank else values[start]
+    model.prompt_embedding.embeddings.assign(values)
+    if config.deep and not isinstance(config.deep_initializer, str):
+        initialize(model, config.deep_initializer)

@@ -1,11 +1,13 @@
 import contextlib
 
 import keras
+import numpy as np
 from keras import ops
 from keras.src.backend import get_keras_mask
 from keras.src.backend import set_keras_mask
 
 from keras_prompt import initializers as prompt_initializers
+from keras_prompt.layers import reparameterizations
 from keras_prompt.layers.index_checks import checked_indices
 from keras_prompt.validation import check_count
 from keras_prompt.validation import check_int
@@ -54,8 +56,18 @@ class PromptEmbedding(keras.layers.Layer):
             `False`.
         depth: optional int, the number of layers of deep prompts (a
             `FrozenBackbone` built with `deep=True` sets it to its
-            transformer's number of layers). `None` (the default) keeps
-            one shallow prompt at the input.
+            transformer's number of layers from `start_layer` on). `None`
+            (the default) keeps one shallow prompt.
+        start_layer: int, the transformer layer before which the model's
+            adapter inserts the prompt (`0`, the default: with the
+            embedded tokens; see `keras_prompt.PromptConfig`). Layer `i`
+            of a deep prompt then goes before transformer layer
+            `start_layer + i`.
+        reparameterization: optional dict or name, a reparameterisation
+            of the prompt while it trains (see `keras_prompt.PromptConfig`;
+            `keras_prompt.layers.reparameterizations`): the model sees
+            `reparameterization(embeddings)`, which `folded_values()`
+            returns as plain vectors.
         **kwargs: other keyword arguments of `keras.layers.Layer`
             (`name`, `dtype`, `trainable`).
 
@@ -104,6 +116,8 @@ class PromptEmbedding(keras.layers.Layer):
         num_prompts=1,
         variable_length=False,
         depth=None,
+        start_layer=0,
+        reparameterization=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -118,6 +132,13 @@ class PromptEmbedding(keras.layers.Layer):
         depth = check_count("depth", depth, allow_none=True)
         self.length = length
         self.depth = depth
+        self.start_layer = check_int("start_layer", start_layer, 0)
+        self.reparameterization = reparameterizations.normalize(
+            reparameterization
+        )
+        self.reparameterizer = reparameterizations.build(
+            self.reparameterization, name="reparameterization"
+        )
         self.num_prompts = num_prompts
         self.variable_length = bool(variable_length)
         self.prompt_mask = None
@@ -164,6 +185,8 @@ class PromptEmbedding(keras.layers.Layer):
             initializer=self.initializer,
             trainable=True,
         )
+        if self.reparameterizer is not None:
+            self.reparameterizer.build(self.prompt_shape + (int(dim),))
         if self.variable_length:
             self.prompt_mask = self.add_weight(
                 name="prompt_mask",
@@ -180,6 +203,20 @@ class PromptEmbedding(keras.layers.Layer):
         if self.prompt_mask is not None:
             variables["prompt_mask"] = self.prompt_mask
         return variables
+
+    def prompt_table(self):
+        """The prompt vectors the model sees: the variable, or its
+        reparameterisation while one is set."""
+        if self.reparameterizer is None:
+            return self.embeddings
+        return self.reparameterizer(self.embeddings)
+
+    def folded_values(self):
+        """`prompt_table()` as a float32 NumPy array: the plain prompt
+        vectors a prompt file holds."""
+        return np.asarray(
+            ops.convert_to_numpy(self.prompt_table()), dtype="float32"
+        )
 
     @property
     def dim(self):
@@ -209,7 +246,7 @@ class PromptEmbedding(keras.layers.Layer):
             layer: int, which layer of deep prompts (`0`: the input).
         """
         dtype = dtype or self.compute_dtype
-        embeddings = self.embeddings
+        embeddings = self.prompt_table()
         if self.deep:
             embeddings = (
                 embeddings[:, layer] if self.is_bank else (embeddings[layer])
@@ -357,6 +394,8 @@ class PromptEmbedding(keras.layers.Layer):
                 "num_prompts": self.num_prompts,
                 "variable_length": self.variable_length,
                 "depth": self.depth,
+                "start_layer": self.start_layer,
+                "reparameterization": self.reparameterization,
             }
         )
         return config

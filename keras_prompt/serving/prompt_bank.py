@@ -179,15 +179,16 @@ class PromptBank:
 
     # -- the bank model -------------------------------------------------------
     def _build_model(self, prompt_length, capacity):
-        backbone = FrozenBackbone(
-            self._frozen,
-            prompt_length=prompt_length,
+        config = self._template.backbone.prompt_config.replace(
+            length=prompt_length,
             initializer="zeros",
             num_prompts=capacity,
             variable_length=self._adapter.supports_mixed_prompt_lengths,
-            deep=self._template.backbone.deep,
             deep_initializer="zeros",
+            # A bank holds trained (folded) prompts.
+            reparameterization=None,
         )
+        backbone = FrozenBackbone(self._frozen, prompt_config=config)
         template = self._template
         model = template.with_backbone(backbone)
         # Messages about bad `prompt_ids` list the tasks of the slots.

@@ -5,10 +5,12 @@ import numpy as np
 
 from keras_prompt import prompt_files
 from keras_prompt.frozen_backbone import FrozenBackbone
-from keras_prompt.frozen_backbone import frozen_weights_unwatched
+from keras_prompt.layers.frozen_weights import frozen_weights_unwatched
 from keras_prompt.layers.index_checks import check_dtype
 from keras_prompt.layers.index_checks import checked_indices
 from keras_prompt.layers.index_checks import concrete_value
+from keras_prompt.layers.prompt_config import KEYWORD_FIELDS
+from keras_prompt.layers.prompt_config import PromptConfig
 from keras_prompt.tasks.distributed_steps import first_replica_symbolic_build
 from keras_prompt.tasks.distributed_steps import rank_one_logs
 from keras_prompt.validation import check_kwargs
@@ -22,6 +24,9 @@ PROMPT_KEYWORDS = (
     "num_prompts",
     "deep",
     "deep_initializer",
+    "start_layer",
+    "reparameterization",
+    "prompt_config",
 )
 
 
@@ -43,6 +48,32 @@ def check_frozen_backbone(owner, backbone, kind, kwargs=None, known=()):
             f"{backbone.adapter.kind} backbone. Received: "
             f"backbone={type(backbone.backbone).__name__}"
         )
+
+
+def plain_prompt_keywords(settings, source):
+    """`from_preset` arguments with a `prompt_config` spread into its
+    keywords (the fields it sets other than the defaults), for merging
+    with what the prompt file at `source` fixes; a reparameterisation is a
+    `ValueError` (a file holds folded prompt vectors)."""
+    settings = dict(settings)
+    config = settings.pop("prompt_config", None)
+    if config is not None:
+        config = PromptConfig.resolve(config)
+        default = PromptConfig()
+        for keyword, field in KEYWORD_FIELDS.items():
+            value = getattr(config, field)
+            if (
+                value != getattr(default, field)
+                and settings.get(keyword) is None
+            ):
+                settings[keyword] = value
+    if settings.get("reparameterization") is not None:
+        raise ValueError(
+            f"The prompt file {source!r} holds plain (folded) prompt vectors: "
+            "load it without a reparameterization. Received: "
+            f"reparameterization={settings['reparameterization']!r}"
+        )
+    return settings
 
 
 class PromptTaskMixin:
@@ -341,6 +372,7 @@ class PromptTaskMixin:
         `ValueError` and leaves the model unchanged. Returns the file's
         metadata.
         """
+        self.backbone.check_plain_prompt(path)
         state, metadata = self.read_prompt_file(path)
         self.load_prompt_state(state, metadata, path)
         return metadata
@@ -387,6 +419,7 @@ class PromptTaskMixin:
         """
         source = prompt_files.read_prompt_source(prompts)
         cls.check_prompt_file_class(source.metadata, source.path)
+        settings = plain_prompt_keywords(settings, source.path)
         fixed = cls.prompt_file_settings(
             source.metadata, source.tensors, source.path
         )

@@ -88,6 +88,7 @@ from typing import Sequence
 
 from keras_prompt import initializers as prompt_initializers
 from keras_prompt import optimizers
+from keras_prompt.layers.prompt_config import PromptConfig
 from keras_prompt.tasks.prompt_classifier import POOLINGS
 from keras_prompt.training import evaluation
 from keras_prompt.training import pipeline
@@ -171,6 +172,14 @@ class Recipe:
         seed: optional int, seeds the initialiser and the data shuffling.
         pooling: optional str, a classifier's pooling (`"cls"`, `"mean"`);
             `None`: the task's default (the only one other tasks take).
+        start_layer: int, late prompts: the layer the prompt enters
+            before (see `keras_prompt.PromptConfig`). Paper: `0`.
+        reparameterization: optional, the prompt's reparameterisation
+            while it trains (`"residual"`; see `PromptConfig`). Paper:
+            `None`.
+        prompt_config: optional `keras_prompt.PromptConfig`: the prompt
+            fields above left at their defaults take its values; a field
+            set to another value than the config's is a `ValueError`.
 
     Example:
 
@@ -206,8 +215,18 @@ class Recipe:
     sampled_vocab_top_k: int = 5_000
     seed: Optional[int] = 0
     pooling: Optional[str] = None
+    start_layer: int = 0
+    reparameterization: Any = None
+    prompt_config: Any = None
 
     def __post_init__(self):
+        self.fill_from_prompt_config()
+        if self.reparameterization is not None:
+            from keras_prompt.layers import reparameterizations
+
+            self.reparameterization = reparameterizations.normalize(
+                self.reparameterization
+            )
         if self.task is not None:
             from keras_prompt.data import get_task
 
@@ -267,6 +286,46 @@ class Recipe:
             self.labels = tuple(self.labels)
             if not self.labels:
                 raise ValueError("`labels` must not be empty. Received: []")
+        # The prompt's fields, checked (and agreeing with `prompt_config`).
+        self.prompt_settings()
+
+    def fill_from_prompt_config(self):
+        """With a `prompt_config`, the prompt fields left at their defaults
+        take its values (`prompt_length`, `deep`, `start_layer`,
+        `reparameterization`, and an initializer other than its default);
+        `prompt_settings` then checks that the rest agree."""
+        config = self.prompt_config
+        if config is None:
+            return
+        config = PromptConfig.resolve(config, owner="Recipe")
+        self.prompt_config = config
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name, field in (
+            ("prompt_length", "length"),
+            ("deep", "deep"),
+            ("start_layer", "start_layer"),
+            ("reparameterization", "reparameterization"),
+        ):
+            if getattr(self, name) == defaults[name]:
+                setattr(self, name, getattr(config, field))
+        initializer = config.initializer
+        if self.initializer == defaults["initializer"] and not (
+            isinstance(initializer, str) and initializer == "random_uniform"
+        ):
+            self.initializer = initializer
+
+    def prompt_settings(self, initializer=None):
+        """The `PromptConfig` of the model this recipe builds (its
+        `prompt_config` with the recipe's prompt fields; `initializer`, the
+        resolved one, replaces the recipe's name)."""
+        return PromptConfig.resolve(
+            self.prompt_config,
+            owner="Recipe",
+            prompt_length=self.prompt_length,
+            deep=self.deep,
+            start_layer=self.start_layer,
+            reparameterization=self.reparameterization,
+        ).replace(initializer=initializer or "random_uniform")
 
     # -- settings -----------------------------------------------------------
     def replace(self, **changes):
@@ -281,8 +340,13 @@ class Recipe:
             value = getattr(self, field.name)
             if field.name == "task" and value is not None:
                 value = value.name
+            elif field.name == "prompt_config" and value is not None:
+                value = value.get_config()
+                if not isinstance(value["initializer"], (str, type(None))):
+                    value["initializer"] = value["initializer"]["class_name"]
             elif field.name == "initializer" and not isinstance(value, str):
-                value = type(value).__name__
+                path = getattr(value, "path", None)
+                value = type(value).__name__ + (f"({path})" if path else "")
             elif isinstance(value, tuple):
                 value = list(value)
             values[field.name] = value
@@ -453,9 +517,9 @@ class Recipe:
             )
         wrapped = FrozenBackbone(
             backbone,
-            prompt_length=self.prompt_length,
-            initializer=self.make_initializer(preprocessor.tokenizer),
-            deep=self.deep,
+            prompt_config=self.prompt_settings(
+                self.make_initializer(preprocessor.tokenizer)
+            ),
         )
         model = kind.build(task_class, wrapped, preprocessor, self.task, self)
         return self.compile(model, **kwargs)

@@ -58,6 +58,25 @@ def _folder_step(name):
     return int(match.group(1)) if match else None
 
 
+def checkpoint_groups(model):
+    """The variables a training checkpoint holds besides the prompt file:
+    `(group, variables)` pairs (the optimizer's, the dropout seeds' and a
+    reparameterised prompt's parameters)."""
+    groups = [
+        ("optimizer", model.optimizer.variables),
+        ("seeds", [g.state for g in seed_generators(model)]),
+    ]
+    prompt = model.backbone.prompt_embedding
+    if prompt.reparameterizer is not None:
+        groups.append(
+            (
+                "reparameterization",
+                [prompt.embeddings] + list(prompt.reparameterizer.weights),
+            )
+        )
+    return groups
+
+
 class PromptTrainingCheckpoint(keras.callbacks.Callback):
     """Saves and restores prompt-tuning progress, prompt-sized.
 
@@ -274,11 +293,8 @@ class PromptTrainingCheckpoint(keras.callbacks.Callback):
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
         pairs = []
-        for group, variables in (
-            ("optimizer", optimizer.variables),
-            ("seeds", [g.state for g in seed_generators(model)]),
-        ):
-            names = state[group]
+        for group, variables in checkpoint_groups(model):
+            names = state.get(group, [])
             if len(names) != len(variables):
                 raise ValueError(
                     f"The training checkpoint {state_path!r} holds "
@@ -311,7 +327,12 @@ class PromptTrainingCheckpoint(keras.callbacks.Callback):
                 f"{len(callback_states)} callbacks; {len(self.track)} are "
                 "tracked."
             )
-        model.load_prompts(os.path.join(folder, RUN_PROMPT_FILE))
+        # The prompt file's head and prompt; a reparameterised prompt's
+        # parameters then come from the "reparameterization" group.
+        prompt_path = os.path.join(folder, RUN_PROMPT_FILE)
+        model.load_prompt_state(
+            *model.read_prompt_file(prompt_path), prompt_path
+        )
         for variable, value in pairs:
             variable.assign(value.astype(variable.dtype))
         for i, (callback, saved) in enumerate(zip(self.track, callback_states)):
@@ -337,10 +358,7 @@ class PromptTrainingCheckpoint(keras.callbacks.Callback):
         os.makedirs(self.directory, exist_ok=True)
         tensors = {}
         names = {}
-        for group, variables in (
-            ("optimizer", model.optimizer.variables),
-            ("seeds", [g.state for g in seed_generators(model)]),
-        ):
+        for group, variables in checkpoint_groups(model):
             names[group] = []
             for i, variable in enumerate(variables):
                 # (`np.ascontiguousarray` would make scalars 1-D.)

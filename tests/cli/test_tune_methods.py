@@ -1,0 +1,108 @@
+"""`keras-prompt tune` with the prompt methods: late prompts
+(`--start-layer`), residual reparameterisation (`--reparameterization`)
+and transfer (`--init-from`), end to end on a tiny 2-layer BERT preset and
+a few real SST-2 examples."""
+
+import json
+
+import numpy as np
+import pytest
+
+from keras_prompt import PromptClassifier
+from keras_prompt.cli import main
+from keras_prompt.data.classification import load_classification
+from tests.cli.test_tune import SEQUENCE_LENGTH
+from tests.cli.test_tune import error_line
+from tests.cli.test_tune import needs_sst2
+from tests.cli.test_tune import tiny_args
+from tests.cli.test_tune import tiny_bert_preset
+from tests.conftest import SHARED_TFDS_DIR
+from tests.test_case import to_numpy
+
+
+@pytest.fixture(scope="module")
+def preset(tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("tiny_bert_2"))
+    return tiny_bert_preset(folder, num_layers=2)
+
+
+def scored(run, preset):
+    """The run's recorded accuracy and what its prompt file scores."""
+    info = json.loads((run / "run.json").read_text())
+    model = PromptClassifier.from_preset(
+        preset, prompts=str(run), sequence_length=SEQUENCE_LENGTH
+    )
+    validation = load_classification(
+        "glue/sst2", "validation", SHARED_TFDS_DIR, max_examples=24
+    )
+    predicted = model.predict(validation.texts, verbose=0).argmax(-1)
+    return info, model, np.mean(predicted == validation.labels)
+
+
+@needs_sst2
+def test_late_residual_then_transfer(preset, tmp_path, capsys):
+    late = tmp_path / "late"
+    code = main(
+        tiny_args(
+            preset,
+            late,
+            "--start-layer",
+            "1",
+            "--reparameterization",
+            "residual",
+        )
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "deep prompts at layers 1-1 (residual reparameterisation)" in out
+    info, model, accuracy = scored(late, preset)
+    assert info["recipe"]["start_layer"] == 1
+    assert info["recipe"]["reparameterization"]["method"] == "residual"
+    # The file holds the folded prompt: a plain model scores what the run
+    # scored.
+    assert model.backbone.start_layer == 1
+    assert model.backbone.prompt_config.reparameterization is None
+    assert accuracy == info["validation_accuracy"]
+
+    # Transfer: the second run starts from the first one's prompt and
+    # takes its shape.
+    transfer = tmp_path / "transfer"
+    code = main(tiny_args(preset, transfer, "--init-from", str(late)))
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"transfer ({late / 'prompt.safetensors'})" in out
+    info, model, _ = scored(transfer, preset)
+    assert info["recipe"]["initializer"].startswith("FromPromptFile(")
+    assert model.backbone.start_layer == 1
+
+    # Zero steps of learning: the start is the first run's prompt.
+    start = tmp_path / "start"
+    code = main(
+        tiny_args(preset, start, "--init-from", str(late))
+        + ["--learning-rate", "1e-30"]
+    )
+    assert code == 0
+    _, started, _ = scored(start, preset)
+    _, source, _ = scored(late, preset)
+    np.testing.assert_allclose(
+        to_numpy(started.backbone.prompt_values()),
+        to_numpy(source.backbone.prompt_values()),
+        atol=1e-6,
+    )
+
+    # A shape that contradicts the file: one line, nothing written.
+    bad = tmp_path / "bad"
+    code = main(
+        tiny_args(preset, bad, "--init-from", str(late), "--start-layer", "0")
+    )
+    assert code != 0
+    assert "start_layer" in error_line(capsys)
+    assert not bad.exists()
+    # Both --init and --init-from: refused.
+    code = main(
+        tiny_args(
+            preset, bad, "--init-from", str(late), "--init", "sampled_vocab"
+        )
+    )
+    assert code != 0
+    assert "--init or --init-from" in error_line(capsys)
