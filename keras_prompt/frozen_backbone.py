@@ -295,10 +295,15 @@ class FrozenBackbone(keras_hub.models.Backbone):
 
     def get_config(self):
         config = super().get_config()
+        prompt_config = self.prompt_config
+        if getattr(prompt_config.initializer, "sets_every_layer", False):
+            # A prompt started from a file lives in the weights once built:
+            # a restored model must not need that file.
+            prompt_config = prompt_config.replace(initializer="zeros")
         config.update(
             {
                 "backbone": keras.layers.serialize(self.backbone),
-                "prompt_config": self.prompt_config.get_config(),
+                "prompt_config": prompt_config.get_config(),
             }
         )
         return config

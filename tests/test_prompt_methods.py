@@ -191,6 +191,16 @@ class TestFromPromptFile(TestCase):
         # Serialises by path.
         revived = FromPromptFile.from_config(FromPromptFile(path).get_config())
         assert revived.path == path
+        # A saved model does not need the source file to load.
+        model_path = str(tmp_path / "target.keras")
+        target.save(model_path)
+        import os
+
+        os.remove(path)
+        restored = keras.saving.load_model(model_path)
+        self.assertAllEqual(
+            restored.backbone.prompt_values(), target.backbone.prompt_values()
+        )
 
     @pytest.mark.parametrize(
         "changes, name",
