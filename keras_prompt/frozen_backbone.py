@@ -15,6 +15,7 @@ from keras_prompt.layers.index_checks import check_dtype
 from keras_prompt.layers.prompt_config import KEYWORD_FIELDS
 from keras_prompt.layers.prompt_config import PromptConfig
 from keras_prompt.layers.prompt_config import file_metadata
+from keras_prompt.layers.prompt_config import prompt_keywords
 from keras_prompt.layers.prompt_embedding import PromptEmbedding
 from keras_prompt.validation import check_kwargs
 
@@ -167,15 +168,7 @@ class FrozenBackbone(keras_hub.models.Backbone):
             known=("backbone", "prompt_config") + tuple(KEYWORD_FIELDS),
         )
         config = PromptConfig.resolve(
-            prompt_config,
-            prompt_length=prompt_length,
-            initializer=initializer,
-            num_prompts=num_prompts,
-            variable_length=variable_length,
-            deep=deep,
-            deep_initializer=deep_initializer,
-            start_layer=start_layer,
-            reparameterization=reparameterization,
+            prompt_config, **prompt_keywords(locals())
         )
         adapter = get_adapter(backbone)
         if config.variable_length and not adapter.supports_mixed_prompt_lengths:
@@ -405,14 +398,7 @@ class FrozenBackbone(keras_hub.models.Backbone):
         config = PromptConfig.resolve(
             prompt_config,
             owner="FrozenBackbone.from_preset",
-            prompt_length=prompt_length,
-            initializer=initializer,
-            num_prompts=num_prompts,
-            variable_length=variable_length,
-            deep=deep,
-            deep_initializer=deep_initializer,
-            start_layer=start_layer,
-            reparameterization=reparameterization,
+            **prompt_keywords(locals()),
         )
         source = None
         if prompts is not None:

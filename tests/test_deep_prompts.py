@@ -275,6 +275,25 @@ def generation_inputs(family):
     return x, "decoder_token_ids"
 
 
+def cached_and_uncached(wrapped, family, num_prompts=1):
+    """Greedy generation of the family's task on `wrapped` (its prompt
+    randomised), cached and by re-running the whole model per token."""
+    if get_kind(family) == "causal":
+        task, greedy = PromptCausalLM(wrapped), causal_greedy_uncached
+    else:
+        task, greedy = PromptSeq2SeqLM(wrapped), seq2seq_greedy_uncached
+    task.compile(jit_compile=False)
+    random_prompt(task, seed=5)
+    x, key = generation_inputs(family)
+    if num_prompts > 1:
+        x["prompt_ids"] = np.array([1, 0], "int32")
+    cached = to_numpy(task.generate_step(x, stop_token_ids=None))
+    expected = greedy(task, x)
+    # Something was generated.
+    assert (expected != x[key]).any()
+    return cached[key], expected
+
+
 @pytest.mark.parametrize("num_prompts", [1, 2], ids=["prompt", "bank"])
 @pytest.mark.parametrize("family", GENERATING)
 class TestGeneration(TestCase):
@@ -285,20 +304,8 @@ class TestGeneration(TestCase):
         wrapped = FrozenBackbone(
             backbone, prompt_length=3, num_prompts=num_prompts, deep=True
         )
-        if get_kind(family) == "causal":
-            task, greedy = PromptCausalLM(wrapped), causal_greedy_uncached
-        else:
-            task, greedy = PromptSeq2SeqLM(wrapped), seq2seq_greedy_uncached
-        task.compile(jit_compile=False)
-        random_prompt(task, seed=5)
-        x, key = generation_inputs(family)
-        if num_prompts > 1:
-            x["prompt_ids"] = np.array([1, 0], "int32")
-        cached = to_numpy(task.generate_step(x, stop_token_ids=None))
-        expected = greedy(task, x)
-        self.assertAllEqual(cached[key], expected)
-        # Something was generated.
-        assert (expected != x[key]).any()
+        cached, expected = cached_and_uncached(wrapped, family, num_prompts)
+        self.assertAllEqual(cached, expected)
 
     def test_cached_pass_holds_the_deep_prompts(self, family, num_prompts):
         # Logits, not tokens: what a cached pass computes equals the

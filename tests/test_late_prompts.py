@@ -18,9 +18,7 @@ import numpy as np
 import pytest
 
 from keras_prompt import FrozenBackbone
-from keras_prompt import PromptCausalLM
 from keras_prompt import PromptConfig
-from keras_prompt import PromptSeq2SeqLM
 from tests.test_case import TestCase
 from tests.test_case import backbone_inputs
 from tests.test_case import get_kind
@@ -29,9 +27,7 @@ from tests.test_case import registered_families
 from tests.test_case import spread_weights
 from tests.test_case import tiny_backbone
 from tests.test_case import to_numpy
-from tests.test_deep_prompts import causal_greedy_uncached
-from tests.test_deep_prompts import generation_inputs
-from tests.test_deep_prompts import seq2seq_greedy_uncached
+from tests.test_deep_prompts import cached_and_uncached
 
 FAMILIES = registered_families()
 GENERATING = [f for f in FAMILIES if get_kind(f) in ("causal", "seq2seq")]
@@ -122,15 +118,8 @@ def test_cached_generation_equals_uncached_greedy(family, deep):
     wrapped = FrozenBackbone(
         backbone_of(family), prompt_length=3, start_layer=1, deep=deep
     )
-    if get_kind(family) == "causal":
-        task, greedy = PromptCausalLM(wrapped), causal_greedy_uncached
-    else:
-        task, greedy = PromptSeq2SeqLM(wrapped), seq2seq_greedy_uncached
-    task.compile(jit_compile=False)
-    random_prompt(task, seed=5)
-    x, key = generation_inputs(family)
-    cached = to_numpy(task.generate_step(x, stop_token_ids=None))
-    np.testing.assert_array_equal(cached[key], greedy(task, x))
+    cached, expected = cached_and_uncached(wrapped, family)
+    np.testing.assert_array_equal(cached, expected)
 
 
 def test_start_layer_must_be_a_layer():

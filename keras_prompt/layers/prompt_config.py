@@ -39,6 +39,12 @@ KEYWORD_FIELDS = {
 }
 
 
+def prompt_keywords(arguments):
+    """The loose prompt keywords (`KEYWORD_FIELDS`) among `arguments` (a
+    function's `locals()`), for `PromptConfig.resolve`."""
+    return {key: arguments[key] for key in KEYWORD_FIELDS if key in arguments}
+
+
 def _plain_bool(name, value):
     if isinstance(value, np.bool_):
         value = value.item()
