@@ -516,13 +516,6 @@ class FrozenBackbone(keras_hub.models.Backbone):
         different lengths needs `variable_length=True`."""
         lengths = prompt_files.prompt_lengths(metadata)
         length = metadata["prompt_length"]
-        start = self.prompt_file_settings(metadata)["start_layer"]
-        if start != self.start_layer:
-            raise ValueError(
-                f"The prompt file {source!r} holds a prompt entering at "
-                f"layer {start} (start_layer={start}); this model's prompt "
-                f"enters at start_layer={self.start_layer}."
-            )
         if metadata["num_prompts"] == 1:
             return prompt[..., length - lengths[0] :, :]
         if min(lengths) < length and not self.variable_length:

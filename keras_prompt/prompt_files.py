@@ -354,10 +354,24 @@ def describe_depth(depth):
     return f"deep prompts ({depth} layers; deep=True)"
 
 
+def start_layer(metadata):
+    """The layer a prompt file's prompt enters before (0: the input)."""
+    return (metadata.get("prompt_config") or {}).get("start_layer", 0)
+
+
 def check_same_backbone(metadata, expected, path):
     """Raises if a prompt file was trained against another backbone, or
-    holds prompts of another depth (deep vs shallow)."""
+    holds prompts of another depth (deep vs shallow) or entering at
+    another layer (`start_layer`)."""
     _check_backbone_keys(metadata, expected, path)
+    theirs, ours = start_layer(metadata), start_layer(expected)
+    if theirs != ours:
+        raise ValueError(
+            f"The prompt file {path!r} holds a prompt entering at layer "
+            f"{theirs} (start_layer={theirs}); this model's prompt enters "
+            f"at start_layer={ours}: build it with start_layer={theirs} "
+            "(`from_preset(..., prompts=...)` does)."
+        )
     theirs, ours = metadata.get("prompt_depth"), expected.get("prompt_depth")
     if theirs != ours:
         raise ValueError(

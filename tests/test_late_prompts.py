@@ -144,3 +144,22 @@ def test_late_prompt_starts_from_the_input_prompt():
     self_check.assertAllClose(
         late.prompt_values(), deep.prompt_values()[1:], atol=1e-6
     )
+
+
+def test_bank_refuses_a_task_entering_elsewhere():
+    """A late prompt has the input prompt's shape: a bank of input prompts
+    refuses it (from a model or a file) instead of serving it at the
+    wrong layer."""
+    from keras_prompt import PromptClassifier
+    from keras_prompt.serving import PromptBank
+
+    backbone = backbone_of("bert")
+    late = PromptClassifier(
+        FrozenBackbone(backbone, prompt_length=3, start_layer=1), num_classes=2
+    )
+    plain = PromptClassifier(
+        FrozenBackbone(backbone, prompt_length=3), num_classes=2
+    )
+    bank = PromptBank(plain, capacity=2)
+    with pytest.raises(ValueError, match="start_layer"):
+        bank.add_task("late", late)

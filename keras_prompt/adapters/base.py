@@ -231,7 +231,7 @@ class LayerPrompts:
         self.prompt_ids = prompt_ids
         self.offsets = offsets
         self.insert = insert
-        self.start = getattr(prompt, "start_layer", 0) if prompt else 0
+        self.start = 0 if prompt is None else prompt.start_layer
         self.deep = bool(getattr(prompt, "deep", False))
         if self.start > 0 and insert is None:
             raise ValueError(

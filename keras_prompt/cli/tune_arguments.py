@@ -128,7 +128,7 @@ def add_arguments(parser):
     )
     add(
         "--dtype",
-        default="float32",
+        default="auto",
         choices=("auto", "float32", "bfloat16"),
         help="dtype of the frozen weights; the prompt, head and optimizer "
         "state are float32 always. bfloat16: 1.4-1.6x faster steps and 18%% "

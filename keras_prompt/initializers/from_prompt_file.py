@@ -75,11 +75,10 @@ class FromPromptFile(keras.initializers.Initializer):
 
     def settings(self):
         """What the file's prompt is: `length`, `deep` and `start_layer`."""
-        config = self.metadata.get("prompt_config") or {}
         return {
             "length": int(self.prompt.shape[-2]),
             "deep": self.metadata.get("prompt_depth") is not None,
-            "start_layer": config.get("start_layer", 0),
+            "start_layer": prompt_files.start_layer(self.metadata),
         }
 
     def check_prompt_config(self, config, metadata):

@@ -281,9 +281,7 @@ def file_settings(metadata):
         "num_prompts": num_prompts,
         "variable_length": min(lengths) < metadata["prompt_length"],
         "deep": metadata.get("prompt_depth") is not None,
-        "start_layer": (metadata.get("prompt_config") or {}).get(
-            "start_layer", 0
-        ),
+        "start_layer": prompt_files.start_layer(metadata),
     }
     if num_prompts == 1:
         settings.update(prompt_length=lengths[0], variable_length=False)

@@ -76,6 +76,10 @@ def tiny_args(preset, output, *extra):
         "0.05",
         "--output",
         str(output),
+        # The tiny runs are compared with float32 models (the default,
+        # `auto`, is bfloat16 on CPUs with AVX512-BF16).
+        "--dtype",
+        "float32",
         *extra,
     ]
 
@@ -391,8 +395,10 @@ def test_default_minilm_on_real_sst2(tmp_path, capsys, monkeypatch):
     info = json.loads((output / "run.json").read_text())
     assert info["backbone_class"] == "BertBackbone"
     assert info["validation_examples"] == 872
-    # The default: deep prompts, one per layer of the six.
+    # The default: deep prompts, one per layer of the six, the frozen
+    # weights' dtype chosen by the hardware.
     assert info["recipe"]["deep"] is True
+    assert info["run"]["dtype_choice"] == "auto"
     assert info["trainable_parameters"] == 6 * 20 * 384 + 384 * 2 + 2
     assert info["trainable_parameters"] / info["total_parameters"] < 3e-3
     assert 0.4 < info["validation_accuracy"] <= 1.0
