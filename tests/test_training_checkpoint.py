@@ -63,10 +63,10 @@ def recipe():
     )
 
 
-def run(preset, output_dir, crash_at=None, **kwargs):
+def run(preset, output_dir, crash_at=None, changes=None, **kwargs):
     """Builds the model afresh (as a new process would) and fits it."""
     keras_prompt.set_random_seed(0)
-    r = recipe().replace(pooling="mean")
+    r = recipe().replace(pooling="mean", **(changes or {}))
     model = r.build_model(preset)
     result = r.fit(
         model,
@@ -80,6 +80,8 @@ def run(preset, output_dir, crash_at=None, **kwargs):
         **kwargs,
     )
     state = {k: v.numpy().copy() for k, v in model.trained_variables().items()}
+    for weight in model.trainable_weights:
+        state[weight.path] = weight.numpy().copy()
     return model, result, state
 
 
@@ -116,6 +118,36 @@ def test_resumed_recipe_reaches_the_uninterrupted_prompt(preset, tmp_path):
     for name in want:
         np.testing.assert_array_equal(got[name], want[name])
     assert seed_generators(model)  # Dropout draws: their states matter.
+
+
+@needs_sst2
+def test_resumed_reparameterised_run_reaches_the_same_network(preset, tmp_path):
+    """A residual reparameterisation's raw prompt and network are in the
+    checkpoint: the resumed run ends with the same weights and the same
+    (folded) best prompt file."""
+    changes = {
+        "reparameterization": {"method": "residual", "bottleneck_dim": 4}
+    }
+    _, _, expected = run(
+        preset, tmp_path / "straight", changes=changes, checkpoint_every=EVERY
+    )
+    assert any("reparameterization" in name for name in expected)
+    folder = tmp_path / "resumed"
+    with pytest.raises(Crash):
+        run(
+            preset,
+            folder,
+            crash_at=5,
+            changes=changes,
+            resume=True,
+            checkpoint_every=EVERY,
+        )
+    _, _, state = run(
+        preset, folder, changes=changes, resume=True, checkpoint_every=EVERY
+    )
+    assert state.keys() == expected.keys()
+    for name in expected:
+        np.testing.assert_array_equal(state[name], expected[name])
 
 
 @needs_sst2
