@@ -141,7 +141,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 
@@ -149,13 +148,24 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
-DEFAULT_DATA_DIR = os.path.join(os.path.dirname(REPO_ROOT), "shared", "tfds")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from _sst2 import DEFAULT_DATA_DIR  # noqa: E402
+from _sst2 import accuracy  # noqa: E402
+from _sst2 import count_weights  # noqa: E402
+from _sst2 import emit  # noqa: E402
+from _sst2 import load_splits  # noqa: E402
+from _sst2 import mean_std  # noqa: E402
+from _sst2 import peak_rss_mb  # noqa: E402
+from _sst2 import plain_classifier  # noqa: E402
+from _sst2 import prompt_initializer  # noqa: E402
+from _sst2 import run_worker as run_worker_process  # noqa: E402
+from _sst2 import write_json  # noqa: E402
+
 METHODS = ("prompt", "deep", "deep_mlp", "head", "full")
 PROMPT_METHODS = ("prompt", "deep", "deep_mlp")
 DEEP_METHODS = ("deep", "deep_mlp")
-RESULT_PREFIX = "RESULT "
 #: The held-out sentences come from the training split, drawn with this
 #: fixed seed (the same for every seed and configuration) and never trained
 #: on.
@@ -260,10 +270,7 @@ def build_model(method, config, label_strings, preprocessor=None):
 
     from keras_prompt import FrozenBackbone
     from keras_prompt import PromptClassifier
-    from keras_prompt import initializers
-    from keras_prompt.layers.classification_head import ClassificationHead
     from keras_prompt.pretrained import minilm_preset_dir
-    from keras_prompt.tasks.prompt_classifier import masked_mean
 
     preset = minilm_preset_dir()
     attach = preprocessor is not None
@@ -277,15 +284,9 @@ def build_model(method, config, label_strings, preprocessor=None):
     backbone = keras_hub.models.BertBackbone.from_preset(preset, **overrides)
     seed = config["seed"]
     if method in PROMPT_METHODS:
-        init = config["prompt_init"]
-        if init == "class_label":
-            init = initializers.ClassLabel(
-                list(label_strings), preprocessor.tokenizer, seed=seed
-            )
-        elif init == "sampled_vocab":
-            init = initializers.SampledVocab(seed=seed)
-        else:
-            init = initializers.RandomUniform(seed=seed)
+        init = prompt_initializer(
+            config["prompt_init"], label_strings, preprocessor.tokenizer, seed
+        )
         deep_init = config["deep_init"]
         if deep_init == "normal":
             deep_init = keras.initializers.RandomNormal(stddev=0.02, seed=seed)
@@ -312,27 +313,14 @@ def build_model(method, config, label_strings, preprocessor=None):
             variable.assign(values)
         return model, preprocessor
     backbone.trainable = method == "full"
-    inputs = backbone.input
-    sequence = backbone(inputs)["sequence_output"]
-    if config["pooling"] == "mean":
-        pooled = masked_mean(sequence, inputs["padding_mask"])
-    else:
-        pooled = sequence[:, 0, :]
-    x = keras.layers.Dropout(0.1, name="classifier_dropout")(pooled)
-    outputs = ClassificationHead(2, activation="softmax", name="logits")(x)
-    return keras.Model(inputs, outputs), preprocessor
+    return plain_classifier(backbone, config["pooling"]), preprocessor
 
 
 def split_data(config):
     """`(train subset, held-out, dev)` of one seed."""
     import numpy as np
 
-    from keras_prompt.data.classification import load_classification
-
-    train = load_classification("glue/sst2", "train", config["data_dir"])
-    validation = load_classification(
-        "glue/sst2", "validation", config["data_dir"]
-    )
+    train, validation = load_splits(config["data_dir"])
     order = np.random.default_rng(HELDOUT_SEED).permutation(len(train))
     heldout = train.select(np.sort(order[: config["heldout"]]))
     pool = order[config["heldout"] :]
@@ -344,7 +332,6 @@ def split_data(config):
 
 def run_worker(config):
     import keras
-    import numpy as np
 
     import keras_prompt
     from keras_prompt.training import splits as text_batches
@@ -363,8 +350,8 @@ def run_worker(config):
         metrics=["sparse_categorical_accuracy"],
         jit_compile=False,
     )
-    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    total = sum(int(np.prod(w.shape)) for w in model.weights)
+    trainable = count_weights(model.trainable_weights)
+    total = count_weights(model.weights)
 
     train_features = text_batches.tokenize(preprocessor, train.texts)
     heldout_features = text_batches.tokenize(preprocessor, heldout.texts)
@@ -372,10 +359,6 @@ def run_worker(config):
     batches = text_batches.train_batches(
         text_batches.token_lengths(train_features), batch_size, steps, seed
     )
-
-    def accuracy(features, labels):
-        probabilities = text_batches.predict_sorted(model, features)
-        return float(np.mean(probabilities.argmax(-1) == labels))
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     train_wall = train_cpu = eval_wall = 0.0
@@ -404,8 +387,8 @@ def run_worker(config):
         point = {
             "step": start + len(chunk),
             "train_loss": losses[-1],
-            "heldout": accuracy(heldout_features, heldout.labels),
-            "dev": accuracy(eval_features, validation.labels),
+            "heldout": accuracy(model, heldout_features, heldout.labels),
+            "dev": accuracy(model, eval_features, validation.labels),
         }
         eval_wall += time.perf_counter() - wall
         curve.append(point)
@@ -422,7 +405,7 @@ def run_worker(config):
         for variable, value in zip(model.trainable_weights, best_state):
             variable.assign(value)
         model.save_prompts(config["save_prompt"])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_rss_mb()
     return {
         "method": method,
         "seed": seed,
@@ -439,7 +422,7 @@ def run_worker(config):
         "train_wall_s": train_wall,
         "train_cpu_s": train_cpu,
         "eval_wall_s": eval_wall,
-        "peak_rss_mb": peak / 1024,
+        "peak_rss_mb": peak,
         "train_rss_increase_mb": (rss_train - rss_before) / 1024,
         "train_examples": len(train),
         "heldout_examples": len(heldout),
@@ -566,28 +549,14 @@ def run_ensemble_worker(config):
         "majority_vote_accuracy": float(np.mean(np.asarray(voted) == labels)),
         "predict_wall_s": predict_wall,
         "predict_cpu_s": predict_cpu,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 
 # -- the driver ---------------------------------------------------------------
 def run_config(config):
     """Runs one configuration in a fresh process; returns its result."""
-    command = [sys.executable, os.path.abspath(__file__)]
-    command += ["--worker", json.dumps(config)]
-    done = subprocess.run(command, capture_output=True, text=True)
-    for line in done.stdout.splitlines():
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX) :])
-    sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
-    raise RuntimeError(f"configuration {config} failed")
-
-
-def mean_std(values):
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return mean, std
+    return run_worker_process(__file__, config)
 
 
 def summarize(results, methods):
@@ -712,16 +681,7 @@ def ensemble_runs(args, base, results, rows, prompt_dir, start):
         steps=0,
         paths=[m["prompt_file"] for m in members],
     )
-    command = [sys.executable, os.path.abspath(__file__)]
-    command += ["--worker", json.dumps(dict(config, ensemble=True))]
-    done = subprocess.run(command, capture_output=True, text=True)
-    ensemble = None
-    for line in done.stdout.splitlines():
-        if line.startswith(RESULT_PREFIX):
-            ensemble = json.loads(line[len(RESULT_PREFIX) :])
-    if ensemble is None:
-        sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
-        raise RuntimeError("the ensemble failed")
+    ensemble = run_config(dict(config, ensemble=True))
     singles = [100 * a for a in ensemble["member_accuracies"]]
     print(
         f"\n{len(members)}-prompt single-pass ensemble ({method}): mean "
@@ -743,7 +703,7 @@ def main(argv=None):
             result = run_ensemble_worker(config)
         else:
             result = run_worker(config)
-        print(RESULT_PREFIX + json.dumps(result), flush=True)
+        emit(result)
         return 0
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = sorted(set(methods) - set(METHODS))
@@ -797,27 +757,22 @@ def main(argv=None):
                 f"[{time.time() - start:.0f} s elapsed]",
                 flush=True,
             )
-            if args.json:
-                with open(args.json, "w") as f:
-                    json.dump({"config": base, "results": results}, f, indent=2)
+            write_json(args.json, {"config": base, "results": results})
     rows = summarize(results, methods)
     print_table(rows, results, args)
     ensemble = None
     if args.ensemble:
         ensemble = ensemble_runs(args, base, results, rows, prompt_dir, start)
     print(f"total wall time {time.time() - start:.0f} s")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "config": base,
-                    "results": results,
-                    "summary": rows,
-                    "ensemble": ensemble,
-                },
-                f,
-                indent=2,
-            )
+    write_json(
+        args.json,
+        {
+            "config": base,
+            "results": results,
+            "summary": rows,
+            "ensemble": ensemble,
+        },
+    )
     return 0
 
 
