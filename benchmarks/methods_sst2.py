@@ -17,8 +17,11 @@ a prompt):
   of the table over `PROMPT_DEFAULTS` (P=20, class-label initialisation,
   mean pooling, as `keras-prompt tune` trains MiniLM), the frozen weights
   in `--dtype` (default bfloat16), Adam at the table's rate (`--prompt-lr`
-  overrides it): `deep` (a prompt per layer, `tune`'s default) and
-  `prompt` (the input prompt only). A new prompt method is one more row.
+  overrides it): `deep` (a prompt per layer, `tune`'s default),
+  `prompt` (the input prompt only), `late3` (late prompts: deep prompts
+  at layers 3-5, `start_layer=3`) and `residual` (deep prompts through
+  Residual Prompt Tuning's reparameterisation). A new prompt method is one
+  more row.
 - `lora4`, `lora8`: keras-hub LoRA, `backbone.enable_lora(rank)` on a
   float32 backbone with keras-hub's default target layers (the query and
   value projections of every attention layer; their biases stay trainable,
@@ -125,6 +128,17 @@ PROMPT_DEFAULTS = {
 PROMPT_CONFIGS = {
     "deep": {"kwargs": {"deep": True}, "learning_rate": 1e-2},
     "prompt": {"kwargs": {"deep": False}, "learning_rate": 1e-2},
+    # Late prompts: deep prompts at layers 3-5 of 6 (nothing below layer 3
+    # takes part in the backward pass).
+    "late3": {
+        "kwargs": {"deep": True, "start_layer": 3},
+        "learning_rate": 1e-2,
+    },
+    # Residual Prompt Tuning's reparameterisation over the deep prompts.
+    "residual": {
+        "kwargs": {"deep": True, "reparameterization": "residual"},
+        "learning_rate": 1e-2,
+    },
 }
 #: Configurations without a prompt: the float32 backbone, what of it
 #: trains, and the option holding the learning rate.
