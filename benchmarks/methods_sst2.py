@@ -19,8 +19,9 @@ a prompt):
   in `--dtype` (default bfloat16), Adam at the table's rate (`--prompt-lr`
   overrides it): `deep` (a prompt per layer, `tune`'s default),
   `prompt` (the input prompt only), `late3` (late prompts: deep prompts
-  at layers 3-5, `start_layer=3`) and `residual` (deep prompts through
-  Residual Prompt Tuning's reparameterisation). A new prompt method is one
+  at layers 3-5, `start_layer=3`), `residual` (deep prompts through
+  Residual Prompt Tuning's reparameterisation) and `deep_cosine` (`deep`
+  with the rate on a cosine over the time budget). A new prompt method is one
   more row.
 - `lora4`, `lora8`: keras-hub LoRA, `backbone.enable_lora(rank)` on a
   float32 backbone with keras-hub's default target layers (the query and
@@ -133,6 +134,13 @@ PROMPT_CONFIGS = {
     "late3": {
         "kwargs": {"deep": True, "start_layer": 3},
         "learning_rate": 1e-2,
+    },
+    # `deep` with the learning rate on a cosine over the time budget (to
+    # 0 at its end) instead of constant.
+    "deep_cosine": {
+        "kwargs": {"deep": True},
+        "learning_rate": 1e-2,
+        "schedule": "cosine",
     },
     # Residual Prompt Tuning's reparameterisation over the deep prompts.
     "residual": {
@@ -307,7 +315,14 @@ def run_config(config):
     train_s = train_cpu_s = 0.0
     step, losses, curve = 0, [], []
     timing = {"eval_s": 0.0, "eval_cpu_s": 0.0}
+    cosine = PROMPT_CONFIGS.get(config["config"], {}).get("schedule")
     while step < len(batches) and train_s < budget:
+        if cosine:
+            # The rate follows a cosine over the training time budget.
+            done = min(train_s / budget, 1.0)
+            model.optimizer.learning_rate.assign(
+                rate * 0.5 * (1.0 + math.cos(math.pi * done))
+            )
         x, y = batch(batches[step])
         wall, cpu = time.perf_counter(), time.process_time()
         logs = keras.Model.train_on_batch(model, x, y, return_dict=True)
