@@ -1,6 +1,7 @@
 """`PromptConfig`: everything that defines a soft prompt, in one place."""
 
 import dataclasses
+import random
 from typing import Any
 from typing import Optional
 
@@ -138,14 +139,23 @@ class PromptConfig:
                 "`variable_length=True` needs a bank (`num_prompts` >= 2). "
                 f"Received: num_prompts={self.num_prompts}"
             )
-        initializer = self.initializer
-        if isinstance(initializer, dict):
-            initializer = keras.initializers.deserialize(initializer)
-        prompt_initializers.get(initializer)
-        deep_initializer = self.deep_initializer
-        if isinstance(deep_initializer, dict):
-            deep_initializer = keras.initializers.deserialize(deep_initializer)
-        deep_initializer = deep_prompts.get_initializer(deep_initializer)
+        # Checking a name builds an initializer, and an unseeded Keras one
+        # draws its seed from Python's generator: leave that untouched, so
+        # a seeded program draws the same values with or without a config.
+        state = random.getstate()
+        try:
+            initializer = self.initializer
+            if isinstance(initializer, dict):
+                initializer = keras.initializers.deserialize(initializer)
+            prompt_initializers.get(initializer)
+            deep_initializer = self.deep_initializer
+            if isinstance(deep_initializer, dict):
+                deep_initializer = keras.initializers.deserialize(
+                    deep_initializer
+                )
+            deep_initializer = deep_prompts.get_initializer(deep_initializer)
+        finally:
+            random.setstate(state)
         # Lazy: the reparameterisations live with the layers that use them.
         from keras_prompt.layers import reparameterizations
 
