@@ -80,7 +80,7 @@ def init_of(args, task):
 
         try:
             return FromPromptFile(args.init_from)
-        except ValueError as error:
+        except (ValueError, OSError) as error:
             raise CliError(f"--init-from: {one_line(error)}") from None
     init = args.init
     if init is None:

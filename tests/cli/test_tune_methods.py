@@ -98,6 +98,10 @@ def test_late_residual_then_transfer(preset, tmp_path, capsys):
     assert code != 0
     assert "start_layer" in error_line(capsys)
     assert not bad.exists()
+    # A missing source: one line naming the flag.
+    code = main(tiny_args(preset, bad, "--init-from", str(tmp_path / "no")))
+    assert code != 0
+    assert "--init-from: No prompt file" in error_line(capsys)
     # Both --init and --init-from: refused.
     code = main(
         tiny_args(
