@@ -87,6 +87,12 @@ biases (keras-hub leaves them trainable) and the 770 of the head (a
 LoRA on the 384 x 384 matrices would train 6,144 per projection at rank
 8). `full` counts BERT's pooler (147,840 weights), which this head never
 reads (Keras warns that it gets no gradients).
+
+Prompt methods and LoRA in one run, 600 s of process CPU time each
+(`--configs deep deep_cosine late3 residual lora8 --clock cpu --seconds
+600 --eval-every-seconds 150 --seeds 0`), final dev accuracy: deep 84.3
+(1,017 steps), deep_cosine 85.0 (1,095), late3 83.4 (1,811), residual
+83.1 (1,037), lora8 87.3 (1,483); curves in docs/performance.md.
 """
 
 import argparse
