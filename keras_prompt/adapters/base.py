@@ -161,6 +161,11 @@ class PromptAdapter:
         """
         return LayerPrompts(prompt, prompt_ids, offsets, insert)
 
+    @staticmethod
+    def at_input(prompt):
+        """Whether `prompt` enters with the embedded tokens (not late)."""
+        return prompt is not None and prompt.start_layer == 0
+
     def probe_inputs(self, batch_size):
         """Inputs of one token per row under which only the prompt
         positions matter to themselves (the token is masked, or comes after

@@ -79,6 +79,14 @@ def insert_after_first(sequence, inserted):
     return ops.concatenate([sequence[:, :1], inserted, sequence[:, 1:]], 1)
 
 
+def prepend_after_first(x, prompt, prompt_ids=None):
+    """`x[:, :1] + prompt + x[:, 1:]` along axis 1 (embedded tokens or
+    hidden states)."""
+    return ops.concatenate(
+        [x[:, :1], prompt(x[:, 1:], prompt_ids=prompt_ids)], axis=1
+    )
+
+
 class EncoderPromptAdapter(PromptAdapter):
     """Shared logic of the BERT-like encoder families.
 
@@ -117,10 +125,7 @@ class EncoderPromptAdapter(PromptAdapter):
     def insert_prompt(self, embedded, prompt, prompt_ids=None):
         """Embedded tokens `(batch, L, dim)` -> `(batch, P + L, dim)` with the
         prompt after the first position, checked against the limit."""
-        prompted = ops.concatenate(
-            [embedded[:, :1], prompt(embedded[:, 1:], prompt_ids=prompt_ids)],
-            axis=1,
-        )
+        prompted = prepend_after_first(embedded, prompt, prompt_ids)
         check = SequenceLengthCheck(
             self.max_sequence_length(),
             prompt.length,
@@ -147,16 +152,10 @@ class EncoderPromptAdapter(PromptAdapter):
         of the hidden states, the mask extended with it."""
 
         def insert(x, padding_mask):
-            x = ops.concatenate(
-                [x[:, :1], prompt(x[:, 1:], prompt_ids=prompt_ids)], axis=1
-            )
+            x = prepend_after_first(x, prompt, prompt_ids)
             return x, self.extend_padding_mask(padding_mask, prompt)
 
         return insert
-
-    def at_input(self, prompt):
-        """Whether the prompt enters with the embedded tokens."""
-        return getattr(prompt, "start_layer", 0) == 0
 
     def encode(self, x, padding_mask, prompt, prompt_ids=None):
         """Embedding layer norm, dropout and the transformer layers (a

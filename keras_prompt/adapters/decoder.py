@@ -332,10 +332,6 @@ class DecoderAdapter(PromptAdapter):
         offsets = _leading_padding(padding_mask) if prompt.deep else 0
         return self.layer_prompts(prompt, prompt_ids, offsets, insert)
 
-    @staticmethod
-    def at_input(prompt):
-        return prompt is not None and prompt.start_layer == 0
-
     def insert_prompt(self, x, padding_mask, prompt, prompt_ids=None):
         """Inserts the prompt before each row's first real token.
 

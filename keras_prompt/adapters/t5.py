@@ -63,7 +63,7 @@ class T5Adapter(PromptAdapter):
         """
         backbone = self.backbone
         x = backbone.token_embedding(token_ids)
-        if getattr(prompt, "start_layer", 0) == 0:
+        if self.at_input(prompt):
             x = prompt(x, prompt_ids=prompt_ids)
             padding_mask = prompt.extend_mask(padding_mask, prompt_ids)
         x = backbone.encoder_embedding_dropout(x)
