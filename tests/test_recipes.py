@@ -136,6 +136,29 @@ def test_overrides():
     assert lester2021().task is None
 
 
+@pytest.mark.parametrize("name", ["adam", "adafactor"])
+def test_cosine_schedule_decays_to_zero_over_the_steps(name):
+    recipe = lester2021(
+        "glue/sst2",
+        optimizer_name=name,
+        learning_rate=0.2,
+        steps=40,
+        eval_interval=10,
+        schedule="cosine",
+    )
+    assert lester2021("glue/sst2").schedule == "constant"  # the paper's
+    optimizer = recipe.optimizer()
+    variable = keras.Variable(np.zeros((3,), "float32"))
+    optimizer.build([variable])
+    for step in (0, 10, 20, 40):
+        optimizer.iterations.assign(step)
+        reference = 0.2 * 0.5 * (1 + np.cos(np.pi * step / 40))
+        assert float(optimizer.learning_rate) == pytest.approx(
+            reference, abs=1e-7
+        )
+    assert recipe.to_dict()["schedule"] == "cosine"
+
+
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
@@ -150,6 +173,7 @@ def test_overrides():
         ({"factored": 1}, TypeError, "factored=1"),
         ({"pooling": 3}, ValueError, "pooling=3"),
         ({"pooling": "max"}, ValueError, "pooling='max'"),
+        ({"schedule": "linear"}, ValueError, "schedule='linear'"),
         ({"promt_length": 5}, TypeError, "promt_length"),
         ({"task": "glue/nope"}, ValueError, "glue/nope"),
     ],

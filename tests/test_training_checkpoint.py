@@ -121,17 +121,25 @@ def test_resumed_recipe_reaches_the_uninterrupted_prompt(preset, tmp_path):
 
 
 @needs_sst2
-def test_resumed_reparameterised_run_reaches_the_same_network(preset, tmp_path):
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"reparameterization": {"method": "residual", "bottleneck_dim": 4}},
+        {"schedule": "cosine"},
+    ],
+    ids=["residual", "cosine"],
+)
+def test_resumed_run_with_more_state_reaches_the_same_weights(
+    preset, tmp_path, changes
+):
     """A residual reparameterisation's raw prompt and network are in the
-    checkpoint: the resumed run ends with the same weights and the same
-    (folded) best prompt file."""
-    changes = {
-        "reparameterization": {"method": "residual", "bottleneck_dim": 4}
-    }
+    checkpoint, and a cosine schedule goes on from the saved step: the
+    resumed run ends with the same weights."""
     _, _, expected = run(
         preset, tmp_path / "straight", changes=changes, checkpoint_every=EVERY
     )
-    assert any("reparameterization" in name for name in expected)
+    if "reparameterization" in changes:
+        assert any("reparameterization" in name for name in expected)
     folder = tmp_path / "resumed"
     with pytest.raises(Crash):
         run(
@@ -148,6 +156,15 @@ def test_resumed_reparameterised_run_reaches_the_same_network(preset, tmp_path):
     assert state.keys() == expected.keys()
     for name in expected:
         np.testing.assert_array_equal(state[name], expected[name])
+    # The schedule matters: a constant rate ends elsewhere.
+    if "schedule" in changes:
+        _, _, constant = run(
+            preset, tmp_path / "constant", checkpoint_every=EVERY
+        )
+        assert any(
+            not np.array_equal(constant[name], expected[name])
+            for name in expected
+        )
 
 
 @needs_sst2

@@ -238,6 +238,7 @@ def build_model(args, task, init, preset, backbone):
         initializer=init,
         optimizer_name=args.optimizer,
         learning_rate=args.learning_rate,
+        schedule=args.schedule or kind.tune_schedule,
         batch_size=args.batch_size,
         steps=steps,
         eval_interval=steps,
@@ -282,6 +283,7 @@ def describe_training(recipe, model, num_train):
         f"Training {recipe.steps} steps of {recipe.batch_size} ({passes}); "
         f"{prompts}, {init_name(recipe.initializer)} init, {optimizer_name} at "
         f"learning rate {learning_rate:g}"
+        + (" (cosine decay to 0)" if recipe.schedule == "cosine" else "")
         + (f"; {recipe.pooling}-pooling head" if recipe.pooling else "")
     )
 

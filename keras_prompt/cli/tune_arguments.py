@@ -21,6 +21,7 @@ DEFAULT_CHECKPOINT_EVERY = 50
 def add_arguments(parser):
     """Adds `keras-prompt tune`'s arguments to `parser`."""
     from keras_prompt.optimizers import default_learning_rate
+    from keras_prompt.training.recipe import SCHEDULES
 
     add = parser.add_argument
     default = " (default: %(default)s)"
@@ -112,6 +113,12 @@ def add_arguments(parser):
         default="auto",
         help="auto (Adam for encoders, Adafactor for T5 and causal LMs), "
         "adam or adafactor",
+    )
+    add(
+        "--schedule",
+        choices=SCHEDULES,
+        help="learning rate: constant (the paper's), or cosine, decaying "
+        "from --learning-rate to zero over --steps (default: constant)",
     )
     add(
         "--sequence-length",

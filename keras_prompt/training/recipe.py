@@ -7,7 +7,8 @@ Parameter-Efficient Prompt Tuning", arXiv:2104.08691), section 3:
 | setting           | paper                                | `Recipe` field   |
 |-------------------|--------------------------------------|------------------|
 | optimiser         | Adafactor                            | `optimizer()`    |
-| learning rate     | 0.3, constant                        | `learning_rate`  |
+| learning rate     | 0.3, constant                        | `learning_rate`, |
+|                   |                                      | `schedule`       |
 | 2nd-moment decay  | 0.8                                  | `decay_rate`     |
 | weight decay      | 1e-5                                 | `weight_decay_   |
 |                   |                                      | rate`            |
@@ -103,6 +104,9 @@ from keras_prompt.validation import check_float
 _PAPER = optimizers.paper_adafactor_settings()
 _OPTIMIZER_NAMES = ("auto",) + optimizers.NAMES
 _INITIALIZER_NAMES = ("class_label", "sampled_vocab", "random_uniform")
+#: `Recipe.schedule`'s names: the paper's constant rate, or a cosine decay
+#: from `learning_rate` to zero over `steps`.
+SCHEDULES = ("constant", "cosine")
 # The int settings: (name, minimum, whether None is allowed).
 _COUNTS = [
     (name, 1, False)
@@ -144,8 +148,13 @@ class Recipe:
         optimizer_name: `"adafactor"` (paper), `"adam"`, or `"auto"`: the
             model's `compile()` default (`default_optimizer_name`: Adam for
             a `PromptClassifier`, Adafactor for text-to-text models).
-        learning_rate: float, the optimiser's constant step size, or
-            `None` for the optimiser's default. Paper: 0.3.
+        learning_rate: float, the optimiser's step size (its start with
+            a `schedule`), or `None` for the optimiser's default. Paper:
+            0.3.
+        schedule: `"constant"` (paper) or `"cosine"`: the rate decays
+            from `learning_rate` to zero over `steps` on a half cosine
+            (`keras.optimizers.schedules.CosineDecay`; resumed runs go on
+            from the optimiser's saved step).
         decay_rate: float, Adafactor's second-moment decay exponent. The
             Adafactor settings apply when the optimiser is Adafactor.
             Paper: 0.8.
@@ -199,6 +208,7 @@ class Recipe:
     labels: Optional[Sequence[str]] = None
     optimizer_name: str = "adafactor"
     learning_rate: Optional[float] = _PAPER["learning_rate"]
+    schedule: str = "constant"
     decay_rate: float = _PAPER["decay_rate"]
     weight_decay_rate: float = _PAPER["weight_decay_rate"]
     clipping_threshold: float = _PAPER["clipping_threshold"]
@@ -238,6 +248,11 @@ class Recipe:
             raise ValueError(
                 f"`optimizer_name` must be one of {_OPTIMIZER_NAMES}. "
                 f"Received: optimizer_name={self.optimizer_name!r}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"`schedule` must be one of {SCHEDULES}. "
+                f"Received: schedule={self.schedule!r}"
             )
         check_float("decay_rate", self.decay_rate)
         check_float("weight_decay_rate", self.weight_decay_rate)
@@ -386,6 +401,10 @@ class Recipe:
             model: the task to train; needed with `optimizer_name="auto"`.
         """
         name, rate = self.optimizer_settings(model)
+        if self.schedule == "cosine":
+            import keras
+
+            rate = keras.optimizers.schedules.CosineDecay(rate, self.steps)
         if name != "adafactor":
             return optimizers.get(name, rate)
         return optimizers.Adafactor(

@@ -43,6 +43,8 @@ class TaskKind:
             told otherwise (`--steps`).
         tune_pooling: optional str, the pooling of `keras-prompt tune`
             (`--pooling`) for a task with a pooling head.
+        tune_schedule: str, the learning-rate schedule of `keras-prompt
+            tune` (`--schedule`, `Recipe.schedule`).
     """
 
     preprocessor_lengths: Callable
@@ -53,6 +55,7 @@ class TaskKind:
     tune_deep: bool = False
     tune_steps: int = 300
     tune_pooling: Optional[str] = None
+    tune_schedule: str = "constant"
 
     def read_examples(self, data_task, split, data_dir=None, max_examples=None):
         """A split of `data_task` in the form the task trains and is scored

@@ -50,13 +50,17 @@ def test_late_residual_then_transfer(preset, tmp_path, capsys):
             "1",
             "--reparameterization",
             "residual",
+            "--schedule",
+            "cosine",
         )
     )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "deep prompts at layers 1-1 (residual reparameterisation)" in out
+    assert "(cosine decay to 0)" in out
     info, model, accuracy = scored(late, preset)
     assert info["recipe"]["start_layer"] == 1
+    assert info["recipe"]["schedule"] == "cosine"
     assert info["recipe"]["reparameterization"]["method"] == "residual"
     # The file holds the folded prompt: a plain model scores what the run
     # scored.
