@@ -174,6 +174,8 @@ def test_cosine_schedule_decays_to_zero_over_the_steps(name):
         ({"pooling": 3}, ValueError, "pooling=3"),
         ({"pooling": "max"}, ValueError, "pooling='max'"),
         ({"schedule": "linear"}, ValueError, "schedule='linear'"),
+        ({"frozen_dropout": 1.0}, ValueError, "frozen_dropout=1.0"),
+        ({"frozen_dropout": -0.1}, ValueError, "frozen_dropout=-0.1"),
         ({"promt_length": 5}, TypeError, "promt_length"),
         ({"task": "glue/nope"}, ValueError, "glue/nope"),
     ],

@@ -279,3 +279,37 @@ def test_corrupted_or_foreign_checkpoints_are_refused(tmp_path):
         PromptTrainingCheckpoint(tmp_path, save_freq=1.5)
     with pytest.raises(TypeError, match="config"):
         PromptTrainingCheckpoint(tmp_path, config={"f": object()})
+
+
+def test_frozen_dropout_sets_the_frozen_models_rate(preset):
+    """`frozen_dropout=0.0` turns the frozen model's dropout off (training
+    calls become deterministic), the head's own dropout stays; `None`
+    keeps the checkpoint's."""
+
+    def dropouts(layer):
+        return [
+            d.rate
+            for d in layer._flatten_layers(include_self=True, recursive=True)
+            if isinstance(d, keras.layers.Dropout)
+        ]
+
+    from keras_prompt.convert.presets import load_backbone
+
+    def build(**changes):
+        backbone = load_backbone(preset, dropout=0.1)
+        changed = recipe().replace(pooling="mean", **changes)
+        return changed.build_model(preset, backbone=backbone)
+
+    keep, off = build(), build(frozen_dropout=0.0)
+    assert max(dropouts(keep.backbone.backbone)) > 0
+    assert set(dropouts(off.backbone.backbone)) == {0.0}
+    assert off.output_dropout.rate == keep.output_dropout.rate > 0
+    x = off.preprocessor(["a good film", "bad"])
+    for model, deterministic in ((off, True), (keep, False)):
+        outputs = [
+            keras.ops.convert_to_numpy(
+                model.backbone(x, training=True)["sequence_output"]
+            )
+            for _ in range(2)
+        ]
+        assert np.array_equal(outputs[0], outputs[1]) == deterministic

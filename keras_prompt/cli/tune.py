@@ -239,6 +239,11 @@ def build_model(args, task, init, preset, backbone):
         optimizer_name=args.optimizer,
         learning_rate=args.learning_rate,
         schedule=args.schedule or kind.tune_schedule,
+        frozen_dropout=(
+            kind.tune_frozen_dropout
+            if args.frozen_dropout is None
+            else args.frozen_dropout
+        ),
         batch_size=args.batch_size,
         steps=steps,
         eval_interval=steps,
@@ -285,6 +290,11 @@ def describe_training(recipe, model, num_train):
         f"learning rate {learning_rate:g}"
         + (" (cosine decay to 0)" if recipe.schedule == "cosine" else "")
         + (f"; {recipe.pooling}-pooling head" if recipe.pooling else "")
+        + (
+            ""
+            if recipe.frozen_dropout is None
+            else f"; frozen model's dropout {recipe.frozen_dropout:g}"
+        )
     )
 
 

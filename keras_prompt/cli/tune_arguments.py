@@ -121,6 +121,14 @@ def add_arguments(parser):
         "from --learning-rate to zero over --steps (default: constant)",
     )
     add(
+        "--frozen-dropout",
+        type=float,
+        metavar="RATE",
+        help="dropout rate of the frozen model while the prompt trains (0: "
+        "off); the classification head keeps its own (default: the "
+        "checkpoint's)",
+    )
+    add(
         "--sequence-length",
         type=int,
         default=DEFAULT_SEQUENCE_LENGTH,
@@ -211,4 +219,7 @@ def check_args(args):
     rate = args.learning_rate
     if rate is not None and not (rate > 0 and math.isfinite(rate)):
         raise CliError(f"--learning-rate must be positive, got {rate!r}")
+    rate = args.frozen_dropout
+    if rate is not None and not 0 <= rate < 1:
+        raise CliError(f"--frozen-dropout must be in [0, 1), got {rate!r}")
     check_data_dir(args.data_dir)

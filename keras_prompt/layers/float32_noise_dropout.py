@@ -46,3 +46,16 @@ def use_float32_noise(model):
     for layer in model._flatten_layers(include_self=True, recursive=True):
         if type(layer) is keras.layers.Dropout:
             layer.__class__ = Float32NoiseDropout
+
+
+def set_dropout_rate(model, rate):
+    """Sets the rate of every `keras.layers.Dropout` inside `model` (a
+    layer or model, searched recursively) to `rate`, in place; `0.0` turns
+    the model's dropout off. Takes effect in calls traced afterwards.
+    Returns the number of dropout layers changed."""
+    count = 0
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        if isinstance(layer, keras.layers.Dropout):
+            layer.rate = float(rate)
+            count += 1
+    return count

@@ -68,8 +68,10 @@ Where this recipe departs from the paper, and why:
   match of the stripped text (`keras_prompt.data`'s T5-style metrics).
 - **Dropout** stays as the checkpoint defines it (0.1 for T5 1.1 and the
   LM-adapted checkpoints), as in the paper: Keras applies a frozen
-  layer's dropout during `fit`. It is not a recipe setting; tiny test
-  models are built with dropout 0.
+  layer's dropout during `fit`. `frozen_dropout` sets another rate for
+  the frozen model's dropout layers (`0.0`: off, as SuperPos-Prompt
+  recommends; `keras-prompt tune` turns it off for classifiers, where it
+  measured better); a task head's own dropout is not affected.
 - **Numerics.** The paper trained with T5X on TPUs (where bfloat16 is
   usual); the recipe runs in the backbone's dtype (float32 for presets it
   loads; pass your own `backbone` for another dtype).
@@ -90,36 +92,17 @@ from typing import Sequence
 from keras_prompt import initializers as prompt_initializers
 from keras_prompt import optimizers
 from keras_prompt.layers.prompt_config import PromptConfig
-from keras_prompt.tasks.prompt_classifier import POOLINGS
 from keras_prompt.training import evaluation
 from keras_prompt.training import pipeline
+from keras_prompt.training import recipe_checks
 from keras_prompt.training import trainer
 from keras_prompt.training.task_kinds import find_task_kind
 from keras_prompt.training.task_kinds import task_kind
-from keras_prompt.validation import check_bool
 from keras_prompt.validation import check_count
-from keras_prompt.validation import check_float
 
 # The paper's Adafactor settings are `Adafactor`'s defaults: written there.
 _PAPER = optimizers.paper_adafactor_settings()
-_OPTIMIZER_NAMES = ("auto",) + optimizers.NAMES
-_INITIALIZER_NAMES = ("class_label", "sampled_vocab", "random_uniform")
-#: `Recipe.schedule`'s names: the paper's constant rate, or a cosine decay
-#: from `learning_rate` to zero over `steps`.
-SCHEDULES = ("constant", "cosine")
-# The int settings: (name, minimum, whether None is allowed).
-_COUNTS = [
-    (name, 1, False)
-    for name in (
-        "prompt_length",
-        "batch_size",
-        "steps",
-        "eval_interval",
-        "encoder_sequence_length",
-        "decoder_sequence_length",
-        "sampled_vocab_top_k",
-    )
-] + [("eval_batch_size", 1, True), ("patience", 1, True), ("seed", 0, True)]
+SCHEDULES = recipe_checks.SCHEDULES
 
 
 @dataclasses.dataclass
@@ -159,6 +142,9 @@ class Recipe:
             Adafactor settings apply when the optimiser is Adafactor.
             Paper: 0.8.
         weight_decay_rate: float, decoupled weight decay. Paper: 1e-5.
+        frozen_dropout: optional float in `[0, 1)`, the rate of every
+            dropout layer of the frozen model while the prompt trains
+            (`0.0`: off); `None` keeps the checkpoint's. Paper: `None`.
         clipping_threshold: float, Adafactor update clipping. Paper: 1.0.
         multiply_by_parameter_scale: bool. Paper: `False`.
         factored: bool, factored second moments. `False`: the prompt's
@@ -211,6 +197,7 @@ class Recipe:
     schedule: str = "constant"
     decay_rate: float = _PAPER["decay_rate"]
     weight_decay_rate: float = _PAPER["weight_decay_rate"]
+    frozen_dropout: Optional[float] = None
     clipping_threshold: float = _PAPER["clipping_threshold"]
     multiply_by_parameter_scale: bool = _PAPER["multiply_by_parameter_scale"]
     factored: bool = _PAPER["factored"]
@@ -230,79 +217,7 @@ class Recipe:
     prompt_config: Any = None
 
     def __post_init__(self):
-        self.fill_from_prompt_config()
-        if self.reparameterization is not None:
-            from keras_prompt.layers import reparameterizations
-
-            self.reparameterization = reparameterizations.normalize(
-                self.reparameterization
-            )
-        if self.task is not None:
-            from keras_prompt.data import get_task
-
-            self.task = get_task(self.task)
-        for name, minimum, allow_none in _COUNTS:
-            check_count(name, getattr(self, name), minimum, allow_none)
-        check_float("learning_rate", self.learning_rate, allow_none=True)
-        if self.optimizer_name not in _OPTIMIZER_NAMES:
-            raise ValueError(
-                f"`optimizer_name` must be one of {_OPTIMIZER_NAMES}. "
-                f"Received: optimizer_name={self.optimizer_name!r}"
-            )
-        if self.schedule not in SCHEDULES:
-            raise ValueError(
-                f"`schedule` must be one of {SCHEDULES}. "
-                f"Received: schedule={self.schedule!r}"
-            )
-        check_float("decay_rate", self.decay_rate)
-        check_float("weight_decay_rate", self.weight_decay_rate)
-        check_float(
-            "clipping_threshold", self.clipping_threshold, allow_none=True
-        )
-        for name in ("multiply_by_parameter_scale", "factored", "deep"):
-            check_bool(name, getattr(self, name))
-        if self.steps % self.eval_interval:
-            raise ValueError(
-                "`steps` must be a multiple of `eval_interval` (each "
-                "evaluation ends a Keras epoch of `eval_interval` steps). "
-                f"Received: steps={self.steps}, "
-                f"eval_interval={self.eval_interval}"
-            )
-        if not isinstance(self.eval_split, str) or not self.eval_split:
-            raise ValueError(
-                "`eval_split` must be a split name. "
-                f"Received: eval_split={self.eval_split!r}"
-            )
-        if isinstance(self.initializer, str):
-            if self.initializer not in _INITIALIZER_NAMES:
-                raise ValueError(
-                    f"`initializer` must be one of {_INITIALIZER_NAMES} or "
-                    "an initialiser instance. "
-                    f"Received: initializer={self.initializer!r}"
-                )
-        elif not callable(self.initializer):
-            raise TypeError(
-                "`initializer` must be a name or an initialiser instance. "
-                f"Received: initializer={self.initializer!r}"
-            )
-        if self.pooling is not None and self.pooling not in POOLINGS:
-            raise ValueError(
-                f"`pooling` must be None (the task's default) or one of "
-                f"{POOLINGS}. Received: pooling={self.pooling!r}"
-            )
-        if self.labels is not None:
-            if isinstance(self.labels, str) or not all(
-                isinstance(label, str) for label in self.labels
-            ):
-                raise TypeError(
-                    "`labels` must be a list of strings. "
-                    f"Received: labels={self.labels!r}"
-                )
-            self.labels = tuple(self.labels)
-            if not self.labels:
-                raise ValueError("`labels` must not be empty. Received: []")
-        # The prompt's fields, checked (and agreeing with `prompt_config`).
-        self.prompt_settings()
+        recipe_checks.check_recipe(self)
 
     def fill_from_prompt_config(self):
         """With a `prompt_config`, the prompt fields left at their defaults
@@ -482,7 +397,8 @@ class Recipe:
 
         Args:
             preset: str, the pretrained model to load.
-            backbone: a keras-hub backbone (not yet wrapped).
+            backbone: a keras-hub backbone (not yet wrapped; with
+                `frozen_dropout` set, its dropout layers take that rate).
             preprocessor: the task's preprocessor (e.g. a
                 `T5Seq2SeqLMPreprocessor`); needed with `backbone` alone,
                 optional with `preset` (it is then used as is, with its own
@@ -495,6 +411,7 @@ class Recipe:
         from keras_prompt.convert.presets import load_backbone
         from keras_prompt.convert.presets import load_preprocessor
         from keras_prompt.frozen_backbone import FrozenBackbone
+        from keras_prompt.layers.float32_noise_dropout import set_dropout_rate
         from keras_prompt.tasks import task_class_for
 
         if preset is None and backbone is None:
@@ -534,6 +451,8 @@ class Recipe:
                     self.encoder_sequence_length, self.decoder_sequence_length
                 ),
             )
+        if self.frozen_dropout is not None:
+            set_dropout_rate(backbone, self.frozen_dropout)
         wrapped = FrozenBackbone(
             backbone,
             prompt_config=self.prompt_settings(

@@ -45,6 +45,9 @@ class TaskKind:
             (`--pooling`) for a task with a pooling head.
         tune_schedule: str, the learning-rate schedule of `keras-prompt
             tune` (`--schedule`, `Recipe.schedule`).
+        tune_frozen_dropout: optional float, the frozen model's dropout
+            rate in `keras-prompt tune` (`--frozen-dropout`,
+            `Recipe.frozen_dropout`); `None`: the checkpoint's.
     """
 
     preprocessor_lengths: Callable
@@ -56,6 +59,7 @@ class TaskKind:
     tune_steps: int = 300
     tune_pooling: Optional[str] = None
     tune_schedule: str = "constant"
+    tune_frozen_dropout: Optional[float] = None
 
     def read_examples(self, data_task, split, data_dir=None, max_examples=None):
         """A split of `data_task` in the form the task trains and is scored

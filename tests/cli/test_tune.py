@@ -312,6 +312,7 @@ class TestTuneErrors:
             (["--steps", "0"], "--steps must be an integer >= 1, got 0"),
             (["--init", "zeros"], "--init must be one of"),
             (["--batch-size", "-1"], "--batch-size"),
+            (["--frozen-dropout", "1"], "--frozen-dropout must be in [0, 1)"),
         ],
     )
     def test_bad_arguments(self, preset, tmp_path, capsys, change, expected):
