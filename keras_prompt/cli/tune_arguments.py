@@ -91,9 +91,8 @@ def add_arguments(parser):
     add(
         "--steps",
         type=int,
-        help="training steps (default: 1500 for classifiers, where it "
-        "measured better than 300 within 15 minutes on 2 CPU cores; 300 for "
-        "T5 and decoder-only models)",
+        help="training steps (default: 2000 for classifiers, within 15 "
+        "minutes on 2 CPU cores; 300 for T5 and decoder-only models)",
     )
     add(
         "--batch-size",
@@ -118,15 +117,18 @@ def add_arguments(parser):
         "--schedule",
         choices=SCHEDULES,
         help="learning rate: constant (the paper's), or cosine, decaying "
-        "from --learning-rate to zero over --steps (default: constant)",
+        "from --learning-rate to zero over --steps (default: cosine for "
+        "classifiers, where it measured better; constant for T5 and "
+        "decoder-only models)",
     )
     add(
         "--frozen-dropout",
         type=float,
         metavar="RATE",
         help="dropout rate of the frozen model while the prompt trains (0: "
-        "off); the classification head keeps its own (default: the "
-        "checkpoint's)",
+        "off); the classification head keeps its own (default: 0 for "
+        "classifiers, where it measured better; the checkpoint's for T5 "
+        "and decoder-only models)",
     )
     add(
         "--sequence-length",

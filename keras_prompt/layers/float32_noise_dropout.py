@@ -52,10 +52,25 @@ def set_dropout_rate(model, rate):
     """Sets the rate of every `keras.layers.Dropout` inside `model` (a
     layer or model, searched recursively) to `rate`, in place; `0.0` turns
     the model's dropout off. Takes effect in calls traced afterwards.
+
+    A rate above 0 needs dropout layers that were built to drop (Keras
+    gives a layer built with rate 0 no random state): a `ValueError`
+    naming `frozen_dropout` otherwise, before anything changes.
     Returns the number of dropout layers changed."""
-    count = 0
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        if isinstance(layer, keras.layers.Dropout):
-            layer.rate = float(rate)
-            count += 1
-    return count
+    layers = [
+        layer
+        for layer in model._flatten_layers(include_self=True, recursive=True)
+        if isinstance(layer, keras.layers.Dropout)
+    ]
+    if rate > 0 and any(
+        getattr(layer, "seed_generator", None) is None for layer in layers
+    ):
+        raise ValueError(
+            f"`frozen_dropout` can turn the frozen model's dropout off or "
+            f"change its rate, but {model.name!r} was built without "
+            f"dropout (rate 0), so it cannot add any. Received: "
+            f"frozen_dropout={rate!r}"
+        )
+    for layer in layers:
+        layer.rate = float(rate)
+    return len(layers)

@@ -124,8 +124,11 @@ class TestTuneTinyBert:
         assert info["steps"] == 4
         assert info["recipe"]["batch_size"] == 8
         assert info["recipe"]["pooling"] == "mean"
-        # A classifier's default: deep prompts (one layer here).
+        # A classifier's defaults: deep prompts (one layer here), a cosine
+        # schedule, the frozen model's dropout off.
         assert info["recipe"]["deep"] is True
+        assert info["recipe"]["schedule"] == "cosine"
+        assert info["recipe"]["frozen_dropout"] == 0.0
         assert info["train_examples"] == 64
         assert info["validation_examples"] == 24
         assert [h["step"] for h in info["history"]] == [2, 4]
@@ -194,7 +197,7 @@ class TestTuneTinyBert:
     def test_steps_default_is_the_tasks(
         self, preset, tmp_path, capsys, monkeypatch
     ):
-        """Without --steps the task class decides (1,500 for classifiers,
+        """Without --steps the task class decides (2,000 for classifiers,
         shortened here); --steps still wins."""
         import dataclasses
 
@@ -313,6 +316,7 @@ class TestTuneErrors:
             (["--init", "zeros"], "--init must be one of"),
             (["--batch-size", "-1"], "--batch-size"),
             (["--frozen-dropout", "1"], "--frozen-dropout must be in [0, 1)"),
+            (["--frozen-dropout", "0.1"], "was built without dropout"),
         ],
     )
     def test_bad_arguments(self, preset, tmp_path, capsys, change, expected):

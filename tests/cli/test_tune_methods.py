@@ -51,7 +51,7 @@ def test_late_residual_then_transfer(preset, tmp_path, capsys):
             "--reparameterization",
             "residual",
             "--schedule",
-            "cosine",
+            "constant",
             "--frozen-dropout",
             "0",
         )
@@ -59,11 +59,11 @@ def test_late_residual_then_transfer(preset, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert "deep prompts at layers 1-1 (residual reparameterisation)" in out
-    assert "(cosine decay to 0)" in out
+    assert "cosine" not in out  # a classifier's default, overridden
     assert "frozen model's dropout 0" in out
     info, model, accuracy = scored(late, preset)
     assert info["recipe"]["start_layer"] == 1
-    assert info["recipe"]["schedule"] == "cosine"
+    assert info["recipe"]["schedule"] == "constant"
     assert info["recipe"]["frozen_dropout"] == 0.0
     assert info["recipe"]["reparameterization"]["method"] == "residual"
     # The file holds the folded prompt: a plain model scores what the run
