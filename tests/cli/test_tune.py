@@ -312,6 +312,13 @@ class TestTuneErrors:
             (["--steps", "0"], "--steps must be an integer >= 1, got 0"),
             (["--init", "zeros"], "--init must be one of"),
             (["--batch-size", "-1"], "--batch-size"),
+            (["--decode", "beam"], "--decode must be one of score, generate"),
+            (
+                ["--task", "super_glue/wsc", "--decode", "score"],
+                "--decode score: Task 'super_glue/wsc' has no label strings",
+            ),
+            # Found once the backbone is loaded, before any training.
+            (["--decode", "generate"], "a PromptClassifier scores its"),
         ],
     )
     def test_bad_arguments(self, preset, tmp_path, capsys, change, expected):
