@@ -160,21 +160,15 @@ class LabelScoringMixin:
             scores[rows] = total.reshape(len(rows), len(labels))
         return scores
 
-    def predict_labels(
-        self,
-        texts,
-        label_strings,
-        prompt_ids=None,
-        normalization="sum",
-        batch_size=32,
-        include_end_token=True,
-    ):
+    def predict_labels(self, texts, label_strings, **options):
         """The best label of each input by `score_labels`, and its
         probability over the labels (the softmax of the scores).
 
         Args:
-            texts, label_strings, prompt_ids, normalization, batch_size,
-                include_end_token: as for `score_labels`.
+            texts: a list of input strings.
+            label_strings: the candidate targets (distinct strings).
+            **options: `prompt_ids`, `normalization`, `batch_size`,
+                `include_end_token`, as for `score_labels`.
 
         Returns:
             `(indices, probabilities)`: int array `(len(texts),)` of
@@ -190,14 +184,7 @@ class LabelScoringMixin:
         labels[best[0]], probability[0]  # e.g. ("negative", 0.93)
         ```
         """
-        scores = self.score_labels(
-            texts,
-            label_strings,
-            prompt_ids,
-            normalization,
-            batch_size,
-            include_end_token,
-        )
+        scores = self.score_labels(texts, label_strings, **options)
         probabilities = label_probabilities(scores)
         best = probabilities.argmax(axis=-1) if len(scores) else np.zeros(0)
         best = best.astype("int64")
