@@ -121,3 +121,32 @@ def check_kwargs(owner, kwargs, allowed, known=()):
         f"{owner} got unexpected keyword argument(s): {', '.join(hints)}. "
         f"Valid arguments: {', '.join(choices)}"
     )
+
+
+def check_label_strings(name, value, unique=True):
+    """Returns `value` as a tuple of strings, or raises naming `name`.
+
+    A `TypeError` for a single string or anything but a sequence of
+    strings; a `ValueError` for an empty sequence and, with `unique`, for
+    one that repeats a string.
+    """
+    if isinstance(value, (str, bytes)) or not isinstance(
+        value, (list, tuple, np.ndarray)
+    ):
+        raise TypeError(
+            f"`{name}` must be a list of strings. Received: {name}={value!r}"
+        )
+    value = tuple(value)
+    if not all(isinstance(item, str) for item in value):
+        raise TypeError(
+            f"`{name}` must be a list of strings. Received: {name}={value!r}"
+        )
+    if not value:
+        raise ValueError(f"`{name}` must not be empty. Received: {name}=()")
+    if unique and len(set(value)) != len(value):
+        repeated = sorted({item for item in value if value.count(item) > 1})
+        raise ValueError(
+            f"`{name}` must not repeat a string (repeated: {repeated}). "
+            f"Received: {name}={value!r}"
+        )
+    return value

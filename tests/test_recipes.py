@@ -13,7 +13,7 @@ from keras_prompt import PromptSeq2SeqLM
 from keras_prompt import initializers
 from keras_prompt import toy
 from keras_prompt import training as recipes
-from keras_prompt.data import evaluate_generation
+from keras_prompt.data import load_examples
 from keras_prompt.optimizers import Adafactor
 from keras_prompt.prompt_files import read_prompt_file
 from keras_prompt.training import lester2021
@@ -324,16 +324,15 @@ def test_fit_on_sst2_keeps_the_best_prompt(tiny_model, tmp_path):
     assert summary["best_value"] == result.best_value
     assert summary["recipe"]["prompt_length"] == 4
     assert len(summary["evaluations"]) == 2
-    # The restored prompt scores what selection recorded.
-    again = evaluate_generation(
-        model,
-        "glue/sst2",
-        "validation",
-        data_dir=SHARED_TFDS_DIR,
-        batch_size=16,
-        max_examples=16,
+    # The restored prompt scores what selection recorded: by default the
+    # label string of highest log-likelihood (rank classification).
+    assert summary["recipe"]["decode"] == "score"
+    examples = load_examples(
+        "glue/sst2", "validation", data_dir=SHARED_TFDS_DIR, max_examples=16
     )
-    assert again["accuracy"] == result.best_metrics["val_accuracy"]
+    best, _ = model.predict_labels([e.inputs for e in examples], LABEL_WORDS)
+    hits = [LABEL_WORDS[b] == e.targets for b, e in zip(best, examples)]
+    assert np.mean(hits) == result.best_metrics["val_accuracy"]
     for before, weight in zip(frozen, model.backbone.backbone.weights):
         np.testing.assert_array_equal(before, weight.numpy())
 

@@ -93,6 +93,53 @@ def check_choice(args, name, choices, optional=False):
         )
 
 
+def add_decode_argument(parser, default):
+    """`--decode score|generate`, for commands that score or run
+    text-to-text and causal-LM prompts; `default` says what `None` means."""
+    parser.add_argument(
+        "--decode",
+        help="text-to-text and causal LM prompts on a task with class "
+        "labels: score (rank the label strings by their log-likelihood "
+        "after the input, one forward pass: rank classification) or "
+        "generate (greedy decoding, the text compared with the labels); "
+        "tasks without labels (ReCoRD, WSC) only generate (default: "
+        f"{default})",
+    )
+
+
+def decode_choice(decode, task_class, data_task, source="the run"):
+    """The decoding of a run: `--decode` (`decode`) checked against the
+    task class (classifiers only score: `None`) and the data task
+    (`None` when unknown: generation; `score` needs label strings).
+    One-line `CliError`s naming --decode."""
+    from keras_prompt.training.splits import DECODES
+    from keras_prompt.training.splits import resolve_decode
+
+    if decode is not None and decode not in DECODES:
+        raise CliError(
+            f"--decode must be one of {', '.join(DECODES)}, got {decode!r}"
+        )
+    if task_class is not None and not task_class.generates_text:
+        if decode == "generate":
+            raise CliError(
+                f"--decode generate: a {task_class.__name__} scores its "
+                "classes and generates no text"
+            )
+        return None
+    if data_task is None:
+        if decode == "score":
+            raise CliError(
+                "--decode score ranks a task's label strings, and "
+                f"{source} records no task; pass the run folder with its "
+                "run.json (or --decode generate)"
+            )
+        return "generate"
+    try:
+        return resolve_decode(decode, data_task)
+    except ValueError as error:
+        raise CliError(f"--decode {decode}: {one_line(error)}") from None
+
+
 def default_output(task_name):
     return os.path.join("runs", *task_name.split("/"))
 

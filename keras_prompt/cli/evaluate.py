@@ -4,13 +4,15 @@ Rebuilds the run's model as `keras-prompt predict` does (the preset,
 sequence lengths and frozen-weight dtype that `run.json` records, and the
 prompt file), reads the split as `keras-prompt tune` reads it and scores it
 the same way: the accuracy of a classifier's most likely class (and the
-task's other metrics), or the task's metrics of a text-to-text model's
-greedy generations. Prints the metrics on one line, then a JSON line
-`{"run", "task", "split", "examples", "metrics"}`.
+task's other metrics), or the task's metrics of a text-to-text or causal
+LM's answers: the label string of highest log-likelihood (--decode score)
+or its greedy generation (--decode generate). Prints the metrics on one
+line, then a JSON line `{"run", "task", "split", "examples", "metrics"}`
+(and `"decode"` for text-to-text and causal LMs).
 
 By default it evaluates what the run evaluated (the run's task, its
-validation split, its --max-eval-examples, the same batches), so it
-reproduces run.json's `validation_accuracy` exactly.
+validation split, its --max-eval-examples, its decoding, the same
+batches), so it reproduces run.json's `validation_accuracy` exactly.
 
 Examples:
 
@@ -27,10 +29,12 @@ import os
 
 from keras_prompt.cli import CliError
 from keras_prompt.cli.common import EVAL_BATCH_SIZE
+from keras_prompt.cli.common import add_decode_argument
 from keras_prompt.cli.common import add_run_command
 from keras_prompt.cli.common import check_data_dir
 from keras_prompt.cli.common import check_dataset
 from keras_prompt.cli.common import check_int_arg
+from keras_prompt.cli.common import decode_choice
 from keras_prompt.cli.common import format_metrics
 from keras_prompt.cli.common import load_run_model
 from keras_prompt.cli.common import one_line
@@ -83,6 +87,11 @@ def add_parser(subparsers):
         help="the preset the prompt was trained on (default: the run's, "
         "from run.json)",
     )
+    add_decode_argument(
+        parser,
+        "the run's, from run.json, on its task; else score for tasks with "
+        "class labels",
+    )
     parser.set_defaults(run=run)
 
 
@@ -128,14 +137,31 @@ def data_task_of(args, tuned):
     return data_task
 
 
+def recorded_decode(tuned):
+    """The decoding run.json records (runs that predate the setting
+    generated), or `None` without run.json."""
+    return tuned.recipe.get("decode", "generate") if tuned.recipe else None
+
+
+def decode_of(args, tuned, data_task, task_class):
+    """--decode, else the run's on its own task, checked (`None`: a
+    classifier)."""
+    decode = args.decode
+    if decode is None and data_task.name == tuned.recipe.get("task"):
+        if task_class.generates_text:
+            decode = recorded_decode(tuned)
+    return decode_choice(decode, task_class, data_task)
+
+
 def recorded_metrics(args, tuned, data_task, max_examples):
     """run.json's validation metrics when this evaluation is the run's own
-    (same task, split, examples and batches), else `None`."""
+    (same task, split, examples, decoding and batches), else `None`."""
     same = (
         data_task.name == tuned.recipe.get("task")
         and args.split == DEFAULT_SPLIT
         and max_examples == tuned.settings.get("max_eval_examples")
         and args.batch_size == EVAL_BATCH_SIZE
+        and args.decode in (None, recorded_decode(tuned))
     )
     return tuned.info.get("validation") if same else None
 
@@ -151,9 +177,16 @@ def run(args):
     data_task = data_task_of(args, tuned)
     data_dir = data_dir_of(args, tuned)
     max_examples = max_examples_of(args, tuned)
-    check_dataset(data_task, data_dir, args.split)
-
+    from keras_prompt.tasks import task_class_of_prompt_file
     from keras_prompt.training.task_kinds import task_kind
+
+    decode = decode_of(
+        args,
+        tuned,
+        data_task,
+        task_class_of_prompt_file(tuned.metadata, tuned.path),
+    )
+    check_dataset(data_task, data_dir, args.split)
 
     model = load_run_model(tuned)
     examples = task_kind(type(model)).read_examples(
@@ -166,7 +199,9 @@ def run(args):
         )
     metrics = {
         name: float(value)
-        for name, value in examples.score(model, args.batch_size).items()
+        for name, value in examples.score(
+            model, args.batch_size, decode
+        ).items()
     }
     recorded = recorded_metrics(args, tuned, data_task, max_examples)
     print(
@@ -181,5 +216,7 @@ def run(args):
         "examples": len(examples),
         "metrics": metrics,
     }
+    if decode is not None:
+        record["decode"] = decode
     print(json.dumps(record))
     return 0

@@ -4,8 +4,11 @@ Rebuilds the trained model from the preset and the prompt file
 (`from_preset(preset, prompts=...)`, with the run's sequence length and
 frozen-weight dtype) and prints one JSON line per text:
 `{"text", "label", "probability"}` for a classifier (the label's name when
-the run's task names its classes), `{"text", "output"}` (the generated
-text) for a text-to-text or causal LM prompt.
+the run's task names its classes), and for a text-to-text or causal LM
+prompt on a task with class labels (the label string of highest
+log-likelihood after the text, and its probability among the labels;
+--decode generate for greedy decoding), `{"text", "output"}` (the
+generated text) for other text-to-text or causal LM prompts.
 
 RUN is a run folder of `keras-prompt tune` (`prompt.safetensors` and
 `run.json`, which records the preset, the task and the sequence length)
@@ -26,8 +29,10 @@ import os
 import sys
 
 from keras_prompt.cli import CliError
+from keras_prompt.cli.common import add_decode_argument
 from keras_prompt.cli.common import add_run_command
 from keras_prompt.cli.common import check_int_arg
+from keras_prompt.cli.common import decode_choice
 from keras_prompt.cli.common import load_run_model
 from keras_prompt.cli.common import one_line_errors
 from keras_prompt.cli.common import read_run
@@ -77,6 +82,9 @@ def add_parser(subparsers):
         default=DEFAULT_BATCH_SIZE,
         help="texts per batch (default: %(default)s)",
     )
+    add_decode_argument(
+        parser, "score when the run's task has class labels, else generate"
+    )
     parser.set_defaults(run=run)
 
 
@@ -111,16 +119,26 @@ def parse_lines(lines, tsv):
     return [line.strip() for line in lines if line.strip()]
 
 
-def label_strings(task_name):
-    """The class names of a `keras_prompt.data` task, or `None`."""
+def data_task(task_name):
+    """The `keras_prompt.data` task of that name, or `None`."""
     from keras_prompt.data import get_task
 
     if not isinstance(task_name, str):
         return None
     try:
-        return get_task(task_name).label_strings
+        return get_task(task_name)
     except ValueError:
         return None
+
+
+def scored_records(model, texts, classes):
+    """`{"label", "probability"}` of each text: the label string of highest
+    log-likelihood and its probability among `classes`."""
+    best, probability = model.predict_labels(texts, classes)
+    return [
+        {"label": classes[int(index)], "probability": float(p)}
+        for index, p in zip(best, probability)
+    ]
 
 
 # -- the command ---------------------------------------------------------------
@@ -132,14 +150,27 @@ def run(args):
     check_int_arg(args, "max-length", 1, optional=True)
     texts = read_texts(args)
     tuned = read_run(args.source, args.preset, "predict")
+    from keras_prompt.tasks import task_class_of_prompt_file
+
+    task = data_task(tuned.task_name)
+    decode = decode_choice(
+        args.decode,
+        task_class_of_prompt_file(tuned.metadata, tuned.path),
+        task,
+        repr(args.source),
+    )
     model = load_run_model(tuned, args.sequence_length, args.max_length)
-    classes = label_strings(tuned.task_name)
+    classes = None if task is None else task.label_strings
     infer_kwargs = {}
     if args.max_length is not None:
         infer_kwargs["max_length"] = args.max_length
     for start in range(0, len(texts), args.batch_size):
         batch = texts[start : start + args.batch_size]
-        outputs = model.infer(batch, **infer_kwargs)
-        for text, record in zip(batch, model.output_records(outputs, classes)):
+        if decode == "score":
+            records = scored_records(model, batch, classes)
+        else:
+            outputs = model.infer(batch, **infer_kwargs)
+            records = model.output_records(outputs, classes)
+        for text, record in zip(batch, records):
             print(json.dumps(dict(text=text, **record), ensure_ascii=False))
     return 0

@@ -11,13 +11,14 @@ presets train the input prompt unless `--deep` is given, for 300 steps.
 
 Encoder presets (BERT, RoBERTa, DistilBERT) train a `PromptClassifier` on
 the task's raw sentences and class indices; T5 presets train a
-`PromptSeq2SeqLM` on the task's text-to-text pairs and are scored on their
-generations; decoder-only presets (GPT-2, Llama, Gemma, Mistral, Qwen)
-train a `PromptCausalLM` on the same pairs joined into one sequence, the
-loss on the target tokens only, and are scored on their greedy
-continuations. `--preset smollm2` is SmolLM2-135M-Instruct (the
-`keras-prompt[smollm2]` extra, converted once from its GGUF file; nothing
-is downloaded).
+`PromptSeq2SeqLM` on the task's text-to-text pairs; decoder-only presets
+(GPT-2, Llama, Gemma, Mistral, Qwen) train a `PromptCausalLM` on the same
+pairs joined into one sequence, the loss on the target tokens only. Both
+are scored by ranking the task's label strings by their log-likelihood
+(`--decode score`, the default for tasks with class labels) or on their
+greedy continuations (`--decode generate`, and tasks without labels).
+`--preset smollm2` is SmolLM2-135M-Instruct (the `keras-prompt[smollm2]`
+extra, converted once from its GGUF file; nothing is downloaded).
 
 The final files are written only when training and evaluation have
 finished (into a temporary folder beside the output, then moved into place),
@@ -43,6 +44,7 @@ from keras_prompt.cli.common import check_dataset
 from keras_prompt.cli.common import check_no_earlier_run
 from keras_prompt.cli.common import check_output
 from keras_prompt.cli.common import count_parameters
+from keras_prompt.cli.common import decode_choice
 from keras_prompt.cli.common import default_output
 from keras_prompt.cli.common import format_seconds
 from keras_prompt.cli.common import load_backbone
@@ -206,6 +208,7 @@ def build_model(args, task, init, preset, backbone):
         task_class = task_class_for(backbone)
     except ValueError as error:
         raise CliError(f"--preset {preset!r}: {one_line(error)}") from None
+    decode_choice(args.decode, task_class, task)
     kind = find_task_kind(task_class)
     if kind is None:
         from keras_prompt.adapters import get_adapter
@@ -253,6 +256,7 @@ def build_model(args, task, init, preset, backbone):
         decoder_sequence_length=TARGET_LENGTH,
         seed=args.seed,
         pooling=args.pooling or kind.tune_pooling,
+        decode=args.decode,
     )
     return recipe, recipe.build_model(preset, backbone=backbone)
 
@@ -311,6 +315,7 @@ def run(args):
     except ValueError as error:
         raise CliError(f"--task: {one_line(error)}") from None
     init = init_of(args, task)  # Checked before anything is loaded.
+    decode_choice(args.decode, None, task)
     output = args.output or default_output(task.name)
     check_output(output)
     check_no_earlier_run(output, (RUN_PROMPT_FILE, RUN_FILE), args.overwrite)

@@ -5,6 +5,7 @@ import argparse
 import math
 
 from keras_prompt.cli import CliError
+from keras_prompt.cli.common import add_decode_argument
 from keras_prompt.cli.common import check_choice
 from keras_prompt.cli.common import check_data_dir
 from keras_prompt.cli.common import check_int_arg
@@ -171,6 +172,11 @@ def add_arguments(parser):
         "--max-train-examples",
         type=int,
         help="train on the first N training examples (default: all)",
+    )
+    add_decode_argument(
+        parser,
+        "score for tasks with class labels; encoder classifiers always "
+        "score their classes",
     )
     add("--output", help="output folder (default: runs/<task>)")
     add(

@@ -7,6 +7,7 @@ from keras_prompt.convert.presets import check_preset_kwargs
 from keras_prompt.convert.presets import load_preprocessor
 from keras_prompt.frozen_backbone import FROM_PRESET_ARGUMENTS
 from keras_prompt.frozen_backbone import FrozenBackbone
+from keras_prompt.tasks.label_scoring import LabelScoringMixin
 from keras_prompt.tasks.prompt_task import PROMPT_KEYWORDS
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
 from keras_prompt.tasks.prompt_task import check_frozen_backbone
@@ -35,7 +36,9 @@ def _split_prompt_ids(x):
 
 
 @keras.saving.register_keras_serializable(package="keras_prompt")
-class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
+class PromptCausalLM(
+    LabelScoringMixin, PromptTaskMixin, keras_hub.models.CausalLM
+):
     """A prompt-tuned causal language model on a frozen decoder.
 
     A keras-hub `CausalLM` over a `FrozenBackbone` of a decoder-only family
@@ -49,11 +52,14 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
 
     `fit` / `evaluate` take raw strings (or a `tf.data` dataset of them),
     like keras-hub's causal LMs; `generate` takes strings and returns
-    strings. In generation the prompt is written once into the key/value
-    cache by the prefill pass (the cache is `prompt_length` positions
-    longer and every new token is written after the prompt); it is never
-    recomputed per token. The family-specific parts (cache layout,
-    positions, embedding scale) are the adapter's.
+    strings; `score_labels` / `predict_labels` rank label strings by their
+    log-likelihood after an input (rank classification, see
+    `keras_prompt.tasks.label_scoring`). In generation the prompt is
+    written once into the key/value cache by the prefill pass (the cache
+    is `prompt_length` positions longer and every new token is written
+    after the prompt); it is never recomputed per token. The
+    family-specific parts (cache layout, positions, embedding scale) are
+    the adapter's.
 
     With a prompt bank (`num_prompts > 1`), inputs are a dict
     `{"prompts": strings, "prompt_ids": ints}` (`"text"` works too) for
@@ -367,6 +373,26 @@ class PromptCausalLM(PromptTaskMixin, keras_hub.models.CausalLM):
             tf.logical_and(padding_mask[:, 1:], is_target), "float32"
         )
         return x, y, sample_weight
+
+    # -- label scoring (`LabelScoringMixin`) -------------------------------
+    def pack_label_pairs(self, inputs, targets):
+        """Training's packing of `(input, target)` pairs
+        (`pack_text_pairs`): `target_separator + target` and the end token
+        after the input, inputs cut as in training."""
+        return self.pack_text_pairs(inputs, targets)
+
+    def label_logits(self, x, positions):
+        """The logits at `positions` `(rows, T)` of the token sequence: the
+        prompted backbone's hidden states there (prompt positions removed,
+        as in the task's forward pass) through the LM head, which runs on
+        those `T` positions only."""
+        adapter = self.backbone.adapter
+        hidden_states = self.backbone(x, training=False)
+        hidden_states = adapter.remove_prompt(hidden_states, x["padding_mask"])
+        hidden_states = ops.take_along_axis(
+            hidden_states, ops.expand_dims(positions, -1), axis=1
+        )
+        return adapter.logits(hidden_states)
 
     def generation_inputs(self, texts):
         """Token inputs for `generate_step` from strings, each cut to leave

@@ -6,6 +6,7 @@ from keras_prompt.convert.presets import check_preset_kwargs
 from keras_prompt.convert.presets import load_preprocessor
 from keras_prompt.frozen_backbone import FROM_PRESET_ARGUMENTS
 from keras_prompt.frozen_backbone import FrozenBackbone
+from keras_prompt.tasks.label_scoring import LabelScoringMixin
 from keras_prompt.tasks.prompt_task import PROMPT_KEYWORDS
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
 from keras_prompt.tasks.prompt_task import check_frozen_backbone
@@ -14,7 +15,9 @@ from keras_prompt.tasks.text_generation import mask_after_stop
 
 
 @keras.saving.register_keras_serializable(package="keras_prompt")
-class PromptSeq2SeqLM(PromptTaskMixin, keras_hub.models.T5Seq2SeqLM):
+class PromptSeq2SeqLM(
+    LabelScoringMixin, PromptTaskMixin, keras_hub.models.T5Seq2SeqLM
+):
     """A prompt-tuned text-to-text model on a frozen T5.
 
     The keras-hub `T5Seq2SeqLM` task over a `FrozenBackbone`: only the soft
@@ -24,7 +27,9 @@ class PromptSeq2SeqLM(PromptTaskMixin, keras_hub.models.T5Seq2SeqLM):
     `{"encoder_text": ..., "decoder_text": ...}`; `generate` takes input
     strings and returns generated strings, with the prompt active in the
     encoder and in the decoder's cross-attention cache. The loss ignores
-    padding.
+    padding. `score_labels` / `predict_labels` rank label strings by
+    their log-likelihood as decoder targets (rank classification, see
+    `keras_prompt.tasks.label_scoring`).
 
     `compile()` defaults to the paper's optimiser: `keras_prompt`'s
     Adafactor with a constant learning rate of 0.3, `decay_rate=0.8` and
@@ -138,6 +143,40 @@ class PromptSeq2SeqLM(PromptTaskMixin, keras_hub.models.T5Seq2SeqLM):
         if y is not None and is_text(x) and is_text(y):
             x, y = {"encoder_text": x, "decoder_text": y}, None
         return super().preprocess_samples(x, y, sample_weight)
+
+    # -- label scoring (`LabelScoringMixin`) -------------------------------
+    def pack_label_pairs(self, inputs, targets):
+        """Training's packing of `(input, target)` pairs (the
+        preprocessor's: decoder `[pad, target tokens, end token]`, labels
+        shifted by one and weighted on the target and end tokens), each
+        sequence then cut to the batch's longest row (the encoder's
+        rounded up to a multiple of 8): padding changes nothing but the
+        cost."""
+        from keras_prompt.data.batching import PAD_MULTIPLE
+        from keras_prompt.data.batching import padded_length
+
+        x, y, weights = self.preprocessor(
+            {"encoder_text": inputs, "decoder_text": targets}
+        )
+        x = {key: ops.convert_to_numpy(value) for key, value in x.items()}
+        for part, multiple in (("encoder", PAD_MULTIPLE), ("decoder", 1)):
+            mask = x[f"{part}_padding_mask"]
+            width = padded_length(
+                mask.sum(axis=1).max(), mask.shape[1], multiple
+            )
+            for key in (f"{part}_token_ids", f"{part}_padding_mask"):
+                x[key] = x[key][:, :width]
+        width = x["decoder_token_ids"].shape[1]
+        y = ops.convert_to_numpy(y)[:, :width]
+        return x, y, ops.convert_to_numpy(weights)[:, :width]
+
+    def label_logits(self, x, positions):
+        """The decoder's logits at `positions` `(rows, T)`, teacher-forced
+        on the packed targets with the prompted encoder."""
+        logits = self(x, training=False)
+        return ops.take_along_axis(
+            logits, ops.expand_dims(positions, -1), axis=1
+        )
 
     def call_encoder(self, token_ids, padding_mask, prompt_ids=None):
         """The encoder with the prompt; returns hidden states of length

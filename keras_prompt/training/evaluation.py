@@ -53,8 +53,9 @@ def _scorer(recipe, data_dir, validation_data, evaluate_fn, max_examples):
                 f"Received: evaluate_fn={evaluate_fn!r}"
             )
         return evaluate_fn
+    decode = recipe.decode
     if is_examples(validation_data):
-        return lambda model: validation_data.score(model, batch_size)
+        return lambda model: validation_data.score(model, batch_size, decode)
     if validation_data is not None:
         inputs, targets = string_pairs(validation_data, "validation_data")
         if max_examples is not None:
@@ -81,7 +82,7 @@ def _scorer(recipe, data_dir, validation_data, evaluate_fn, max_examples):
                     f"Task {recipe.task.name!r}: split "
                     f"{recipe.eval_split!r} has no examples to evaluate."
                 )
-        return read[0].score(model, batch_size)
+        return read[0].score(model, batch_size, decode)
 
     return scorer
 
@@ -101,7 +102,8 @@ def evaluation_fn(
     metrics when there are several (the paper's stopping metric). The
     task's `eval_split` is read once, on the first evaluation, in the
     model's form (`Recipe.examples`) and scored by its `score`: the task's
-    metrics of the generations, or of a classifier's argmax classes.
+    metrics of the best label strings by log-likelihood or of the
+    generations (`Recipe.decode`), or of a classifier's argmax classes.
 
     Args:
         recipe: the `Recipe` (`self` of `Recipe.evaluation_fn`): its task,

@@ -64,8 +64,9 @@ Where this recipe departs from the paper, and why:
 - **Span tasks.** Tasks without class labels (ReCoRD, WSC) fall back to
   sampled-vocabulary initialisation (5,000 most common tokens), the
   paper's next-best initialiser; the paper does not say what it used.
-- **Decoding.** Dev predictions are decoded greedily and scored by exact
-  match of the stripped text (`keras_prompt.data`'s T5-style metrics).
+- **Decoding.** Dev predictions are the label string of highest
+  log-likelihood (rank classification, `decode="score"`) for tasks with
+  class labels, else greedy generations; T5-style exact-match metrics.
 - **Dropout** stays as the checkpoint defines it (0.1 for T5 1.1 and the
   LM-adapted checkpoints), as in the paper: Keras applies a frozen
   layer's dropout during `fit`. `frozen_dropout` sets another rate for
@@ -96,6 +97,7 @@ from keras_prompt.training import evaluation
 from keras_prompt.training import pipeline
 from keras_prompt.training import recipe_checks
 from keras_prompt.training import trainer
+from keras_prompt.training.splits import resolve_decode
 from keras_prompt.training.task_kinds import find_task_kind
 from keras_prompt.training.task_kinds import task_kind
 from keras_prompt.validation import check_count
@@ -175,6 +177,9 @@ class Recipe:
         prompt_config: optional `keras_prompt.PromptConfig`: the prompt
             fields above left at their defaults take its values; a field
             set to another value than the config's is a `ValueError`.
+        decode: `"score"` (rank the task's label strings by likelihood)
+            or `"generate"` (greedy): how text-generating models are
+            scored. `None`: `"score"` for tasks with label strings.
 
     Example:
 
@@ -215,6 +220,7 @@ class Recipe:
     start_layer: int = 0
     reparameterization: Any = None
     prompt_config: Any = None
+    decode: Optional[str] = None
 
     def __post_init__(self):
         recipe_checks.check_recipe(self)
@@ -277,6 +283,8 @@ class Recipe:
             elif field.name == "initializer" and not isinstance(value, str):
                 path = getattr(value, "path", None)
                 value = type(value).__name__ + (f"({path})" if path else "")
+            elif field.name == "decode":
+                value = resolve_decode(value, self.task)
             elif isinstance(value, tuple):
                 value = list(value)
             values[field.name] = value

@@ -3,9 +3,11 @@ bad value is one `ValueError` / `TypeError` naming the setting."""
 
 from keras_prompt import optimizers
 from keras_prompt.tasks.prompt_classifier import POOLINGS
+from keras_prompt.training.splits import resolve_decode
 from keras_prompt.validation import check_bool
 from keras_prompt.validation import check_count
 from keras_prompt.validation import check_float
+from keras_prompt.validation import check_label_strings
 
 OPTIMIZER_NAMES = ("auto",) + optimizers.NAMES
 INITIALIZER_NAMES = ("class_label", "sampled_vocab", "random_uniform")
@@ -96,15 +98,7 @@ def check_recipe(recipe):
             f"{POOLINGS}. Received: pooling={recipe.pooling!r}"
         )
     if recipe.labels is not None:
-        if isinstance(recipe.labels, str) or not all(
-            isinstance(label, str) for label in recipe.labels
-        ):
-            raise TypeError(
-                "`labels` must be a list of strings. "
-                f"Received: labels={recipe.labels!r}"
-            )
-        recipe.labels = tuple(recipe.labels)
-        if not recipe.labels:
-            raise ValueError("`labels` must not be empty. Received: []")
+        recipe.labels = check_label_strings("labels", recipe.labels, False)
+    resolve_decode(recipe.decode, recipe.task)
     # The prompt's fields, checked (and agreeing with `prompt_config`).
     recipe.prompt_settings()

@@ -1,6 +1,7 @@
 """Examples of a task split, trained on and scored through a task model.
 
-`TextToTextExamples` (pairs of strings, scored on generations) and
+`TextToTextExamples` (pairs of strings, scored on the label string of
+highest log-likelihood or on generations, see `resolve_decode`) and
 `ClassificationExamples` (sentences and class indices, scored on the argmax
 class) run a task model on the length-trimmed batches of
 `keras_prompt.data.batching`; the task classes pick theirs in
@@ -49,6 +50,38 @@ def predict_sorted(model, features, batch_size=64, predict_fn=None):
     result = np.empty_like(outputs)
     result[order] = outputs
     return result
+
+
+#: How a text-generating task model is scored on a split: `"score"` ranks
+#: the task's label strings by their log-likelihood (rank classification,
+#: `score_labels`), `"generate"` decodes greedily and compares the text.
+DECODES = ("score", "generate")
+
+
+def resolve_decode(decode, task, model=None):
+    """The decoding that scores `task` (a `TextToTextTask`): `decode`, or
+    for `None` `"score"` when the task has label strings (and `model`,
+    when given, can score them), `"generate"` otherwise.
+
+    An unknown `decode`, or `"score"` for a task without label strings
+    (span tasks: ReCoRD, WSC), is a `ValueError` naming it.
+    """
+    if decode is not None and decode not in DECODES:
+        raise ValueError(
+            f"`decode` must be None (the task's default) or one of "
+            f"{DECODES}. Received: decode={decode!r}"
+        )
+    labelled = task is not None and bool(task.label_strings)
+    if decode == "score" and task is not None and not labelled:
+        raise ValueError(
+            f"Task {task.name!r} has no label strings to score (it "
+            "generates free text); use decode='generate'. "
+            "Received: decode='score'"
+        )
+    if decode is None and task is not None:
+        can_score = model is None or hasattr(model, "score_labels")
+        decode = "score" if labelled and can_score else "generate"
+    return decode
 
 
 def _fit_plain(model, dataset, **kwargs):
@@ -138,18 +171,36 @@ class TextToTextExamples(ExampleSplit):
             tf.data.experimental.assert_cardinality(len(batches))
         )
 
-    def score(self, model, batch_size=32):
-        """The task's metrics of the generated targets
-        (`model.generate_targets`), in order."""
+    def score(self, model, batch_size=32, decode=None):
+        """The task's metrics of the model's predictions, in order.
+
+        Args:
+            model: a text-generating task model.
+            batch_size: int, inputs per forward pass or `generate` call.
+            decode: `"score"`: the label string of highest log-likelihood
+                (`model.predict_labels`, summed over its tokens and the
+                end token); `"generate"`: the greedy generations
+                (`model.generate_targets`); `None` (default): `"score"`
+                for a task with label strings, else `"generate"` (see
+                `resolve_decode`).
+        """
+        decode = resolve_decode(decode, self.task, model)
         if not all(example.is_labeled for example in self.examples):
             raise ValueError(
                 f"Task {self.task.name!r}: the split is unlabeled (TFDS test "
                 "splits have label -1); evaluate on a labeled split."
             )
         inputs = [example.inputs for example in self.examples]
-        predictions = generate_in_batches(
-            model, inputs, batch_size, generate_fn=model.generate_targets
-        )
+        if decode == "score":
+            labels = self.task.label_strings
+            best, _ = model.predict_labels(
+                inputs, labels, batch_size=batch_size
+            )
+            predictions = [labels[int(index)] for index in best]
+        else:
+            predictions = generate_in_batches(
+                model, inputs, batch_size, generate_fn=model.generate_targets
+            )
         return self.task.score(predictions, self.examples)
 
 
@@ -204,10 +255,16 @@ class ClassificationExamples(ExampleSplit):
         string preprocessing."""
         return _fit_plain(model, dataset, **kwargs)
 
-    def score(self, model, batch_size=64):
+    def score(self, model, batch_size=64, decode=None):
         """Accuracy of the argmax class, plus the task's other metrics
         (e.g. F1) of the predicted label strings when the task scores
-        examples one by one."""
+        examples one by one. A classifier scores its classes: `decode`
+        may be `None` or `"score"`."""
+        if decode not in (None, "score"):
+            raise ValueError(
+                "A classifier scores its classes and generates no text: "
+                f"`decode` must be None or 'score'. Received: decode={decode!r}"
+            )
         probabilities = predict_sorted(
             model, self.features(model), batch_size=batch_size
         )

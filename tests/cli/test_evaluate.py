@@ -121,10 +121,26 @@ def test_other_splits_and_sizes(bert_runs, capsys):
 
 
 def test_t5_reproduces_the_runs_metrics(t5_run, capsys):
-    _, record = evaluate([t5_run.folder], capsys)
+    """The run scored SST-2's label strings (its default), and evaluate
+    does by default; --decode generate scores greedy generations (no
+    label strings on this tiny model: other metrics)."""
+    line, record = evaluate([t5_run.folder], capsys)
     assert t5_run.info["model_class"] == "PromptSeq2SeqLM"
+    assert t5_run.info["recipe"]["decode"] == "score"
     assert record["examples"] == 8
+    assert record["decode"] == "score"
     assert record["metrics"] == t5_run.info["validation"]
+    assert "(run.json: " in line
+    line, record = evaluate([t5_run.folder, "--decode", "generate"], capsys)
+    assert record["decode"] == "generate"
+    assert record["metrics"] != t5_run.info["validation"]
+    assert "run.json" not in line
+    args = ["evaluate", t5_run.folder, "--task", "super_glue/record"]
+    assert main([*args, "--decode", "score"]) == 1
+    assert (
+        "--decode score: Task 'super_glue/record' has no label strings"
+        in error_line(capsys)
+    )
 
 
 def test_errors_name_the_argument(bert_runs, tmp_path, capsys):
@@ -135,6 +151,8 @@ def test_errors_name_the_argument(bert_runs, tmp_path, capsys):
         (["--task", "glue/nope"], "--task 'glue/nope': Unknown task"),
         (["--split", "nope"], "--split 'nope'"),
         (["--data-dir", str(tmp_path / "x")], "x' does not exist"),
+        (["--decode", "beam"], "--decode must be one of score, generate"),
+        (["--decode", "generate"], "a PromptClassifier scores its classes"),
     ]:
         assert main(["evaluate", run, *args]) == 1
         assert expected in error_line(capsys)

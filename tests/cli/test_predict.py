@@ -204,3 +204,46 @@ def test_real_minilm_run(tmp_path, monkeypatch, capsys):
     assert [r["text"] for r in records] == TEXTS
     assert all(r["label"] in ("negative", "positive") for r in records)
     assert all(0.5 <= r["probability"] <= 1.0 for r in records)
+
+
+def test_labelled_t5_run_predicts_the_best_label(t5_run, capsys):
+    """A text-to-text run on a task with class labels: each text's label
+    string of highest log-likelihood and its probability among the
+    labels. The tiny T5's tokenizer reads both SST-2 labels as the same
+    unknown token: equal scores, so 0.5 each, and the first label."""
+    texts = ["sentence: red cat", "sentence: dull"]
+    capsys.readouterr()
+    assert main(["predict", t5_run.folder, *texts]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {"text": text, "label": "negative", "probability": 0.5}
+        for text in texts
+    ]
+    assert main(["predict", t5_run.folder, "x", "--decode", "beam"]) == 1
+    assert "--decode must be one of score, generate" in error_line(capsys)
+
+
+def test_decode_choice():
+    """--decode against the task class and the data task, before any
+    model is loaded."""
+    from keras_prompt import PromptCausalLM
+    from keras_prompt import PromptSeq2SeqLM
+    from keras_prompt.cli import CliError
+    from keras_prompt.cli.common import decode_choice
+    from keras_prompt.data import get_task
+
+    sst2, wsc = get_task("glue/sst2"), get_task("super_glue/wsc")
+    assert decode_choice(None, PromptCausalLM, sst2) == "score"
+    assert decode_choice("generate", PromptCausalLM, sst2) == "generate"
+    assert decode_choice(None, PromptSeq2SeqLM, wsc) == "generate"
+    assert decode_choice(None, PromptSeq2SeqLM, None) == "generate"
+    assert decode_choice(None, PromptClassifier, sst2) is None
+    assert decode_choice("score", PromptClassifier, sst2) is None
+    for args, message in [
+        (("score", PromptSeq2SeqLM, wsc), "'super_glue/wsc' has no label"),
+        (("score", PromptCausalLM, None), "records no task"),
+        (("generate", PromptClassifier, sst2), "generates no text"),
+        (("beam", PromptCausalLM, sst2), "got 'beam'"),
+    ]:
+        with pytest.raises(CliError, match=message):
+            decode_choice(*args)

@@ -317,6 +317,13 @@ class TestTuneErrors:
             (["--batch-size", "-1"], "--batch-size"),
             (["--frozen-dropout", "1"], "--frozen-dropout must be in [0, 1)"),
             (["--frozen-dropout", "0.1"], "was built without dropout"),
+            (["--decode", "beam"], "--decode must be one of score, generate"),
+            (
+                ["--task", "super_glue/wsc", "--decode", "score"],
+                "--decode score: Task 'super_glue/wsc' has no label strings",
+            ),
+            # Found once the backbone is loaded, before any training.
+            (["--decode", "generate"], "a PromptClassifier scores its"),
         ],
     )
     def test_bad_arguments(self, preset, tmp_path, capsys, change, expected):
