@@ -11,6 +11,7 @@ from keras_prompt.layers.index_checks import checked_indices
 from keras_prompt.layers.index_checks import concrete_value
 from keras_prompt.layers.prompt_config import KEYWORD_FIELDS
 from keras_prompt.layers.prompt_config import PromptConfig
+from keras_prompt.tasks import text_inputs
 from keras_prompt.tasks.distributed_steps import first_replica_symbolic_build
 from keras_prompt.tasks.distributed_steps import rank_one_logs
 from keras_prompt.validation import check_kwargs
@@ -426,6 +427,18 @@ class PromptTaskMixin:
         settings = prompt_files.merge_settings(settings, fixed, source.path)
         return source, settings
 
+    @staticmethod
+    def check_source_backbone(source, backbone):
+        """Raises if the prompt file `read_preset_prompts` read (`source`,
+        or `None`) was trained on another backbone than the
+        `FrozenBackbone` just loaded: checked first, so that the message
+        names the backbone rather than a length or a shape that follows
+        from it."""
+        if source is not None:
+            prompt_files.check_backbone_keys(
+                source.metadata, backbone.prompt_metadata(), source.path
+            )
+
     def load_prompt_source(self, source):
         """The second half of `from_preset(..., prompts=...)`: checks the
         file read by `read_preset_prompts` against the built task and
@@ -438,6 +451,39 @@ class PromptTaskMixin:
         return self
 
     # -- batches and outputs ------------------------------------------------
+    def checked_texts(self, x):
+        """Checks the raw texts of the input `x` (`text_inputs`: one
+        `TypeError` for a non-text, one `ValueError` for a NUL character);
+        returns how many there are (`None`: none in memory to check)."""
+        if self.preprocessor is None:
+            return None
+        keys = (self.text_key, self.target_key)
+        counts = [
+            text_inputs.check_texts(texts, name)
+            for name, texts in text_inputs.text_inputs(x, keys)
+        ]
+        return next((n for n in counts if n is not None), None)
+
+    def predict(self, x, *args, **kwargs):
+        """Keras' `predict`, its texts checked first; no texts give an
+        empty result (the outputs of one text, cut to none)."""
+        if self.checked_texts(x) != 0:
+            return super().predict(x, *args, **kwargs)
+        one = text_inputs.one_example(x, (self.text_key, self.target_key))
+        outputs = super().predict(one, verbose=0)
+        return keras.tree.map_structure(lambda value: value[:0], outputs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        self.checked_texts(x)
+        return super().evaluate(x, *args, **kwargs)
+
+    def fit(self, x=None, *args, **kwargs):
+        self.checked_texts(x)
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, (tuple, list)) and validation:
+            self.checked_texts(validation[0])
+        return super().fit(x, *args, **kwargs)
+
     def prompt_inputs(self, texts, prompt_ids=None, targets=None):
         """`(x, y)` for `fit` / `evaluate` / `predict` from raw texts, the
         prompt id of each example (banks) and optional targets."""
@@ -473,6 +519,7 @@ class PromptTaskMixin:
         if self.preprocessor is None:
             raise ValueError("`generate` needs the model's preprocessor.")
         self.check_generation_length(max_length)
+        self.checked_texts(texts)
         if stop_token_ids == "auto":
             stop_token_ids = self.stop_token_ids()
         x = self.preprocessor.generate_preprocess(
