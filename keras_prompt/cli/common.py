@@ -1,8 +1,9 @@
 """What `keras-prompt` commands share: the checks made before a model or
 data is loaded (one-line `CliError`s), loading a backbone or the model of a
-tuned run, progress and parameter counts, and writing outputs into a
-temporary folder that is moved into place, so that a failed or interrupted
-run leaves the output untouched."""
+tuned run, progress and parameter counts, and writing an output folder as
+one transaction (`keras_prompt.run_folders`: staged beside it, published in
+one atomic step, by one writer at a time), so that a failed, interrupted or
+killed run leaves the whole earlier output."""
 
 import contextlib
 import dataclasses

@@ -42,12 +42,29 @@ _FIELDS = {
 }
 
 
+#: Where Linux control groups (v2, v1) cap a container's memory.
+_CGROUP_LIMITS = (
+    "/sys/fs/cgroup/memory.max",
+    "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+)
+
+
 def machine_memory():
-    """This machine's physical memory in bytes, or `None` if unknown."""
+    """The memory this process may use in bytes: the machine's physical
+    memory, or its container's limit where lower; `None` if unknown."""
     try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):
         return None
+    for path in _CGROUP_LIMITS:
+        try:
+            with open(path) as f:
+                limit = f.read().strip()
+        except OSError:
+            continue
+        if limit.isdigit():
+            memory = min(memory, int(limit))
+    return memory
 
 
 def preset_sizes(preset):

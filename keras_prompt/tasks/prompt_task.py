@@ -77,7 +77,7 @@ def plain_prompt_keywords(settings, source):
     return settings
 
 
-class PromptTaskMixin:
+class PromptTaskMixin(text_inputs.CheckedTextsMixin):
     """The prompt-state protocol every keras_prompt task shares.
 
     The task is the one owner of its prompt state: its variables
@@ -451,39 +451,6 @@ class PromptTaskMixin:
         return self
 
     # -- batches and outputs ------------------------------------------------
-    def checked_texts(self, x):
-        """Checks the raw texts of the input `x` (`text_inputs`: one
-        `TypeError` for a non-text, one `ValueError` for a NUL character);
-        returns how many there are (`None`: none in memory to check)."""
-        if self.preprocessor is None:
-            return None
-        keys = (self.text_key, self.target_key)
-        counts = [
-            text_inputs.check_texts(texts, name)
-            for name, texts in text_inputs.text_inputs(x, keys)
-        ]
-        return next((n for n in counts if n is not None), None)
-
-    def predict(self, x, *args, **kwargs):
-        """Keras' `predict`, its texts checked first; no texts give an
-        empty result (the outputs of one text, cut to none)."""
-        if self.checked_texts(x) != 0:
-            return super().predict(x, *args, **kwargs)
-        one = text_inputs.one_example(x, (self.text_key, self.target_key))
-        outputs = super().predict(one, verbose=0)
-        return keras.tree.map_structure(lambda value: value[:0], outputs)
-
-    def evaluate(self, x=None, *args, **kwargs):
-        self.checked_texts(x)
-        return super().evaluate(x, *args, **kwargs)
-
-    def fit(self, x=None, *args, **kwargs):
-        self.checked_texts(x)
-        validation = kwargs.get("validation_data")
-        if isinstance(validation, (tuple, list)) and validation:
-            self.checked_texts(validation[0])
-        return super().fit(x, *args, **kwargs)
-
     def prompt_inputs(self, texts, prompt_ids=None, targets=None):
         """`(x, y)` for `fit` / `evaluate` / `predict` from raw texts, the
         prompt id of each example (banks) and optional targets."""

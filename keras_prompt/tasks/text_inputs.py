@@ -17,6 +17,7 @@ naming the argument, a text holding a NUL character one `ValueError`
 dataset or a generator are not read ahead, so they are not checked.
 """
 
+import keras
 import numpy as np
 
 _SHOWN = 60
@@ -93,3 +94,41 @@ def one_example(x, keys):
     return {
         key: [""] if key in keys else np.zeros((1,), dtype="int32") for key in x
     }
+
+
+class CheckedTextsMixin:
+    """The entry points of a task model that take raw texts, checked
+    first (see the module docstring). Mixed into every keras_prompt task
+    (`PromptTaskMixin`), before its keras-hub class."""
+
+    def checked_texts(self, x):
+        """Checks the raw texts of the input `x` (`text_inputs`: one
+        `TypeError` for a non-text, one `ValueError` for a NUL character);
+        returns how many there are (`None`: none in memory to check)."""
+        if self.preprocessor is None:
+            return None
+        keys = (self.text_key, self.target_key)
+        counts = [
+            check_texts(texts, name) for name, texts in text_inputs(x, keys)
+        ]
+        return next((n for n in counts if n is not None), None)
+
+    def predict(self, x, *args, **kwargs):
+        """Keras' `predict`, its texts checked first; no texts give an
+        empty result (the outputs of one text, cut to none)."""
+        if self.checked_texts(x) != 0:
+            return super().predict(x, *args, **kwargs)
+        one = one_example(x, (self.text_key, self.target_key))
+        outputs = super().predict(one, verbose=0)
+        return keras.tree.map_structure(lambda value: value[:0], outputs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        self.checked_texts(x)
+        return super().evaluate(x, *args, **kwargs)
+
+    def fit(self, x=None, *args, **kwargs):
+        self.checked_texts(x)
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, (tuple, list)) and validation:
+            self.checked_texts(validation[0])
+        return super().fit(x, *args, **kwargs)

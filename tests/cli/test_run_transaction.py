@@ -11,6 +11,7 @@ import os
 import pytest
 
 import keras_prompt
+from keras_prompt.cli import CliError
 from keras_prompt.cli import common
 from keras_prompt.cli import main
 from keras_prompt.cli import tune
@@ -180,7 +181,7 @@ class TestPreflight:
         "change, words",
         [
             ({"prompt_length": 10**9}, "--prompt-length 1000000000"),
-            ({"batch_size": 10**7}, "--batch-size 10000000"),
+            ({"batch_size": 10**9}, "--batch-size 1000000000"),
         ],
     )
     def test_settings_beyond_the_memory_are_refused_before_loading(
@@ -194,6 +195,35 @@ class TestPreflight:
         assert len(lines) == 1 and words in lines[0]
         assert "GiB of memory" in lines[0]
         assert listing(tmp_path) == []
+
+    def test_hugging_face_and_keras_hub_configs_are_read(self, tmp_path):
+        """all-MiniLM-L6-v2's Hugging Face config: `--batch-size
+        10000000` needs terabytes, refused on a 128 GiB machine; the
+        defaults pass."""
+        from keras_prompt.cli import preflight
+
+        minilm = tmp_path / "minilm"
+        minilm.mkdir()
+        config = {"hidden_size": 384, "num_hidden_layers": 6}
+        config["num_attention_heads"] = 12
+        (minilm / "config.json").write_text(json.dumps(config))
+        (minilm / "model.safetensors").write_bytes(b"0" * 1000)
+        assert preflight.preset_sizes(str(minilm)) == (384, 6, 12, 1000)
+        memory = 128 * preflight.GIB
+        with pytest.raises(CliError, match="--batch-size 10000000, "):
+            preflight.check_training_memory(
+                str(minilm), 10**7, 128, 20, deep=True, memory=memory
+            )
+        preflight.check_training_memory(
+            str(minilm), 32, 128, 20, deep=True, memory=memory
+        )
+        keras_hub = tmp_path / "keras_hub"
+        keras_hub.mkdir()
+        config = {"hidden_dim": 64, "num_layers": 3, "num_query_heads": 4}
+        (keras_hub / "config.json").write_text(json.dumps({"config": config}))
+        assert preflight.preset_sizes(str(keras_hub)) == (64, 3, 4, 0)
+        # A preset that is not a local folder is not fetched: sizes of 1.
+        assert preflight.preset_sizes("bert_base_en") == (1, 1, 1, 0)
 
     def test_least_training_bytes_is_the_documented_sum(self):
         from keras_prompt.cli import preflight
