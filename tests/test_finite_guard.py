@@ -62,10 +62,11 @@ def test_check_every_is_validated():
         FiniteGuard(check_every=1.5)
 
 
-def guard_on(losses, epoch_steps=None, **kwargs):
+def guard_on(losses, epoch_steps=None, every=1, **kwargs):
     """Feeds `FiniteGuard` the running means Keras reports for the
-    per-step `losses` (epochs of `epoch_steps`); returns the step it
-    stopped at, or `None`."""
+    per-step `losses` (epochs of `epoch_steps`; every `every` steps, as
+    with `steps_per_execution`); returns the step it stopped at, or
+    `None`."""
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5))
     guard = FiniteGuard(**kwargs)
@@ -76,6 +77,8 @@ def guard_on(losses, epoch_steps=None, **kwargs):
         batch = step % epoch_steps
         if batch == 0:
             guard.on_epoch_begin(step // epoch_steps)
+        if (batch + 1) % every and batch + 1 < epoch_steps:
+            continue
         mean = np.mean(losses[step - batch : step + 1])
         try:
             guard.on_train_batch_end(batch, {"loss": mean})
@@ -96,6 +99,12 @@ def test_a_loss_running_away_from_its_start_stops_the_run():
     assert guard_on(climbing) == 11
     # Epochs of 3 steps: the running means restart, the rule holds.
     assert guard_on(climbing, epoch_steps=3) == 11
+    # Reported every 4 steps: the steps in between are recovered from the
+    # running mean; the first report (steps 1-4, mean 6.175) is the start.
+    first = start + [8.0] * 3
+    assert guard_on(first + [0.5] * 40, every=4) is None
+    assert guard_on(first + [60.0] * 40, every=4) is None
+    assert guard_on(first + [70.0] * 40, every=4) == 16
     assert guard_on(start + [8.0] * 40, window=5) == 6
     # Off: no factor, or a start that bounds nothing.
     assert guard_on(climbing, factor=None) is None

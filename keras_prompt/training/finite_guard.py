@@ -30,10 +30,11 @@ class FiniteGuard(keras.callbacks.Callback):
     a two-class task). The divergence rule: from step `window + 1` of a
     `fit` on, the mean training loss of the last `window` steps must stay
     at most `factor` times the loss of its first step (the loss of the
-    weights it started from). A run that has learned anything is far
-    below that; one 10 times above where it started is lost. The rule is
-    off when the first loss is not positive (it bounds nothing then), or
-    with `factor=None`.
+    weights it started from; with `steps_per_execution`, the mean loss
+    of the first steps reported together). A run that has learned
+    anything is far below that; one 10 times above where it started is
+    lost. The rule is off when the first loss is not positive (it bounds
+    nothing then), or with `factor=None`.
 
     Args:
         check_every: int, check the trained variables every this many
