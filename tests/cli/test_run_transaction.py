@@ -136,8 +136,6 @@ def test_a_runaway_loss_stops_the_run_and_keeps_the_earlier_one(
     assert main(argv) == 0
     capsys.readouterr()
     before = files_of(output)
-    losses = json.loads(before["run.json"])["losses"]
-    assert max(losses) < 10 * losses[0]
     diverging = with_changes(argv, learning_rate="1e6") + ["--overwrite"]
     assert main(diverging) == 1
     line = error_line(capsys)
