@@ -23,6 +23,11 @@ import numpy as np
 
 FORMAT = "keras_prompt.prompt"
 FORMAT_VERSION = 2
+#: The most characters and JSON nesting levels of a file's metadata (a
+#: bank of thousands of named prompts needs a fraction of either); a larger
+#: or deeper one is refused with the reader's `ValueError`.
+MAX_METADATA_CHARS = 1 << 20
+MAX_METADATA_NESTING = 16
 _FINGERPRINT_ROWS = 256
 
 
@@ -310,14 +315,48 @@ def _parse_header(header, path):
         )
     if "metadata" not in header:
         raise _schema_error(path, "metadata", "is missing")
+    text = header["metadata"]
+    if len(text) > MAX_METADATA_CHARS:
+        raise _schema_error(
+            path,
+            "metadata",
+            f"holds {len(text):,} characters, more than the "
+            f"{MAX_METADATA_CHARS:,} a prompt file's metadata may",
+        )
     try:
-        metadata = json.loads(header["metadata"])
+        metadata = json.loads(text)
     except json.JSONDecodeError as error:
         raise _schema_error(
             path, "metadata", f"is not valid JSON ({error})"
         ) from None
+    except RecursionError:
+        raise _schema_error(
+            path, "metadata", "nests too deeply to be read"
+        ) from None
+    depth = _nesting(metadata)
+    if depth > MAX_METADATA_NESTING:
+        raise _schema_error(
+            path,
+            "metadata",
+            f"nests {depth} levels deep, more than the "
+            f"{MAX_METADATA_NESTING} a prompt file's metadata may",
+        )
     _check_metadata(metadata, path)
     return metadata, version
+
+
+def _nesting(value):
+    """How deep JSON lists and objects nest in `value` (without
+    recursion: a crafted file cannot exhaust the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, list):
+            deepest = max(deepest, depth)
+            stack.extend((item, depth + 1) for item in value)
+    return deepest
 
 
 def _check_tensors(slices, metadata, path):
@@ -363,7 +402,7 @@ def check_same_backbone(metadata, expected, path):
     """Raises if a prompt file was trained against another backbone, or
     holds prompts of another depth (deep vs shallow) or entering at
     another layer (`start_layer`)."""
-    _check_backbone_keys(metadata, expected, path)
+    check_backbone_keys(metadata, expected, path)
     theirs, ours = start_layer(metadata), start_layer(expected)
     if theirs != ours:
         raise ValueError(
@@ -382,7 +421,9 @@ def check_same_backbone(metadata, expected, path):
         )
 
 
-def _check_backbone_keys(metadata, expected, path):
+def check_backbone_keys(metadata, expected, path):
+    """Raises if a prompt file was trained against another backbone (its
+    class, width, vocabulary or embedding fingerprint differ)."""
     keys = ("backbone_class", "hidden_dim", "vocabulary_size")
     for key in keys + ("embedding_fingerprint",):
         if metadata.get(key) != expected.get(key):

@@ -18,7 +18,7 @@ ROOT = os.path.join(REPO_ROOT, PACKAGE)
 #: The layers, lowest first: a unit (a subpackage or a top-level module of
 #: keras_prompt) imports only from its own layer or lower ones.
 LAYERS = (
-    ("version", "validation"),
+    ("version", "validation", "run_folders"),
     ("prompt_files", "optimizers", "data"),
     ("convert", "pretrained"),
     ("layers", "initializers", "adapters"),

@@ -201,6 +201,41 @@ def test_mutation_fuzz_every_case_is_a_value_error_naming_the_file(
     assert sum(kinds.values()) >= 500 and len(kinds) == 5, kinds
 
 
+def with_note(note_json):
+    """METADATA's JSON text with a field `note` holding `note_json`."""
+    return json.dumps(METADATA)[:-1] + ', "note": ' + note_json + "}"
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        (with_note('"' + "x" * (1 << 20) + '"'), "more than the 1,048,576"),
+        # Deeper than Python's recursion limit (json raises RecursionError).
+        (with_note("[" * 100_000 + "]" * 100_000), "nests too deeply"),
+        (with_note("[" * 16 + "]" * 16), "nests 17 levels deep"),
+        (with_note('{"a": ' * 16 + "0" + "}" * 16), "nests 17 levels deep"),
+    ],
+    ids=["large", "recursion", "lists", "objects"],
+)
+def test_oversized_and_deeply_nested_metadata_is_one_value_error(
+    tmp_path, text, words
+):
+    path = os.path.join(str(tmp_path), "odd.prompt.safetensors")
+    arrays = tensors(np.random.default_rng(0))
+    with open(path, "wb") as f:
+        f.write(raw_file(arrays, METADATA, lambda h: h.update(metadata=text)))
+    with pytest.raises(ValueError) as info:
+        prompt_files.read_prompt_file(path)
+    message = str(info.value)
+    assert path in message and "field 'metadata'" in message
+    assert words in message
+    # Nested as deep as allowed (the object and 15 levels in it): read.
+    note = json.loads("[" * 15 + "]" * 15)
+    with open(path, "wb") as f:
+        f.write(raw_file(arrays, dict(METADATA, note=note)))
+    assert prompt_files.read_prompt_file(path)[1]["note"] == note
+
+
 def test_writer_refuses_non_finite_values(tmp_path):
     path = os.path.join(str(tmp_path), "nan.prompt.safetensors")
     prompt = np.zeros((3, 8), "float32")

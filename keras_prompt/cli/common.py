@@ -1,16 +1,25 @@
 """What `keras-prompt` commands share: the checks made before a model or
 data is loaded (one-line `CliError`s), loading a backbone or the model of a
-tuned run, progress and parameter counts, and writing outputs into a
-temporary folder that is moved into place, so that a failed or interrupted
-run leaves the output untouched."""
+tuned run, progress and parameter counts, and writing an output folder as
+one transaction (`keras_prompt.run_folders`: staged beside it, published in
+one atomic step, by one writer at a time), so that a failed, interrupted or
+killed run leaves the whole earlier output."""
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 
 from keras_prompt.cli import CliError
+from keras_prompt.run_folders import FolderLock
+from keras_prompt.run_folders import carry_over
+from keras_prompt.run_folders import make_staging
+from keras_prompt.run_folders import publish_folder
+from keras_prompt.run_folders import remove_leftovers
+from keras_prompt.run_folders import target_path
 from keras_prompt.training.trainer import RUN_FILE
 
 _MAX_MESSAGE = 400
@@ -146,15 +155,25 @@ def default_output(task_name):
 
 def check_output(output, name="--output"):
     """Raises `CliError` unless the folder `output` (the argument `name`)
-    can be created/written.
+    can be created/written, and published there: an empty path, a file or
+    a dangling symbolic link is refused, and both `output` (if it exists)
+    and the folder it is staged in (its parent, or the nearest existing
+    folder above) must be writable.
 
     Nothing is left behind: the check creates and removes a temporary
-    folder in the nearest existing parent.
+    folder in each.
     """
-    path = os.path.abspath(output)
+    if not isinstance(output, (str, os.PathLike)) or not str(output).strip():
+        raise CliError(f"{name} must be a folder path, got {output!r}")
+    if os.path.islink(output) and not os.path.exists(output):
+        raise CliError(
+            f"{name} {output!r} is a symbolic link to "
+            f"{os.readlink(output)!r}, which does not exist"
+        )
+    path = target_path(output)
     if os.path.exists(path) and not os.path.isdir(path):
         raise CliError(f"{name} {output!r} exists and is not a folder")
-    existing = path
+    existing = os.path.dirname(path)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
@@ -162,14 +181,41 @@ def check_output(output, name="--output"):
             f"{name} {output!r} cannot be created: {existing!r} is a file, "
             "not a folder"
         )
+    for folder in [existing] + ([path] if os.path.isdir(path) else []):
+        try:
+            probe = tempfile.mkdtemp(dir=folder, prefix=".keras-prompt-probe-")
+            os.rmdir(probe)
+        except OSError as error:
+            raise CliError(
+                f"{name} {output!r} is not writable ({folder!r}: "
+                f"{one_line(error)})"
+            ) from None
+
+
+@contextlib.contextmanager
+def locked_output(output, name="--output"):
+    """Holds the `FolderLock` of the output folder `output` (a second
+    writer is refused at once, naming this process): creates its missing
+    parent folders, removes what killed writers left beside it
+    (`remove_leftovers`), and on leaving removes the parents it created if
+    they stayed empty."""
+    path = target_path(output)
+    created = []
+    folder = os.path.dirname(path)
+    while not os.path.exists(folder):
+        created.append(folder)
+        folder = os.path.dirname(folder)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     try:
-        probe = tempfile.mkdtemp(dir=existing, prefix=".keras-prompt-probe-")
-        os.rmdir(probe)
-    except OSError as error:
-        raise CliError(
-            f"{name} {output!r} is not writable ({existing!r}: "
-            f"{one_line(error)})"
-        ) from None
+        with FolderLock(path, name):
+            remove_leftovers(path)
+            yield path
+    finally:
+        for folder in created:
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
 
 
 def check_data_dir(data_dir):
@@ -300,43 +346,23 @@ def _default_permissions(folder):
         os.chmod(os.path.join(folder, name), 0o666 & ~umask)
 
 
-def write_outputs(output, write_files):
-    """Runs `write_files(folder)` in a temporary folder and moves the files
-    into `output` (created if needed); on failure nothing is left."""
-    path = os.path.abspath(output)
-    parent = os.path.dirname(path)
-    created = []
-    folder = parent
-    while not os.path.exists(folder):
-        created.append(folder)
-        folder = os.path.dirname(folder)
-    staging = None
+def write_outputs(output, write_files, drop=()):
+    """Runs `write_files(folder)` in a staging folder beside `output` and
+    publishes it as `output` in one atomic step (`run_folders`): a kill at
+    any moment leaves the whole earlier folder or the whole new one. The
+    entries of an earlier `output` that the new files do not replace are
+    carried over (hard links), but for the names in `drop`. Call it holding
+    `locked_output(output)`; on failure nothing is left."""
+    path = target_path(output)
+    staging = make_staging(path)
     try:
-        os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(
-            dir=parent, prefix=f".{os.path.basename(path)}.tmp-"
-        )
         write_files(staging)
         _default_permissions(staging)
-        if not os.path.exists(path):
-            os.rename(staging, path)
-            staging = None
-        else:
-            for name in sorted(os.listdir(staging)):
-                os.replace(
-                    os.path.join(staging, name), os.path.join(path, name)
-                )
+        carry_over(path, staging, skip=drop)
+        publish_folder(staging, path)
     except BaseException:
-        for folder in [staging] if staging else []:
-            shutil.rmtree(folder, ignore_errors=True)
-        for folder in created:
-            try:
-                os.rmdir(folder)
-            except OSError:
-                break
-        raise
-    if staging:
         shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 # -- model -------------------------------------------------------------------
@@ -418,6 +444,17 @@ class TunedRun:
         return self.recipe.get("task") or (names[0] if names else None)
 
 
+def file_digest(path):
+    """The SHA-256 of a file, hex (`run.json` records its prompt file's,
+    so a prompt file and a `run.json` of different runs are told
+    apart)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def locate_run(source):
     """`(prompt file, run info)`: the run folder's or file's prompt file
     and the `run.json` beside it (`{}` when there is none)."""
@@ -440,6 +477,12 @@ def locate_run(source):
         raise CliError(f"{run_file!r}: {one_line(error)}") from None
     if not isinstance(info, dict):
         raise CliError(f"{run_file!r} does not hold a JSON object")
+    recorded = info.get("prompt_file_sha256")
+    if recorded is not None and recorded != file_digest(path):
+        raise CliError(
+            f"{path!r} is not the prompt file {run_file!r} describes (its "
+            "SHA-256 differs): the folder mixes files of two runs"
+        )
     return path, info
 
 

@@ -12,7 +12,9 @@ can publish a new prompt without exporting the backbone again. Load it with
 Serving (docs/serving.md).
 
 An existing OUT_DIR is refused unless --overwrite is given; the folder is
-written atomically (into a temporary sibling, then renamed).
+written into a staging sibling and published in one atomic step (a kill
+leaves the whole old folder or the whole new one), by one export at a time
+(a second is refused at once, naming the first's pid).
 
 Examples:
 
@@ -31,6 +33,7 @@ from keras_prompt.cli.common import add_run_command
 from keras_prompt.cli.common import check_int_arg
 from keras_prompt.cli.common import check_output
 from keras_prompt.cli.common import load_run_model
+from keras_prompt.cli.common import locked_output
 from keras_prompt.cli.common import one_line_errors
 from keras_prompt.cli.common import read_run
 
@@ -104,6 +107,12 @@ def run(args):
     check_int_arg(args, "batch-size", 1)
     check_int_arg(args, "max-length", 1, optional=True)
     check_out_dir(args)
+    with locked_output(args.out_dir, "OUT_DIR"):
+        return export_run(args)
+
+
+def export_run(args):
+    """`run` holding the lock of OUT_DIR."""
     tuned = read_run(args.source, args.preset, "export")
     if not os.path.basename(os.path.normpath(args.out_dir)).isdigit():
         print(

@@ -21,13 +21,16 @@ greedy continuations (`--decode generate`, and tasks without labels).
 extra, converted once from its GGUF file; nothing is downloaded).
 
 The final files are written only when training and evaluation have
-finished (into a temporary folder beside the output, then moved into place),
-so a failed or interrupted run never leaves a half-written or diverged
-prompt. Progress is saved every --checkpoint-every steps into
-`<output>/checkpoint/` (prompt, head, optimizer and random states, the
-step: a few times the prompt's size, whatever the backbone); after an
-interruption (Ctrl-C, a killed job) the same command with --resume goes on
-from there and ends with the prompt an uninterrupted run would have.
+finished, into a staging folder beside the output that replaces it in one
+atomic step (`keras_prompt.run_folders`), so a failed, diverged or killed
+run never leaves a half-written prompt, nor a prompt beside another run's
+`run.json`; one `tune` at a time writes an output (a second is refused at
+once, naming the first's pid). Progress is saved every --checkpoint-every
+steps into `<output>/checkpoint/` (prompt, head, optimizer and random
+states, the step: a few times the prompt's size, whatever the backbone);
+after an interruption (Ctrl-C, a killed job) the same command with
+--resume goes on from there and ends with the prompt an uninterrupted run
+would have.
 """
 
 import os
@@ -46,14 +49,17 @@ from keras_prompt.cli.common import check_output
 from keras_prompt.cli.common import count_parameters
 from keras_prompt.cli.common import decode_choice
 from keras_prompt.cli.common import default_output
+from keras_prompt.cli.common import file_digest
 from keras_prompt.cli.common import format_seconds
 from keras_prompt.cli.common import load_backbone
+from keras_prompt.cli.common import locked_output
 from keras_prompt.cli.common import one_line
 from keras_prompt.cli.common import one_line_errors
 from keras_prompt.cli.common import recorded_data_dir
 from keras_prompt.cli.common import recorded_preset
 from keras_prompt.cli.common import resolve_preset
 from keras_prompt.cli.common import write_outputs
+from keras_prompt.cli.preflight import check_tune_memory
 from keras_prompt.cli.tune_arguments import DEFAULT_PROMPT_LENGTH
 from keras_prompt.cli.tune_arguments import add_arguments
 from keras_prompt.cli.tune_arguments import check_args
@@ -316,12 +322,19 @@ def run(args):
         raise CliError(f"--task: {one_line(error)}") from None
     init = init_of(args, task)  # Checked before anything is loaded.
     decode_choice(args.decode, None, task)
-    output = args.output or default_output(task.name)
+    output = default_output(task.name) if args.output is None else args.output
     check_output(output)
+    with locked_output(output):
+        return train_and_publish(args, start, task, init, output)
+
+
+def train_and_publish(args, start, task, init, output):
+    """`run` holding the lock of `output`."""
     check_no_earlier_run(output, (RUN_PROMPT_FILE, RUN_FILE), args.overwrite)
     work = os.path.join(output, CHECKPOINT_DIR)
     check_interrupted_run(work, args)
     preset = resolve_preset(args.preset)
+    check_tune_memory(args, preset, init)
     # TFDS reads TFDS_DATA_DIR once, at import: resolve it here so the
     # variable set at any time (or by a caller) is honoured.
     data_dir = args.data_dir or os.environ.get("TFDS_DATA_DIR") or None
@@ -429,11 +442,12 @@ def run(args):
         prompt_path = os.path.join(folder, RUN_PROMPT_FILE)
         model.save_prompts(prompt_path, task_names=[task.name])
         record["prompt_file_bytes"] = os.path.getsize(prompt_path)
+        record["prompt_file_sha256"] = file_digest(prompt_path)
         record["wall_seconds"] = round(time.time() - start, 1)
         write_run_record(folder, record)
 
-    write_outputs(output, write_files)
-    shutil.rmtree(work, ignore_errors=True)
+    # The checkpoint leaves with the earlier folder.
+    write_outputs(output, write_files, drop=(CHECKPOINT_DIR,))
     accuracy = validation.get("accuracy", float("nan"))
     print(
         f"Validation accuracy {accuracy:.4f} on {num_eval} examples after "

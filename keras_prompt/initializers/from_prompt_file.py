@@ -83,7 +83,9 @@ class FromPromptFile(keras.initializers.Initializer):
 
     def check_prompt_config(self, config, metadata):
         """Raises unless the file's prompt fits a model of `PromptConfig`
-        `config` whose prompt-file metadata is `metadata`."""
+        `config` whose prompt-file metadata is `metadata`: the backbone
+        first (another backbone explains any other difference)."""
+        prompt_files.check_backbone_keys(self.metadata, metadata, self.path)
         for key, value in self.settings().items():
             expected = getattr(config, key)
             if value != expected:

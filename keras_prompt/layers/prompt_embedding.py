@@ -78,8 +78,16 @@ class PromptEmbedding(keras.layers.Layer):
             the bank each example uses. Required when `num_prompts > 1`,
             ignored (may be `None`) for a single prompt. A float dtype is
             a `TypeError`; an id outside `[0, num_prompts)` is a
-            `ValueError` for concrete values and fails the traced
-            function (before the gather) otherwise.
+            `ValueError` for concrete values and fails a traced
+            TensorFlow function (before the gather) otherwise, except
+            under XLA (`jit_compile=True`), which compiles the check
+            away: there a negative id counts from the end (`-1` is the
+            last prompt) and the gather clamps what is still out of range
+            to the first or last prompt, silently. The task models check
+            ids before their compiled steps (in `fit` / `evaluate` /
+            `predict`'s input pipeline, and eagerly before generation),
+            so only a direct call of this layer inside your own
+            `jit_compile=True` function needs ids checked beforehand.
         mask: optional padding mask `(batch, L)`, propagated by Keras.
         layer: optional int in `[1, depth)`, deep prompts only: instead of
             prepending, replace the `length` positions starting at

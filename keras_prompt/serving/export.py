@@ -30,14 +30,20 @@ signature takes any number of inputs, pads them to a multiple of
 Classifiers take any batch size directly.
 """
 
+import contextlib
 import json
 import os
 import shutil
-import tempfile
 
 import numpy as np
 
 from keras_prompt.prompt_files import default_mode
+from keras_prompt.run_folders import FolderLock
+from keras_prompt.run_folders import link_or_copy
+from keras_prompt.run_folders import make_staging
+from keras_prompt.run_folders import publish_folder
+from keras_prompt.run_folders import remove_leftovers
+from keras_prompt.run_folders import target_path
 from keras_prompt.serving.serving_graph import STATE_ASSET
 from keras_prompt.serving.serving_graph import TASKS_ASSET
 from keras_prompt.serving.serving_graph import ServingGraph
@@ -149,37 +155,67 @@ def _manifest(spec, batch_size, max_length, jit_compile, output):
     }
 
 
-def _prepare_target(path, overwrite):
-    path = os.path.abspath(os.fspath(path))
-    parent = os.path.dirname(path)
-    if not os.path.isdir(parent):
-        os.makedirs(parent, exist_ok=True)
-    if os.path.exists(path) and not overwrite:
-        raise ValueError(
-            f"The export path already exists; pass `overwrite=True` or "
-            f"write a new version folder. Received: path={path!r}"
+@contextlib.contextmanager
+def _staged_export(path, overwrite):
+    """Yields `(path, staging)`: the absolute export path and a folder to
+    write the export into, which is published at `path` in one atomic
+    step when the block ends (`keras_prompt.run_folders`; a kill leaves
+    the whole old folder or the whole new one). Holds the lock of `path`
+    throughout (a second writer is refused at once) and first removes what
+    killed exports left beside it."""
+    path = target_path(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with FolderLock(path, "The export path", nested=True):
+        remove_leftovers(path)
+        if os.path.exists(path) and not overwrite:
+            raise ValueError(
+                f"The export path already exists; pass `overwrite=True` or "
+                f"write a new version folder. Received: path={path!r}"
+            )
+        # An ordinary folder mode: TF Serving may run as another user.
+        staging = make_staging(path)
+        try:
+            os.chmod(staging, default_mode(directory=True))
+            yield path, staging
+            publish_folder(staging, path)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+
+def _write_archive(
+    spec, folder, assets, batch_size, max_length, jit_compile, verbose
+):
+    """Writes the SavedModel of `spec` into `folder` (the asset files the
+    serving graph reads are written into `assets` first)."""
+    import keras
+    import tensorflow as tf
+
+    with open(os.path.join(assets, STATE_ASSET), "w") as f:
+        f.write(_state_lines(spec["variables"]))
+    with open(os.path.join(assets, TASKS_ASSET), "w") as f:
+        f.write(_task_lines(spec["slots"]))
+    serving = ServingGraph(spec, assets, batch_size, max_length, jit_compile)
+    strings = tf.TensorSpec([None], tf.string)
+    archive = keras.export.ExportArchive()
+    archive.track(spec["model"])
+    archive.track(serving.holder)
+    if spec["slots"] is None:
+        archive.add_endpoint(
+            "serve",
+            lambda inputs: serving.serve(inputs),
+            input_signature=[strings],
         )
-    return path, parent
-
-
-def _make_version_dir(parent, path):
-    """A temporary sibling of `path` with an ordinary folder mode (TF
-    Serving may run as another user)."""
-    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}-")
-    os.chmod(tmp, default_mode(directory=True))
-    return tmp
-
-
-def _atomic_publish(tmp, path):
-    """Renames the finished folder `tmp` to `path` (replacing it)."""
-    old = None
-    if os.path.exists(path):
-        old = tempfile.mkdtemp(dir=os.path.dirname(path), prefix=".old-")
-        os.rmdir(old)
-        os.rename(path, old)
-    os.rename(tmp, path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    else:
+        archive.add_endpoint(
+            "serve",
+            lambda inputs, tasks: serving.serve(inputs, tasks),
+            input_signature=[strings, strings],
+        )
+    # The traced graph copied the prompt variables' current values into
+    # the checkpoint; the state asset is what serving reads.
+    archive.write_out(folder, verbose=verbose)
+    os.makedirs(os.path.join(folder, "assets.extra"), exist_ok=True)
 
 
 def export_saved_model(
@@ -207,8 +243,11 @@ def export_saved_model(
     `tf.saved_model.load` (after `import tensorflow_text`), outputs equal
     the in-memory model's.
 
-    The folder is written atomically (to a temporary sibling, then
-    renamed). Prompts and the task table live in asset files, so
+    The folder is written into a staging sibling and published in one
+    atomic step, replacing an existing one whole
+    (`keras_prompt.run_folders`), by one writer at a time: while another
+    process exports to `path`, a `FolderLockedError` (an `OSError`) naming
+    it is raised at once. Prompts and the task table live in asset files, so
     `update_exported_prompts` can publish new prompts without
     re-exporting the backbone.
 
@@ -251,8 +290,6 @@ def export_saved_model(
     )["outputs"]
     ```
     """
-    import keras
-    import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
     spec = _resolve(model)
@@ -267,51 +304,24 @@ def export_saved_model(
         )
     if max_length is not None:
         spec["model"].check_generation_length(max_length)
-    path, parent = _prepare_target(path, overwrite)
     output = "outputs" if spec["model"].generates_text else "probabilities"
-
-    tmp = _make_version_dir(parent, path)
-    staging = tempfile.mkdtemp(prefix="keras_prompt_assets-")
-    try:
-        with open(os.path.join(staging, STATE_ASSET), "w") as f:
-            f.write(_state_lines(spec["variables"]))
-        with open(os.path.join(staging, TASKS_ASSET), "w") as f:
-            f.write(_task_lines(spec["slots"]))
-        serving = ServingGraph(
-            spec, staging, batch_size, max_length, jit_compile
-        )
-        strings = tf.TensorSpec([None], tf.string)
-        archive = keras.export.ExportArchive()
-        archive.track(spec["model"])
-        archive.track(serving.holder)
-        if spec["slots"] is None:
-            archive.add_endpoint(
-                "serve",
-                lambda inputs: serving.serve(inputs),
-                input_signature=[strings],
+    with _staged_export(path, overwrite) as (path, tmp):
+        # The asset files the graph reads, copied into the export.
+        assets = make_staging(path)
+        try:
+            _write_archive(
+                spec, tmp, assets, batch_size, max_length, jit_compile, verbose
             )
-        else:
-            archive.add_endpoint(
-                "serve",
-                lambda inputs, tasks: serving.serve(inputs, tasks),
-                input_signature=[strings, strings],
-            )
-        # The traced graph copied the prompt variables' current values into
-        # the checkpoint; the state asset is what serving reads.
-        archive.write_out(tmp, verbose=verbose)
-        os.makedirs(os.path.join(tmp, "assets.extra"), exist_ok=True)
-        with open(os.path.join(tmp, MANIFEST), "w") as f:
-            json.dump(
-                _manifest(spec, batch_size, max_length, jit_compile, output),
-                f,
-                indent=2,
-            )
-        _atomic_publish(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            with open(os.path.join(tmp, MANIFEST), "w") as f:
+                json.dump(
+                    _manifest(
+                        spec, batch_size, max_length, jit_compile, output
+                    ),
+                    f,
+                    indent=2,
+                )
+        finally:
+            shutil.rmtree(assets, ignore_errors=True)
     return path
 
 
@@ -325,13 +335,6 @@ def read_manifest(path):
         )
     with open(manifest) as f:
         return json.load(f)
-
-
-def _link_or_copy(source, target):
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
 
 
 def update_exported_prompts(model, export_dir, new_dir, overwrite=False):
@@ -404,14 +407,12 @@ def update_exported_prompts(model, export_dir, new_dir, overwrite=False):
             f"export_dir={os.fspath(export_dir)!r}: {'; '.join(problems)}. "
             "Export it again with `export_saved_model`."
         )
-    path, parent = _prepare_target(new_dir, overwrite)
     replaced = {
         os.path.join("assets", STATE_ASSET),
         os.path.join("assets", TASKS_ASSET),
         MANIFEST,
     }
-    tmp = _make_version_dir(parent, path)
-    try:
+    with _staged_export(new_dir, overwrite) as (path, tmp):
         for root, _, files in os.walk(export_dir):
             relative_root = os.path.relpath(root, export_dir)
             os.makedirs(os.path.join(tmp, relative_root), exist_ok=True)
@@ -419,7 +420,7 @@ def update_exported_prompts(model, export_dir, new_dir, overwrite=False):
                 relative = os.path.normpath(os.path.join(relative_root, name))
                 if relative in replaced:
                     continue
-                _link_or_copy(
+                link_or_copy(
                     os.path.join(root, name), os.path.join(tmp, relative)
                 )
         os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
@@ -433,8 +434,4 @@ def update_exported_prompts(model, export_dir, new_dir, overwrite=False):
         manifest["keras_prompt_version"] = __version__
         with open(os.path.join(tmp, MANIFEST), "w") as f:
             json.dump(manifest, f, indent=2)
-        _atomic_publish(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path

@@ -197,7 +197,16 @@ class ServingGraph:
         import tensorflow as tf
 
         members = self.spec["members"]
-        with tf.control_dependencies([self.load_state()]):
+        # A NUL character would end the text inside the tokenizer, which
+        # silently drops the rest (`keras_prompt.tasks.text_inputs`).
+        no_nul = tf.debugging.Assert(
+            tf.reduce_all(tf.strings.regex_full_match(inputs, "[^\\x00]*")),
+            [
+                "`inputs` must not hold NUL characters (\\x00): the "
+                "tokenizer would drop the rest of the text"
+            ],
+        )
+        with tf.control_dependencies([self.load_state(), no_nul]):
             inputs = tf.identity(inputs)
         prompt_ids = None
         if tasks is not None:

@@ -192,6 +192,7 @@ class PromptCausalLM(
         backbone = FrozenBackbone.from_preset(
             preset, load_weights=load_weights, **kwargs
         )
+        cls.check_source_backbone(source, backbone)
         preprocessor_kwargs = {}
         if sequence_length is not None:
             preprocessor_kwargs["sequence_length"] = sequence_length
@@ -463,6 +464,7 @@ class PromptCausalLM(
         prompt comes on top.
         """
         self.check_generation_length(max_length)
+        self.checked_texts(inputs)
         if isinstance(inputs, dict) and "prompt_ids" in inputs:
             return self._generate_with_prompt_ids(
                 inputs, max_length, stop_token_ids, strip_prompt

@@ -295,6 +295,7 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
         backbone = FrozenBackbone.from_preset(
             preset, load_weights=load_weights, **kwargs
         )
+        cls.check_source_backbone(source, backbone)
         check_frozen_backbone("PromptClassifier", backbone, "encoder")
         backbone.adapter.check_sequence_length(
             sequence_length, backbone.prompt_length

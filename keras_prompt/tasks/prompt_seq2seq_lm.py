@@ -122,6 +122,7 @@ class PromptSeq2SeqLM(
         backbone = FrozenBackbone.from_preset(
             preset, load_weights=load_weights, **kwargs
         )
+        cls.check_source_backbone(source, backbone)
         preprocessor = load_preprocessor(
             preset,
             cls.preprocessor_cls,
@@ -134,6 +135,12 @@ class PromptSeq2SeqLM(
     # -- the prompt-state protocol ------------------------------------------
     text_key = "encoder_text"
     target_key = "decoder_text"
+
+    def generate(self, inputs, *args, **kwargs):
+        """keras-hub's `generate`, the texts checked first
+        (`keras_prompt.tasks.text_inputs`)."""
+        self.checked_texts(inputs)
+        return super().generate(inputs, *args, **kwargs)
 
     def generated_tokens(self, outputs):
         return outputs["decoder_token_ids"], outputs["decoder_padding_mask"]

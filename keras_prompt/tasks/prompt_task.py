@@ -11,6 +11,7 @@ from keras_prompt.layers.index_checks import checked_indices
 from keras_prompt.layers.index_checks import concrete_value
 from keras_prompt.layers.prompt_config import KEYWORD_FIELDS
 from keras_prompt.layers.prompt_config import PromptConfig
+from keras_prompt.tasks import text_inputs
 from keras_prompt.tasks.distributed_steps import first_replica_symbolic_build
 from keras_prompt.tasks.distributed_steps import rank_one_logs
 from keras_prompt.validation import check_kwargs
@@ -76,7 +77,7 @@ def plain_prompt_keywords(settings, source):
     return settings
 
 
-class PromptTaskMixin:
+class PromptTaskMixin(text_inputs.CheckedTextsMixin):
     """The prompt-state protocol every keras_prompt task shares.
 
     The task is the one owner of its prompt state: its variables
@@ -426,6 +427,18 @@ class PromptTaskMixin:
         settings = prompt_files.merge_settings(settings, fixed, source.path)
         return source, settings
 
+    @staticmethod
+    def check_source_backbone(source, backbone):
+        """Raises if the prompt file `read_preset_prompts` read (`source`,
+        or `None`) was trained on another backbone than the
+        `FrozenBackbone` just loaded: checked first, so that the message
+        names the backbone rather than a length or a shape that follows
+        from it."""
+        if source is not None:
+            prompt_files.check_backbone_keys(
+                source.metadata, backbone.prompt_metadata(), source.path
+            )
+
     def load_prompt_source(self, source):
         """The second half of `from_preset(..., prompts=...)`: checks the
         file read by `read_preset_prompts` against the built task and
@@ -473,6 +486,7 @@ class PromptTaskMixin:
         if self.preprocessor is None:
             raise ValueError("`generate` needs the model's preprocessor.")
         self.check_generation_length(max_length)
+        self.checked_texts(texts)
         if stop_token_ids == "auto":
             stop_token_ids = self.stop_token_ids()
         x = self.preprocessor.generate_preprocess(

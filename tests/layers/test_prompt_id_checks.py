@@ -124,6 +124,29 @@ class TestLayer:
         )
         np.testing.assert_array_equal(to_numpy(call(x, ids)), expected)
 
+    def test_xla_clamps_out_of_range_ids_as_the_docstring_says(self):
+        """Called directly inside an XLA-compiled function, the layer
+        cannot refuse a bad id (the assertion is compiled away): a
+        negative id counts from the end, as in NumPy, and the gather
+        clamps what is still out of range to the nearest prompt.
+        `PromptEmbedding`'s docstring says so; the task models check ids
+        before their compiled steps (`test_checks_hold_under_xla`)."""
+        layer = PromptEmbedding(2, num_prompts=NUM_PROMPTS)
+        layer.build((None, 4, 5))
+        rng = np.random.default_rng(0)
+        layer.embeddings.assign(
+            rng.normal(size=layer.embeddings.shape).astype("float32")
+        )
+        call = tf.function(
+            lambda x, ids: layer(x, prompt_ids=ids), jit_compile=True
+        )
+        ids = [-1, -2, -NUM_PROMPTS - 4, NUM_PROMPTS, NUM_PROMPTS + 50]
+        picked = [NUM_PROMPTS - 1, NUM_PROMPTS - 2, 0] + [NUM_PROMPTS - 1] * 2
+        x = np.zeros((len(ids), 4, 5), "float32")
+        got = to_numpy(call(x, tf.constant(ids)))
+        expected = to_numpy(layer(x, prompt_ids=np.array(picked)))
+        np.testing.assert_array_equal(got, expected)
+
     def test_whole_float_labels_option(self):
         values = np.array([1.0, 0.0])
         assert checked_indices(values, 2, "y", allow_whole_floats=True) is (

@@ -70,6 +70,8 @@ def exported(tmp_path_factory):
             call("classifier", classifier, TEXTS, TASKS),
             call("classifier_3", classifier, TEXTS[:3], TASKS[:3]),
             call("classifier_empty", empty, TEXTS[:1], TASKS[:1]),
+            call("t5_nul", v1, ["red\x00 sun", "blue"], ["a", "b"]),
+            call("classifier_nul", classifier, ["red", "sun\x00"], ["a", "b"]),
         ]
     )
     return root, expected, served
@@ -152,6 +154,12 @@ class TestExport(TestCase):
         )
         message = served["classifier_empty"]["error"]
         assert "Unknown task name(s):" in message and "[a]" in message
+
+    def test_a_nul_character_fails_the_request(self, exported):
+        """Not a text cut short: the request fails, naming the NUL."""
+        _, _, served = exported
+        for name in ("t5_nul", "classifier_nul"):
+            assert "must not hold NUL characters" in served[name]["error"]
 
     def test_atomic_writes_and_bad_arguments(self, exported):
         root = exported[0]

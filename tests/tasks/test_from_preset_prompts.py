@@ -200,6 +200,19 @@ class TestClassifier(TestCase):
             PromptClassifier.from_preset(
                 preset, prompts=path, sequence_length=8
             )
+        # The backbone is named before the lengths it explains: here the
+        # sequence would not fit the positions either.
+        with pytest.raises(ValueError, match="another backbone"):
+            PromptClassifier.from_preset(
+                preset, prompts=path, sequence_length=10_000
+            )
+        # As an initializer, before the prompt length it explains.
+        from keras_prompt.initializers import FromPromptFile
+
+        with pytest.raises(ValueError, match="another backbone"):
+            FrozenBackbone(
+                other, prompt_length=7, initializer=FromPromptFile(path)
+            )
 
 
 class TestSeq2Seq(TestCase):
