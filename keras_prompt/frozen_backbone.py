@@ -177,6 +177,16 @@ class FrozenBackbone(keras_hub.models.Backbone):
                 "lengths in one bank (its positions are not relative). "
                 f"Received: variable_length={config.variable_length!r}"
             )
+        limit = adapter.max_sequence_length()
+        if limit is not None and config.length >= limit:
+            # Before any probe runs: a prompt that leaves no position for
+            # the text is the prompt's fault, whatever the inputs.
+            raise ValueError(
+                f"prompt_length ({config.length}) leaves no room for text "
+                f"in the {limit} positions of this "
+                f"{type(backbone).__name__}. Received: "
+                f"prompt_length={config.length}"
+            )
         num_layers = adapter.num_prompted_layers()
         config.check_layers(num_layers, type(backbone).__name__)
         depth = config.num_prompted_layers(num_layers) if config.deep else None

@@ -77,6 +77,11 @@ class TestEncoderAdapters(TestCase):
     @pytest.mark.parametrize("family", list(FAMILIES))
     def test_too_long_prompt_and_sequence_raise(self, family):
         backbone = tiny_encoder(family)
+        # A prompt filling every position: refused as the prompt's fault,
+        # before any probe runs (no "sequence_length (1)").
+        with pytest.raises(ValueError, match=r"prompt_length \(12\) leaves"):
+            FrozenBackbone(backbone, prompt_length=MAX_POSITIONS)
+        FrozenBackbone(backbone, prompt_length=MAX_POSITIONS - 2, deep=True)
         wrapped = FrozenBackbone(backbone, prompt_length=4)
         adapter = wrapped.adapter
         assert adapter.max_sequence_length() == MAX_POSITIONS
