@@ -16,6 +16,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA_DIR = os.path.join(os.path.dirname(REPO_ROOT), "shared", "tfds")
@@ -131,6 +132,28 @@ def run_worker(script, config, stream=False):
             return json.loads(line[len(RESULT_PREFIX) :])
     sys.stderr.write(done.stdout[-4000:] + (done.stderr or "")[-4000:])
     raise RuntimeError(f"configuration {config} failed")
+
+
+def run_all(script, args, keys, describe):
+    """Runs every configuration `args.configs` of every seed `args.seeds`
+    in its own worker (`run_worker`), with the settings `keys` of `args`;
+    prints `describe(result)` after each and keeps `args.output` up to
+    date. Returns `(results, total wall seconds)`."""
+    base = {key: getattr(args, key) for key in keys}
+    start = time.time()
+    results = []
+    for seed in args.seeds:
+        for name in args.configs:
+            result = run_worker(
+                script, dict(base, config=name, seed=seed), stream=True
+            )
+            results.append(result)
+            print(
+                f"{describe(result)} [{time.time() - start:.0f} s elapsed]",
+                flush=True,
+            )
+            write_json(args.output, {"config": base, "results": results})
+    return results, time.time() - start
 
 
 def write_json(path, data):

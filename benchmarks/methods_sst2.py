@@ -118,8 +118,7 @@ from _sst2 import mean_std  # noqa: E402
 from _sst2 import peak_rss_mb  # noqa: E402
 from _sst2 import plain_classifier  # noqa: E402
 from _sst2 import prompt_initializer  # noqa: E402
-from _sst2 import run_worker  # noqa: E402
-from _sst2 import write_json  # noqa: E402
+from _sst2 import run_all  # noqa: E402
 
 #: What every prompt configuration passes to `PromptClassifier.from_preset`
 #: unless its row says otherwise (`initializer` is a name of
@@ -422,44 +421,34 @@ def main(argv=None):
     if args.worker:
         emit(run_config(json.loads(args.worker)))
         return 0
-    base = {
-        key: getattr(args, key)
-        for key in (
-            "seconds",
-            "clock",
-            "eval_every_seconds",
-            "batch_size",
-            "sequence_length",
-            "dtype",
-            "prompt_lr",
-            "lora_lr",
-            "full_lr",
-            "head_lr",
-            "max_steps",
-            "max_train",
-            "max_dev",
-            "data_dir",
+    keys = (
+        "seconds",
+        "clock",
+        "eval_every_seconds",
+        "batch_size",
+        "sequence_length",
+        "dtype",
+        "prompt_lr",
+        "lora_lr",
+        "full_lr",
+        "head_lr",
+        "max_steps",
+        "max_train",
+        "max_dev",
+        "data_dir",
+    )
+
+    def describe(result):
+        return (
+            f"{result['config']} seed {result['seed']}: dev "
+            f"{100 * result['dev_final']:.1f}% after {result['steps']} steps "
+            f"({result['train_s']:.0f} s training, {result['eval_s']:.0f} s "
+            f"evaluating), peak RSS {result['peak_rss_mb']:.0f} MB"
         )
-    }
-    start = time.time()
-    results = []
-    for seed in args.seeds:
-        for name in args.configs:
-            result = run_worker(
-                __file__, dict(base, config=name, seed=seed), stream=True
-            )
-            results.append(result)
-            print(
-                f"{name} seed {seed}: dev {100 * result['dev_final']:.1f}% "
-                f"after {result['steps']} steps ({result['train_s']:.0f} s "
-                f"training, {result['eval_s']:.0f} s evaluating), peak RSS "
-                f"{result['peak_rss_mb']:.0f} MB "
-                f"[{time.time() - start:.0f} s elapsed]",
-                flush=True,
-            )
-            write_json(args.output, {"config": base, "results": results})
+
+    results, wall = run_all(__file__, args, keys, describe)
     print_table(results)
-    print(f"total wall time {time.time() - start:.0f} s")
+    print(f"total wall time {wall:.0f} s")
     return 0
 
 
