@@ -33,8 +33,9 @@ curve, time and peak memory per configuration.
     python benchmarks/smollm2_methods.py --seconds 10 \\
         --eval-every-seconds 0 --max-dev 16   # smoke test
 
-Not yet run at full length (only the smoke test above): a full run takes
-about 40 minutes of 2 CPU cores for the three default configurations.
+Measured (`--seconds 180 --eval-every-seconds 0`, seed 0, 872 dev):
+input prompt 0.804, deep prompts 0.516, LoRA rank 8 0.806
+(docs/performance.md, "SmolLM2 at equal time").
 """
 
 import argparse
