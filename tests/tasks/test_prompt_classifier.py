@@ -321,8 +321,12 @@ class TestPromptClassifier(TestCase):
 
     def test_from_preset_too_long_raises(self, bert, tmp_path):
         preset = save_preset(bert, tmp_path)
-        with pytest.raises(ValueError, match=r"\(20\) \+ sequence_length"):
+        # The default prompt (20) fills all 16 positions by itself.
+        with pytest.raises(ValueError, match=r"prompt_length \(20\) leaves"):
             PromptClassifier.from_preset(preset, num_classes=2)
+        # A shorter prompt fits, but not with the default 128 text tokens.
+        with pytest.raises(ValueError, match=r"\(10\) \+ sequence_length"):
+            PromptClassifier.from_preset(preset, num_classes=2, prompt_length=10)
 
     def test_bad_arguments(self, bert):
         backbone = FrozenBackbone(bert, prompt_length=2)
