@@ -12,9 +12,11 @@ continued by " positive" / " negative" and the end token; the loss on the
 target tokens only), batches of `--batch-size`, inputs of at most
 `--sequence-length` tokens:
 
-- `input`, `deep`: a `PromptCausalLM` with a 20-token class-label prompt
-  (`deep`: a prompt at each of the 30 layers, started by propagation), the
-  frozen weights in `--dtype` (default bfloat16), Adam at `--prompt-lr`.
+- `input`, `deep`, `deep_add`: a `PromptCausalLM` with a 20-token
+  class-label prompt (`deep`: a prompt at each of the 30 layers replacing
+  the hidden states, started by propagation; `deep_add`: added to them,
+  `PromptConfig(deep_mode="add")`, started at zero), the frozen weights in
+  `--dtype` (default bfloat16), Adam at `--prompt-lr`.
 - `lora4`, `lora8`: keras-hub's `LlamaCausalLM` on the float32 backbone
   with `backbone.enable_lora(rank)` (keras-hub's default targets, the
   query and value projections), Adam at `--lora-lr`.
@@ -54,7 +56,11 @@ from _sst2 import run_all
 from keras_prompt.tasks.label_scoring import LabelScoringMixin
 
 LABELS = ("negative", "positive")
-PROMPT_CONFIGS = {"input": {"deep": False}, "deep": {"deep": True}}
+PROMPT_CONFIGS = {
+    "input": {"deep": False},
+    "deep": {"deep": True},
+    "deep_add": {"deep": True, "deep_mode": "add"},
+}
 LORA_CONFIGS = {"lora4": 4, "lora8": 8}
 CONFIGS = tuple(PROMPT_CONFIGS) + tuple(LORA_CONFIGS)
 
@@ -94,11 +100,15 @@ def prompt_model(config):
     from keras_prompt.pretrained import smollm2_preset_dir
     from keras_prompt.training import Recipe
 
+    from keras_prompt.layers.prompt_config import PromptConfig
+
     preset = smollm2_preset_dir()
+    prompt = PROMPT_CONFIGS[config["config"]]
     recipe = Recipe(
         task="glue/sst2",
         prompt_length=20,
-        deep=PROMPT_CONFIGS[config["config"]]["deep"],
+        deep=prompt["deep"],
+        prompt_config=PromptConfig(length=20, **prompt),
         optimizer_name="adam",
         learning_rate=config["prompt_lr"],
         batch_size=config["batch_size"],

@@ -8,6 +8,7 @@ from keras_prompt.adapters import get_adapter
 from keras_prompt.convert.presets import check_preset_kwargs
 from keras_prompt.convert.presets import load_backbone
 from keras_prompt.initializers import deep_prompts
+from keras_prompt.layers import additive_deep_prompts
 from keras_prompt.layers import prompt_config as prompt_config_module
 from keras_prompt.layers.float32_noise_dropout import use_float32_noise
 from keras_prompt.layers.frozen_weights import frozen_weights_unwatched
@@ -187,6 +188,9 @@ class FrozenBackbone(keras_hub.models.Backbone):
                 f"{type(backbone).__name__}. Received: "
                 f"prompt_length={config.length}"
             )
+        additive_deep_prompts.check_applies(
+            config, adapter, type(backbone).__name__
+        )
         num_layers = adapter.num_prompted_layers()
         config.check_layers(num_layers, type(backbone).__name__)
         depth = config.num_prompted_layers(num_layers) if config.deep else None
@@ -210,6 +214,7 @@ class FrozenBackbone(keras_hub.models.Backbone):
             variable_length=config.variable_length,
             depth=depth,
             start_layer=config.start_layer,
+            deep_mode=config.deep_mode,
             reparameterization=config.reparameterization,
             dtype=_prompt_dtype_policy(backbone.dtype_policy),
             name="prompt_embedding",
@@ -230,7 +235,9 @@ class FrozenBackbone(keras_hub.models.Backbone):
         self.initializer = initializer
         self.token_embedding = backbone.token_embedding
         if getattr(initializer, "sets_every_layer", False):
-            pass
+            if config.deep_mode == additive_deep_prompts.MODE:
+                # The file's plain vectors, as offsets that fold into them.
+                additive_deep_prompts.unfold(self, prompt.folded_values())
         elif config.start_layer > 0:
             deep_prompts.start_late(self, type(self))
         elif config.deep:
@@ -477,7 +484,9 @@ class FrozenBackbone(keras_hub.models.Backbone):
 
     def prompt_values(self):
         """The prompt as a NumPy array of plain vectors (a
-        reparameterised prompt folded)."""
+        reparameterised or additive prompt folded)."""
+        if self.prompt_config.deep_mode == additive_deep_prompts.MODE:
+            return additive_deep_prompts.fold(self)
         return self.prompt_embedding.folded_values()
 
     def read_prompts(self, path):
@@ -559,7 +568,8 @@ class FrozenBackbone(keras_hub.models.Backbone):
         variable.assign(mask.astype(variable.dtype))
 
     def assign_prompts(self, values, source="values"):
-        """Sets the prompt variable, checking the shape."""
+        """Sets the prompt to the plain vectors `values` (an additive
+        prompt to offsets that fold into them), checking the shape."""
         values = np.asarray(values, dtype="float32")
         expected = tuple(self.prompt_embedding.embeddings.shape)
         if values.shape != expected:
@@ -569,4 +579,7 @@ class FrozenBackbone(keras_hub.models.Backbone):
                 f"{self.prompt_length}, num_prompts={self.num_prompts}, "
                 f"deep={self.deep})."
             )
+        if self.prompt_config.deep_mode == additive_deep_prompts.MODE:
+            additive_deep_prompts.unfold(self, values)
+            return
         self.prompt_embedding.embeddings.assign(values)

@@ -159,6 +159,14 @@ class TestResidualReparameterization(TestCase):
             task(x),
             atol=1e-5,
         )
+        # So does a bank given the trained model itself.
+        bank.add_task("model", task)
+        ids = bank.task_ids(["model"] * len(y))
+        self.assertAllClose(
+            bank.model(dict(x, prompt_ids=ids), training=False),
+            task(x),
+            atol=1e-5,
+        )
         # A file holds plain vectors: a reparameterised model refuses it.
         with pytest.raises(ValueError, match="folded"):
             task.load_prompts(path)

@@ -206,6 +206,9 @@ def build_model(args, task, init, preset, backbone):
     kind's defaults where they are not given) and the prompt task that
     fits it (a classifier on encoders, a text-to-text model on T5 and
     decoder-only models)."""
+    from keras_prompt.adapters import get_adapter
+    from keras_prompt.layers import additive_deep_prompts
+    from keras_prompt.layers.prompt_config import PromptConfig
     from keras_prompt.tasks import task_class_for
     from keras_prompt.training.recipe import Recipe
     from keras_prompt.training.task_kinds import find_task_kind
@@ -217,8 +220,6 @@ def build_model(args, task, init, preset, backbone):
     decode_choice(args.decode, task_class, task)
     kind = find_task_kind(task_class)
     if kind is None:
-        from keras_prompt.adapters import get_adapter
-
         raise CliError(
             f"--preset {preset!r}: {type(backbone).__name__} is a "
             f"{get_adapter(backbone).kind} backbone, which `keras-prompt "
@@ -230,6 +231,13 @@ def build_model(args, task, init, preset, backbone):
     deep = kind.tune_deep if args.deep is None else args.deep
     if args.deep is None and "deep" in source:
         deep = source["deep"]
+    deep_mode = args.deep_mode or "replace"
+    if deep_mode != "replace":
+        if args.deep is False:
+            raise CliError(
+                f"--deep-mode {deep_mode} trains deep prompts; drop --no-deep"
+            )
+        deep = True
     start_layer = args.start_layer
     if start_layer is None:
         start_layer = source.get("start_layer", 0)
@@ -237,14 +245,29 @@ def build_model(args, task, init, preset, backbone):
     if prompt_length is None:
         prompt_length = source.get("length", DEFAULT_PROMPT_LENGTH)
     reparameterization = args.reparameterization
+    if reparameterization == "none":
+        reparameterization = None
+    # The prompt's full specification (the fields below repeat it).
+    try:
+        prompt_config = PromptConfig(
+            length=prompt_length,
+            deep=deep,
+            deep_mode=deep_mode,
+            start_layer=start_layer,
+            reparameterization=reparameterization,
+        )
+        additive_deep_prompts.check_applies(
+            prompt_config, get_adapter(backbone), type(backbone).__name__
+        )
+    except ValueError as error:
+        raise CliError(one_line(error)) from None
     recipe = Recipe(
         task=task,
         prompt_length=prompt_length,
         deep=deep,
         start_layer=start_layer,
-        reparameterization=(
-            None if reparameterization in (None, "none") else reparameterization
-        ),
+        reparameterization=reparameterization,
+        prompt_config=prompt_config if deep_mode != "replace" else None,
         initializer=init,
         optimizer_name=args.optimizer,
         learning_rate=args.learning_rate,
@@ -295,6 +318,8 @@ def describe_training(recipe, model, num_train):
         )
     if model.backbone.prompt_config.reparameterization:
         prompts += " (residual reparameterisation)"
+    if model.backbone.prompt_config.deep_mode == "add":
+        prompts += " (added to the hidden states)"
     return (
         f"Training {recipe.steps} steps of {recipe.batch_size} ({passes}); "
         f"{prompts}, {init_name(recipe.initializer)} init, {optimizer_name} at "

@@ -60,6 +60,16 @@ def add_arguments(parser):
         "better; the input prompt for T5 and decoder-only models)",
     )
     add(
+        "--deep-mode",
+        choices=("replace", "add"),
+        default=None,
+        help="how deep prompts meet the hidden states: replace (P-Tuning v2) "
+        "or add (decoder-only models: each layer's prompt is added to what "
+        "reaches the prompt positions, so the input prompt's effect carries "
+        "through; saved folded into plain vectors); add implies --deep "
+        "(default: replace)",
+    )
+    add(
         "--start-layer",
         type=int,
         default=None,

@@ -35,10 +35,18 @@ def get_initializer(identifier):
 
 def initialize(model, initializer):
     """Sets the prompts of layers `1..` of `model`, a deep
-    `FrozenBackbone`, with `initializer` (see `get_initializer`)."""
+    `FrozenBackbone`, with `initializer` (see `get_initializer`).
+
+    Additive deep prompts (`deep_mode="add"`) are offsets to the hidden
+    states that reach the prompt positions: `"propagate"` starts them at
+    zero, which is the same start (the deep model is the shallow one).
+    """
     if isinstance(initializer, str):
-        propagate(model)
-        return
+        if model.prompt_config.deep_mode == "add":
+            initializer = keras.initializers.Zeros()
+        else:
+            propagate(model)
+            return
     variable = model.prompt_embedding.embeddings
     values = np.array(keras.ops.convert_to_numpy(variable), "float32")
     deep = values[:, 1:] if model.num_prompts > 1 else values[1:]
@@ -132,6 +140,7 @@ def start_late(model, model_class):
         model.backbone,
         prompt_config=config.replace(
             deep=True,
+            deep_mode="replace",
             start_layer=0,
             deep_initializer=PROPAGATE,
             reparameterization=None,
@@ -147,5 +156,8 @@ def start_late(model, model_class):
     else:
         values = values[:, start] if bank else values[start]
     model.prompt_embedding.embeddings.assign(values)
-    if config.deep and not isinstance(config.deep_initializer, str):
+    if config.deep and (
+        config.deep_mode == "add"
+        or not isinstance(config.deep_initializer, str)
+    ):
         initialize(model, config.deep_initializer)

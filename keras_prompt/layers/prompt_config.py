@@ -22,9 +22,13 @@ FILE_FIELDS = (
     "num_prompts",
     "variable_length",
     "deep",
+    "deep_mode",
     "start_layer",
     "reparameterization",
 )
+
+#: How deep prompts meet the hidden states (`PromptConfig.deep_mode`).
+DEEP_MODES = ("replace", "add")
 
 #: The loose keywords of `FrozenBackbone` (and the tasks' `from_preset`)
 #: and the `PromptConfig` field each one sets.
@@ -84,6 +88,16 @@ class PromptConfig:
             transformer layer from `start_layer` on has its own `length`
             vectors, replacing the hidden states at the prompt positions
             before it runs. Defaults to `False`.
+        deep_mode: str, how a deep prompt meets the hidden states at the
+            prompt positions: `"replace"` (the default, P-Tuning v2: each
+            layer's prompt replaces them) or `"add"` (decoder-only models:
+            each layer's prompt is added to the hidden states that reach
+            the prompt positions from below, so the input prompt's effect
+            carries through every layer, and the deep prompts start at
+            zero). An added prompt folds exactly into replacing vectors
+            (a causal model's prompt positions never see the text), which
+            is what prompt files, banks and serving hold; see
+            `keras_prompt.layers.additive_deep_prompts`.
         start_layer: int, the transformer layer before which the prompt
             enters (Late Prompt Tuning, Liu et al., 2022). `0` (the
             default) is the input prompt, inserted with the embedded
@@ -123,6 +137,7 @@ class PromptConfig:
     num_prompts: int = 1
     variable_length: bool = False
     deep: bool = False
+    deep_mode: str = "replace"
     start_layer: int = 0
     initializer: Any = "random_uniform"
     deep_initializer: Any = deep_prompts.PROPAGATE
@@ -138,6 +153,17 @@ class PromptConfig:
             raise ValueError(
                 "`variable_length=True` needs a bank (`num_prompts` >= 2). "
                 f"Received: num_prompts={self.num_prompts}"
+            )
+        if self.deep_mode not in DEEP_MODES:
+            raise ValueError(
+                f"`deep_mode` must be one of {DEEP_MODES}. Received: "
+                f"deep_mode={self.deep_mode!r}"
+            )
+        if self.deep_mode != "replace" and not deep:
+            raise ValueError(
+                f"`deep_mode={self.deep_mode!r}` is a way of training deep "
+                "prompts: set `deep=True` too. Received: "
+                f"deep_mode={self.deep_mode!r}, deep={deep!r}"
             )
         # Checking a name builds an initializer, and an unseeded Keras one
         # draws its seed from Python's generator: leave that untouched, so

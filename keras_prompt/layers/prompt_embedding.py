@@ -30,7 +30,9 @@ class PromptEmbedding(keras.layers.Layer):
     Layer 0 is prepended to the embedded tokens as above; layer `i >= 1`
     replaces the hidden states at the prompt positions before the
     backbone's transformer layer `i` runs, when the model's adapter calls
-    the layer with `layer=i` (see `keras_prompt.adapters`).
+    the layer with `layer=i` (see `keras_prompt.adapters`); with
+    `deep_mode="add"` it is added to them instead (see
+    `keras_prompt.layers.additive_deep_prompts`).
 
     The width `dim` is taken from the input in `build`. The variable is
     kept in the layer's variable dtype (float32 under `mixed_bfloat16`)
@@ -63,6 +65,9 @@ class PromptEmbedding(keras.layers.Layer):
             embedded tokens; see `keras_prompt.PromptConfig`). Layer `i`
             of a deep prompt then goes before transformer layer
             `start_layer + i`.
+        deep_mode: str, `"replace"` (the default) or `"add"`: how layer
+            `i >= 1` of a deep prompt meets the hidden states at the
+            prompt positions.
         reparameterization: optional dict or name, a reparameterisation
             of the prompt while it trains (see `keras_prompt.PromptConfig`;
             `keras_prompt.layers.reparameterizations`): the model sees
@@ -125,6 +130,7 @@ class PromptEmbedding(keras.layers.Layer):
         variable_length=False,
         depth=None,
         start_layer=0,
+        deep_mode="replace",
         reparameterization=None,
         **kwargs,
     ):
@@ -141,6 +147,17 @@ class PromptEmbedding(keras.layers.Layer):
         self.length = length
         self.depth = depth
         self.start_layer = check_int("start_layer", start_layer, 0)
+        if deep_mode not in ("replace", "add"):
+            raise ValueError(
+                "`deep_mode` must be 'replace' or 'add'. Received: "
+                f"deep_mode={deep_mode!r}"
+            )
+        if deep_mode == "add" and depth is None:
+            raise ValueError(
+                "`deep_mode='add'` is for deep prompts: give `depth`. "
+                f"Received: depth={depth!r}"
+            )
+        self.deep_mode = deep_mode
         self.reparameterization = reparameterizations.normalize(
             reparameterization
         )
@@ -154,6 +171,7 @@ class PromptEmbedding(keras.layers.Layer):
         self.supports_masking = True
         self.embeddings = None
         self._recorded = None
+        self._record_only = True
 
     @property
     def is_bank(self):
@@ -218,6 +236,17 @@ class PromptEmbedding(keras.layers.Layer):
         if self.reparameterizer is None:
             return self.embeddings
         return self.reparameterizer(self.embeddings)
+
+    def trained_parameters(self):
+        """The variables training changes that a prompt file's plain
+        vectors do not give back exactly (a reparameterised or additive
+        prompt's own parameters; empty for a plain prompt): what a
+        training checkpoint keeps besides the prompt file."""
+        if self.reparameterizer is not None:
+            return [self.embeddings] + list(self.reparameterizer.weights)
+        if self.deep_mode == "add":
+            return [self.embeddings]
+        return []
 
     def folded_values(self):
         """`prompt_table()` as a float32 NumPy array: the plain prompt
@@ -295,16 +324,19 @@ class PromptEmbedding(keras.layers.Layer):
         return ops.concatenate([prompt, inputs], axis=1)
 
     @contextlib.contextmanager
-    def recording(self):
-        """Within this context, calls with `layer` leave the hidden states
-        unchanged (the model runs as with a shallow prompt) and record
-        them at the prompt positions: yields `{layer: (batch, length,
-        dim)}`, filled as the model runs (eagerly)."""
+    def recording(self, apply=False):
+        """Within this context, calls with `layer` record the hidden
+        states reaching the prompt positions: yields `{layer: (batch,
+        length, dim)}`, filled as the model runs (eagerly). They leave
+        the hidden states unchanged (the model runs as with a shallow
+        prompt) unless `apply`, which runs the deep prompts as usual."""
         self._recorded = {}
+        self._record_only = not apply
         try:
             yield self._recorded
         finally:
             self._recorded = None
+            self._record_only = True
 
     def _prompt_positions(self, inputs, offsets):
         """The hidden states at the prompt positions, `(batch, length,
@@ -326,11 +358,14 @@ class PromptEmbedding(keras.layers.Layer):
             )
         if self._recorded is not None:
             self._recorded[layer] = self._prompt_positions(inputs, offsets)
-            return inputs
+            if self._record_only:
+                return inputs
         batch_size = ops.shape(inputs)[0]
         prompt = self.prompts_for(
             prompt_ids, batch_size, dtype=inputs.dtype, layer=layer
         )
+        if self.deep_mode == "add":
+            prompt = prompt + self._prompt_positions(inputs, offsets)
         if isinstance(offsets, int):
             end = offsets + self.length
             outputs = ops.concatenate(
@@ -403,6 +438,7 @@ class PromptEmbedding(keras.layers.Layer):
                 "variable_length": self.variable_length,
                 "depth": self.depth,
                 "start_layer": self.start_layer,
+                "deep_mode": self.deep_mode,
                 "reparameterization": self.reparameterization,
             }
         )

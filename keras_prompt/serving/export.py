@@ -152,6 +152,18 @@ def _manifest(spec, batch_size, max_length, jit_compile, output):
         "prompt_fingerprint": model.backbone.prompt_metadata()[
             "embedding_fingerprint"
         ],
+        "prompt_form": _prompt_form(model),
+    }
+
+
+def _prompt_form(model):
+    """How the exported graph reads its prompt state: plain vectors, or a
+    reparameterised or additive prompt's own parameters (which state of
+    another form would silently misread)."""
+    config = model.backbone.prompt_config
+    return {
+        "deep_mode": config.deep_mode,
+        "reparameterization": config.reparameterization,
     }
 
 
@@ -394,6 +406,15 @@ def update_exported_prompts(model, export_dir, new_dir, overwrite=False):
         problems.append("another frozen backbone (embedding fingerprint)")
     if shapes != manifest["state"]:
         problems.append(f"prompt state shapes {shapes} vs {manifest['state']}")
+    # Exports that predate the record held plain prompts.
+    exported_form = manifest.get(
+        "prompt_form", {"deep_mode": "replace", "reparameterization": None}
+    )
+    if _prompt_form(spec["model"]) != exported_form:
+        problems.append(
+            f"prompt form {_prompt_form(spec['model'])} vs exported "
+            f"{exported_form}"
+        )
     if (spec["slots"] is None) != (manifest["tasks"] is None):
         problems.append("a bank and a single-prompt model")
     if spec["members"] != manifest["ensemble_members"]:

@@ -187,6 +187,7 @@ class PromptBank:
             deep_initializer="zeros",
             # A bank holds trained (folded) prompts.
             reparameterization=None,
+            deep_mode="replace",
         )
         backbone = FrozenBackbone(self._frozen, prompt_config=config)
         template = self._template

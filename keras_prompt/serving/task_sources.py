@@ -3,7 +3,6 @@ model's prompt-state protocol."""
 
 import os
 
-import keras
 import numpy as np
 
 from keras_prompt.serving import naming
@@ -24,10 +23,7 @@ def read_task_state(model, source, source_task=None):
         model.check_prompt_metadata(
             source.prompt_file_metadata(), f"model {source.name!r}"
         )
-        state = {
-            key: keras.ops.convert_to_numpy(variable)
-            for key, variable in source.trained_variables().items()
-        }
+        state = source.prompt_state()
         if source.backbone.num_prompts > 1:
             count = source.backbone.num_prompts
     elif isinstance(source, dict):

@@ -344,7 +344,24 @@ class PromptTaskMixin(text_inputs.CheckedTextsMixin):
         self.check_state_names(state, source)
         self.check_state_shapes(state, source)
         for key, variable in self.trained_variables().items():
-            variable.assign(np.asarray(state[key], dtype="float32"))
+            if key == "prompt":
+                # Plain vectors: an additive prompt takes them as offsets
+                # that fold into them.
+                self.backbone.assign_prompts(state[key], source=source)
+            else:
+                variable.assign(np.asarray(state[key], dtype="float32"))
+
+    def prompt_state(self):
+        """The trained state as a prompt file holds it: `{"prompt": plain
+        (folded) vectors, **heads}`, NumPy arrays."""
+        return {"prompt": self.backbone.prompt_values(), **self.head_state()}
+
+    def head_state(self):
+        """`head_variables()` as NumPy arrays."""
+        return {
+            key: np.asarray(keras.ops.convert_to_numpy(variable))
+            for key, variable in self.head_variables().items()
+        }
 
     def save_prompts(self, path, task_names=None):
         """Writes the trained prompt(s) to a small file (atomically).
@@ -356,10 +373,7 @@ class PromptTaskMixin(text_inputs.CheckedTextsMixin):
         self.backbone.save_prompts(
             path,
             task_names=task_names,
-            extra_tensors={
-                key: keras.ops.convert_to_numpy(variable)
-                for key, variable in self.head_variables().items()
-            },
+            extra_tensors=self.head_state(),
             task_class=type(self).__name__,
             **self.prompt_file_info(),
         )

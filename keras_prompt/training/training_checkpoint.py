@@ -61,19 +61,14 @@ def _folder_step(name):
 def checkpoint_groups(model):
     """The variables a training checkpoint holds besides the prompt file:
     `(group, variables)` pairs (the optimizer's, the dropout seeds' and a
-    reparameterised prompt's parameters)."""
+    reparameterised or additive prompt's own parameters)."""
     groups = [
         ("optimizer", model.optimizer.variables),
         ("seeds", [g.state for g in seed_generators(model)]),
     ]
-    prompt = model.backbone.prompt_embedding
-    if prompt.reparameterizer is not None:
-        groups.append(
-            (
-                "reparameterization",
-                [prompt.embeddings] + list(prompt.reparameterizer.weights),
-            )
-        )
+    parameters = model.backbone.prompt_embedding.trained_parameters()
+    if parameters:
+        groups.append(("reparameterization", parameters))
     return groups
 
 

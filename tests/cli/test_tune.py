@@ -443,7 +443,7 @@ def test_dtype_auto_follows_the_detection_and_is_recorded(
     assert {t.dtype for t in tensors.values()} == {np.dtype("float32")}
 
 
-def tiny_llama3_preset(folder, seed=0):
+def tiny_llama3_preset(folder, seed=0, num_layers=1):
     """Saves a tiny random Llama 3 and a byte-level BPE tokenizer (every
     byte a token, SST-2's common words merged) as a preset."""
     from keras_hub.src.tokenizers.byte_pair_tokenizer import bytes_to_unicode
@@ -467,7 +467,7 @@ def tiny_llama3_preset(folder, seed=0):
         "llama",
         backbone_class=keras_hub.models.Llama3Backbone,
         vocabulary_size=len(vocabulary),
-        num_layers=1,
+        num_layers=num_layers,
     ).save_to_preset(folder)
     keras_hub.models.Llama3Tokenizer(
         vocabulary=vocabulary, merges=merges

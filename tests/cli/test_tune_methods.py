@@ -1,7 +1,8 @@
 """`keras-prompt tune` with the prompt methods: late prompts
-(`--start-layer`), residual reparameterisation (`--reparameterization`)
-and transfer (`--init-from`), end to end on a tiny 2-layer BERT preset and
-a few real SST-2 examples."""
+(`--start-layer`), residual reparameterisation (`--reparameterization`),
+transfer (`--init-from`) and additive deep prompts (`--deep-mode add`),
+end to end on tiny 2-layer BERT and Llama 3 presets and a few real SST-2
+examples."""
 
 import json
 
@@ -16,6 +17,7 @@ from tests.cli.test_tune import error_line
 from tests.cli.test_tune import needs_sst2
 from tests.cli.test_tune import tiny_args
 from tests.cli.test_tune import tiny_bert_preset
+from tests.cli.test_tune import tiny_llama3_preset
 from tests.conftest import SHARED_TFDS_DIR
 from tests.test_case import to_numpy
 
@@ -118,3 +120,49 @@ def test_late_residual_then_transfer(preset, tmp_path, capsys):
     )
     assert code != 0
     assert "--init or --init-from" in error_line(capsys)
+
+
+@needs_sst2
+def test_additive_deep_prompts_on_a_decoder(preset, tmp_path, capsys):
+    """`--deep-mode add` trains additive deep prompts on a decoder-only
+    preset; the run's file holds them folded: a plain deep model rebuilt
+    from it scores what the run scored."""
+    from keras_prompt import PromptCausalLM
+    from keras_prompt.data import get_task
+    from keras_prompt.training.task_kinds import task_kind
+
+    folder = tiny_llama3_preset(str(tmp_path / "llama3"), num_layers=2)
+    output = tmp_path / "run"
+    args = tiny_args(folder, output, "--deep-mode", "add")
+    args[args.index("--max-eval-examples") + 1] = "8"
+    code = main(args)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "deep prompts at 2 layers (added to the hidden states)" in out
+    info = json.loads((output / "run.json").read_text())
+    assert info["recipe"]["deep"] is True
+    assert info["recipe"]["prompt_config"]["deep_mode"] == "add"
+    model = PromptCausalLM.from_preset(
+        folder,
+        prompts=str(output),
+        sequence_length=SEQUENCE_LENGTH + 16,
+        target_length=16,
+    )
+    assert model.backbone.prompt_config.deep_mode == "replace"
+    assert model.backbone.prompt_depth == 2
+    validation = task_kind(type(model)).read_examples(
+        get_task("glue/sst2"), "validation", SHARED_TFDS_DIR, max_examples=8
+    )
+    score = validation.score(model)["accuracy"]
+    assert score == info["validation_accuracy"]
+
+    # Refused in one line, nothing written: with --no-deep, and on an
+    # encoder.
+    bad = tmp_path / "bad"
+    code = main(tiny_args(folder, bad, "--deep-mode", "add", "--no-deep"))
+    assert code != 0
+    assert "--no-deep" in error_line(capsys)
+    code = main(tiny_args(preset, bad, "--deep-mode", "add"))
+    assert code != 0
+    assert "deep_mode='add'" in error_line(capsys)
+    assert not bad.exists()

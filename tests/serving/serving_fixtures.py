@@ -102,11 +102,16 @@ def seq2seq_task(prompt_length, seed, deep=False):
     return random_prompt(model, seed)
 
 
-def causal_task(prompt_length, seed):
+def causal_task(prompt_length, seed, prompt_config=None):
+    """A GPT-2 `PromptCausalLM` with a random prompt (`prompt_config`
+    instead of `prompt_length` where given)."""
     from keras_prompt import PromptCausalLM
 
     backbone, preprocessor = gpt2()
-    wrapped = FrozenBackbone(backbone, prompt_length=prompt_length)
+    if prompt_config is None:
+        wrapped = FrozenBackbone(backbone, prompt_length=prompt_length)
+    else:
+        wrapped = FrozenBackbone(backbone, prompt_config=prompt_config)
     model = PromptCausalLM(wrapped, preprocessor)
     model.compile(jit_compile=False)
     return random_prompt(model, seed, 0.5)

@@ -12,6 +12,7 @@ import os
 import numpy as np
 import pytest
 
+from keras_prompt import PromptConfig
 from keras_prompt import export_saved_model
 from keras_prompt.serving import PromptBank
 from keras_prompt.serving import PromptEnsemble
@@ -86,7 +87,9 @@ def exported_more(tmp_path_factory):
         bank.add_task(name, model)
     ensemble = PromptEnsemble(bank)
     export_saved_model(ensemble, f"{root}/ensemble/1", batch_size=8)
-    causal = fixtures.causal_task(3, 1)
+    # Additive deep prompts: the graph adds them to the hidden states.
+    additive = PromptConfig(length=3, deep=True, deep_mode="add")
+    causal = fixtures.causal_task(3, 1, prompt_config=additive)
     causal_texts = fixtures.causal_texts()
     export_saved_model(causal, f"{root}/causal/1", batch_size=4)
     single = tasks["b"]
@@ -96,6 +99,10 @@ def exported_more(tmp_path_factory):
     expected = {
         "ensemble": ensemble.generate(TEXTS, return_members=True),
         "causal": causal.generate(causal_texts),
+        # The same prompt folded into plain vectors.
+        "plain": fixtures.causal_task(
+            3, 1, prompt_config=additive.replace(deep_mode="replace")
+        ),
         "single": fixtures.t5_alone()["b"],
     }
     served = fixtures.serve_in_fresh_process(
@@ -195,6 +202,14 @@ class TestExport(TestCase):
     def test_causal_and_single_prompt_generation(self, exported_more):
         _, expected, served = exported_more
         assert served["causal"]["outputs"] == expected["causal"]
+        # Plain vectors of the same shapes would be misread by the additive
+        # graph: a prompt-only update from a plain model is refused.
+        root = exported_more[0]
+        with pytest.raises(ValueError, match="prompt form"):
+            update_exported_prompts(
+                expected["plain"], f"{root}/causal/1", f"{root}/causal/2"
+            )
+        assert not os.path.exists(f"{root}/causal/2")
         # Fewer inputs (10) than the fixed batch (16); decoding under XLA.
         assert served["single"]["outputs"] == expected["single"]
         assert read_manifest(f"{exported_more[0]}/single/1")["jit_compile"]

@@ -326,7 +326,9 @@ class TestPromptClassifier(TestCase):
             PromptClassifier.from_preset(preset, num_classes=2)
         # A shorter prompt fits, but not with the default 128 text tokens.
         with pytest.raises(ValueError, match=r"\(10\) \+ sequence_length"):
-            PromptClassifier.from_preset(preset, num_classes=2, prompt_length=10)
+            PromptClassifier.from_preset(
+                preset, num_classes=2, prompt_length=10
+            )
 
     def test_bad_arguments(self, bert):
         backbone = FrozenBackbone(bert, prompt_length=2)
