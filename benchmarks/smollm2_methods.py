@@ -97,10 +97,9 @@ def parse_args(argv=None):
 def prompt_model(config):
     """A `PromptCausalLM` built as `keras-prompt tune` builds it."""
     from keras_prompt.convert.presets import load_backbone
+    from keras_prompt.layers.prompt_config import PromptConfig
     from keras_prompt.pretrained import smollm2_preset_dir
     from keras_prompt.training import Recipe
-
-    from keras_prompt.layers.prompt_config import PromptConfig
 
     preset = smollm2_preset_dir()
     prompt = PROMPT_CONFIGS[config["config"]]

@@ -380,18 +380,18 @@ class FrozenBackbone(keras_hub.models.Backbone):
             prompt_config: a `PromptConfig` instead of the keywords.
             **kwargs: passed to the backbone's `from_preset`: `dtype` and
                 the preset backbone class's constructor arguments.
-                `dtype="auto"` is the recommended setting for prompt
-                tuning: bfloat16 frozen weights where the hardware
-                multiplies bfloat16 natively (TPU, GPUs of compute
-                capability >= 8.0, CPUs with AVX512-BF16 or AMX;
-                `keras_prompt.convert.precision.fast_bfloat16`), float32
-                elsewhere.
+                `dtype="auto"`, the default: bfloat16 frozen weights
+                where the hardware multiplies bfloat16 natively (TPU, GPUs
+                of compute capability >= 8.0, CPUs with AVX512-BF16 or
+                AMX; `keras_prompt.convert.precision.fast_bfloat16`;
+                `KERAS_PROMPT_BFLOAT16=0` in the environment turns it
+                off), float32 elsewhere; `dtype="float32"` on request.
                 The frozen weights need no float32 master copy, so
                 bfloat16 halves their memory and, on MiniLM here, trains
                 1.4-1.6x faster; the prompt, a head and the optimizer state
                 stay float32 and prompt files are the same in both
-                (`docs/performance.md`). Defaults to the preset's dtype
-                (float32). Any other keyword (a misspelt
+                (`docs/performance.md`); the file records the frozen
+                weights' dtype (`"frozen_dtype"`). Any other keyword (a misspelt
                 `promt_length`) is a `TypeError` naming the closest valid
                 one, raised before anything is loaded.
 
@@ -434,6 +434,9 @@ class FrozenBackbone(keras_hub.models.Backbone):
                 source.metadata,
                 source.path,
             )
+        # Frozen weights: bfloat16 where this machine multiplies it
+        # natively, unless a dtype is given.
+        kwargs.setdefault("dtype", "auto")
         backbone = load_backbone(preset, load_weights=load_weights, **kwargs)
         model = cls(backbone, prompt_config=config)
         if source is not None:

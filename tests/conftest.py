@@ -7,6 +7,10 @@ import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# `dtype="auto"` (every `from_preset`'s default) is float32 in the suite,
+# whatever the machine: the tiny models are compared with float32
+# references. Tests of the bfloat16 default set it themselves.
+os.environ.setdefault("KERAS_PROMPT_BFLOAT16", "0")
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DIR = os.path.join(os.path.dirname(REPO_ROOT), "shared")

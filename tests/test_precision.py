@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_prompt
 from keras_prompt import FrozenBackbone
 from keras_prompt import PromptClassifier
 from keras_prompt import export_saved_model
@@ -38,7 +39,7 @@ def test_detection(accelerators, flags, fast):
     assert fast_bfloat16(accelerators, flags)[0] is fast
 
 
-def test_auto_follows_the_detection_and_explicit_dtypes_win():
+def test_auto_follows_the_detection_and_explicit_dtypes_win(monkeypatch):
     assert resolve_dtype("auto", lambda: (False, "old CPU")) == (
         "float32",
         "old CPU",
@@ -47,10 +48,23 @@ def test_auto_follows_the_detection_and_explicit_dtypes_win():
     assert resolve_dtype("float32", lambda: (True, "TPU"))[0] == "float32"
     with pytest.raises(ValueError, match="dtype='half'"):
         resolve_dtype("half")
-    # This machine's answer comes from its CPU flags (no accelerator).
+    # This machine's answer comes from its CPU flags (no accelerator)...
+    monkeypatch.delenv("KERAS_PROMPT_BFLOAT16", raising=False)
     fast, reason = fast_bfloat16()
     assert fast == bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
     assert reason.startswith("CPU")
+    # ... unless the environment decides.
+    for value, expected in (("0", False), ("1", True)):
+        monkeypatch.setenv("KERAS_PROMPT_BFLOAT16", value)
+        assert fast_bfloat16() == (expected, f"KERAS_PROMPT_BFLOAT16={value}")
+        assert resolve_dtype("auto")[0] == (
+            "bfloat16" if expected else "float32"
+        )
+    # Given flags or accelerators (planning) are not overridden.
+    assert fast_bfloat16(flags={"avx512_bf16"})[0] is True
+    monkeypatch.setenv("KERAS_PROMPT_BFLOAT16", "yes")
+    with pytest.raises(ValueError, match="KERAS_PROMPT_BFLOAT16='yes'"):
+        fast_bfloat16()
 
 
 def classifier(dtype, seed=None):
@@ -114,7 +128,13 @@ def test_prompt_files_load_across_dtypes(source, target, tmp_path):
     model.save_prompts(again)
     from keras_prompt.prompt_files import read_prompt_file
 
-    assert read_prompt_file(again)[1] == read_prompt_file(path)[1]
+    written, read = read_prompt_file(again)[1], read_prompt_file(path)[1]
+    # Only the record of the frozen weights' dtype differs.
+    assert (written.pop("frozen_dtype"), read.pop("frozen_dtype")) == (
+        target,
+        source,
+    )
+    assert written == read
 
 
 def test_bfloat16_bank_mixes_float32_tasks_and_exports(tmp_path):
@@ -157,9 +177,17 @@ def test_from_preset_dtype_auto_follows_the_detection(
     bert = tiny_bert_preset(str(tmp_path / "bert"))
     backbone = FrozenBackbone.from_preset(bert, prompt_length=2, dtype="auto")
     assert backbone.backbone.dtype_policy.variable_dtype == dtype
+    # "auto" is the default; the prompt file records what it resolved to.
     classifier = PromptClassifier.from_preset(
-        bert, num_classes=2, prompt_length=2, sequence_length=16, dtype="auto"
+        bert, num_classes=2, prompt_length=2, sequence_length=16
     )
+    path = str(tmp_path / "auto.prompt.safetensors")
+    classifier.save_prompts(path)
+    metadata = keras_prompt.prompt_files.read_prompt_file(path)[1]
+    assert metadata["frozen_dtype"] == dtype
+    # float32 on request.
+    asked = FrozenBackbone.from_preset(bert, prompt_length=2, dtype="float32")
+    assert asked.backbone.dtype_policy.variable_dtype == "float32"
     t5 = str(tmp_path / "t5")
     preprocessor = toy.toy_t5_preprocessor()
     toy.toy_t5(

@@ -13,11 +13,17 @@ multiplications natively: a TPU; a GPU of compute capability 8.0 or newer
 (Ampere, Hopper and later, whose tensor cores take bfloat16); a CPU with
 the AVX512-BF16 or AMX-BF16 instructions (from `/proc/cpuinfo`).
 `resolve_dtype("auto")` turns that into `"bfloat16"` or `"float32"`.
+`dtype="auto"` is the default of every `from_preset` that loads frozen
+weights, of `Recipe` and of `keras-prompt tune`. The environment variable
+`KERAS_PROMPT_BFLOAT16` overrides the detection: `1` as if bfloat16 were
+fast, `0` as if not (float32 everywhere "auto" resolves).
 """
 
 import os
 
 DTYPES = ("auto", "float32", "bfloat16")
+#: The environment variable that overrides `fast_bfloat16`'s detection.
+FORCE_VARIABLE = "KERAS_PROMPT_BFLOAT16"
 _CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -69,7 +75,18 @@ def fast_bfloat16(accelerators=None, flags=None):
         accelerators: optional `(platform, capabilities)` instead of asking the
             backend (for tests and planning).
         flags: optional set of CPU flags instead of `/proc/cpuinfo`'s.
+
+    Without either, `KERAS_PROMPT_BFLOAT16=0` or `=1` in the environment
+    decides instead of the detection.
     """
+    forced = os.environ.get(FORCE_VARIABLE)
+    if forced is not None and accelerators is None and flags is None:
+        if forced not in ("0", "1"):
+            raise ValueError(
+                f"The environment variable {FORCE_VARIABLE} must be 0 or 1 "
+                f"(or unset). Received: {FORCE_VARIABLE}={forced!r}"
+            )
+        return forced == "1", f"{FORCE_VARIABLE}={forced}"
     platform, capabilities = (
         _accelerators() if accelerators is None else accelerators
     )

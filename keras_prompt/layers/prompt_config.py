@@ -386,6 +386,8 @@ def file_metadata(backbone, adapter, config, depth=None, task_names=None):
     return metadata | {
         "backbone_class": type(backbone).__name__,
         "family": adapter.family,
+        # Files are the same whatever it is; recorded for the record.
+        "frozen_dtype": backbone.dtype_policy.name,
         "hidden_dim": hidden_dim,
         "vocabulary_size": vocabulary_size,
         "embedding_fingerprint": fingerprint,

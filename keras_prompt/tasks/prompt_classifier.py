@@ -246,7 +246,7 @@ class PromptClassifier(PromptTaskMixin, keras_hub.models.TextClassifier):
                 `compile` go to the task; `prompt_length`, `initializer`,
                 `num_prompts`, `deep`, `deep_initializer` to
                 `FrozenBackbone.from_preset` (which holds
-                their defaults); `dtype` (`"auto"` recommended: see
+                their defaults); `dtype` (`"auto"` by default: see
                 `FrozenBackbone.from_preset`) and the
                 backbone class's constructor arguments to the backbone's
                 `from_preset`. Any other keyword is a `TypeError` naming the

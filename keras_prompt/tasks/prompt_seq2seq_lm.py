@@ -93,7 +93,7 @@ class PromptSeq2SeqLM(
             **kwargs: `prompt_length`, `initializer`, `num_prompts`, `deep`,
                 `deep_initializer` go to
                 `FrozenBackbone.from_preset` (which holds their defaults);
-                `dtype` (`"auto"` recommended: see
+                `dtype` (`"auto"` by default: see
                 `FrozenBackbone.from_preset`) and the backbone class's
                 constructor arguments to the backbone's `from_preset`. Any
                 other keyword is a `TypeError` naming the closest valid

@@ -441,7 +441,7 @@ class Recipe:
                 "Received: preprocessor=None"
             )
         if backbone is None:
-            backbone = load_backbone(preset)
+            backbone = load_backbone(preset, dtype="auto")
         task_class = task_class_for(backbone)
         kind = find_task_kind(task_class)
         if kind is None:
