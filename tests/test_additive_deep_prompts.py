@@ -24,13 +24,13 @@ from keras_prompt import PromptCausalLM
 from keras_prompt import PromptConfig
 from keras_prompt import PromptEmbedding
 from keras_prompt.initializers import FromPromptFile
-from keras_prompt.serving import PromptBank
 from keras_prompt.training.training_checkpoint import checkpoint_groups
 from tests.test_case import TestCase
 from tests.test_case import get_kind
 from tests.test_case import padded_inputs
 from tests.test_case import random_prompt
 from tests.test_case import registered_families
+from tests.test_case import served_by_bank
 from tests.test_case import spread_weights
 from tests.test_case import task_data
 from tests.test_case import tiny_backbone
@@ -138,23 +138,11 @@ class TestAdditiveDeepPrompts(TestCase):
         offsets = to_numpy(task.backbone.prompt_embedding.embeddings)
         self.assertAllEqual(folded[0], offsets[0])
         assert np.abs(folded[1:] - offsets[1:]).max() > 1e-3
-        # A bank serves the folded prompt, next to another task.
-        bank = PromptBank(plain, capacity=2)
-        bank.add_task("added", path)
-        ids = bank.task_ids(["added"] * len(y))
-        self.assertAllClose(
-            bank.model(dict(x, prompt_ids=ids), training=False),
-            task(x),
-            atol=1e-5,
-        )
-        # And so does a bank given the trained model itself.
-        bank.add_task("model", task)
-        ids = bank.task_ids(["model"] * len(y))
-        self.assertAllClose(
-            bank.model(dict(x, prompt_ids=ids), training=False),
-            task(x),
-            atol=1e-5,
-        )
+        # A bank serves the folded prompt, from the file and from the
+        # trained model itself.
+        served = served_by_bank(plain, {"added": path, "model": task}, x)
+        for outputs in served.values():
+            self.assertAllClose(outputs, task(x), atol=1e-5)
         # The file loads back into an additive model (offsets that fold
         # into it) and so does the trained one's state into a checkpoint.
         again = tiny_task(backbone, prompt_config=ADD)

@@ -912,3 +912,19 @@ def tiny_preprocessor(family, sequence_length=8):
 # One family per task kind has a tiny preprocessor: string inputs,
 # generation and SavedModel export are checked on these.
 STRING_FAMILIES = {"seq2seq": "t5", "causal": "gpt2", "encoder": "bert"}
+
+
+def served_by_bank(template, sources, x):
+    """`{name: outputs}`: a `PromptBank` on `template` given each source
+    (a prompt file or a trained task model) of `sources` by name, run on
+    `x` with every row on that task."""
+    from keras_prompt.serving import PromptBank
+
+    bank = PromptBank(template, capacity=len(sources))
+    rows = len(next(iter(x.values())))
+    outputs = {}
+    for name, source in sources.items():
+        bank.add_task(name, source)
+        ids = bank.task_ids([name] * rows)
+        outputs[name] = bank.model(dict(x, prompt_ids=ids), training=False)
+    return outputs

@@ -10,12 +10,12 @@ from keras_prompt import PromptClassifier
 from keras_prompt import PromptConfig
 from keras_prompt.initializers import FromPromptFile
 from keras_prompt.layers import ResidualReparameterization
-from keras_prompt.serving import PromptBank
 from tests.serving import serving_fixtures as fixtures
 from tests.tasks.test_from_preset_prompts import save_preset
 from tests.test_case import TestCase
 from tests.test_case import random_prompt
 from tests.test_case import registered_families
+from tests.test_case import served_by_bank
 from tests.test_case import spread_weights
 from tests.test_case import task_data
 from tests.test_case import tiny_backbone
@@ -150,23 +150,11 @@ class TestResidualReparameterization(TestCase):
         # Folded vectors are not the raw parameters.
         raw = to_numpy(task.backbone.prompt_embedding.embeddings)
         assert np.abs(plain.backbone.prompt_values() - raw).max() > 1e-3
-        # A bank serves the folded prompt.
-        bank = PromptBank(plain, capacity=2)
-        bank.add_task("folded", path)
-        ids = bank.task_ids(["folded"] * len(y))
-        self.assertAllClose(
-            bank.model(dict(x, prompt_ids=ids), training=False),
-            task(x),
-            atol=1e-5,
-        )
-        # So does a bank given the trained model itself.
-        bank.add_task("model", task)
-        ids = bank.task_ids(["model"] * len(y))
-        self.assertAllClose(
-            bank.model(dict(x, prompt_ids=ids), training=False),
-            task(x),
-            atol=1e-5,
-        )
+        # A bank serves the folded prompt, from the file and from the
+        # trained model itself.
+        served = served_by_bank(plain, {"folded": path, "model": task}, x)
+        for outputs in served.values():
+            self.assertAllClose(outputs, task(x), atol=1e-5)
         # A file holds plain vectors: a reparameterised model refuses it.
         with pytest.raises(ValueError, match="folded"):
             task.load_prompts(path)
