@@ -125,6 +125,7 @@ def test_errors_before_any_model_is_loaded(bert_runs, tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("minilm")
 def test_real_minilm_export_serves_predicts_probabilities(
     minilm_run, tmp_path, monkeypatch, capsys
 ):

@@ -19,7 +19,6 @@ from tests.cli.test_tune import tiny_args
 from tests.cli.test_tune import tiny_bert_preset
 from tests.conftest import REPO_ROOT
 from tests.conftest import SHARED_SST2_DIR
-from tests.conftest import SHARED_TFDS_DIR
 from tests.serving import serving_fixtures as fixtures
 
 TEXTS = ["a great , funny film", "dull and boring"]
@@ -176,31 +175,11 @@ def test_causal_lm_prompt_file_with_preset(tmp_path):
 
 
 @pytest.mark.slow
-@needs_sst2
-def test_real_minilm_run(tmp_path, monkeypatch, capsys):
-    """A 2-step run of the real default backbone, then predict."""
+@pytest.mark.xdist_group("minilm")
+def test_real_minilm_run(minilm_run, tmp_path, monkeypatch):
+    """The run of the real default backbone, then predict."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    output = tmp_path / "run"
-    args = [
-        "tune",
-        "--data-dir",
-        SHARED_TFDS_DIR,
-        "--steps",
-        "2",
-        "--batch-size",
-        "4",
-        "--sequence-length",
-        "32",
-        "--max-train-examples",
-        "16",
-        "--max-eval-examples",
-        "8",
-        "--output",
-        str(output),
-    ]
-    assert main(args) == 0
-    capsys.readouterr()
-    records = predict([str(output), *TEXTS], cwd=tmp_path)
+    records = predict([minilm_run.folder, *TEXTS], cwd=tmp_path)
     assert [r["text"] for r in records] == TEXTS
     assert all(r["label"] in ("negative", "positive") for r in records)
     assert all(0.5 <= r["probability"] <= 1.0 for r in records)

@@ -7,6 +7,7 @@ the slow test runs the real default (all-MiniLM-L6-v2) for 20 steps.
 
 import json
 import os
+from pathlib import Path
 
 import keras_hub
 import numpy as np
@@ -395,16 +396,12 @@ class TestTuneErrors:
 
 
 @pytest.mark.slow
-@needs_sst2
-def test_default_minilm_on_real_sst2(tmp_path, capsys, monkeypatch):
+@pytest.mark.xdist_group("minilm")
+def test_default_minilm_on_real_sst2(minilm_run):
     """The real default (all-MiniLM-L6-v2, full SST-2 validation) for 20
     steps: it runs, scores all 872 examples and writes both files."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TFDS_DATA_DIR", SHARED_TFDS_DIR)
-    output = tmp_path / "run"
-    assert main(["tune", "--steps", "20", "--output", str(output)]) == 0
-    capsys.readouterr()
-    info = json.loads((output / "run.json").read_text())
+    output = Path(minilm_run.folder)
+    info = minilm_run.info
     assert info["backbone_class"] == "BertBackbone"
     assert info["validation_examples"] == 872
     # The default: deep prompts, one per layer of the six, the frozen

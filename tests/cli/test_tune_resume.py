@@ -25,7 +25,7 @@ from tests.cli.test_tune import tiny_args
 from tests.cli.test_tune import tiny_bert_preset
 from tests.conftest import REPO_ROOT
 
-KILLS = 5
+KILLS = 3
 
 
 @pytest.fixture(scope="module")
