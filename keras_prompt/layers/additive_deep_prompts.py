@@ -43,8 +43,9 @@ def check_applies(config, adapter, backbone_name):
     raise ValueError(
         f"`deep_mode={MODE!r}` needs a decoder-only (causal) model, where the "
         "prompt positions never see the text and added deep prompts fold "
-        f"into plain vectors; {backbone_name} is a {adapter.kind} model. Use "
-        f"deep_mode='replace'. Received: deep_mode={config.deep_mode!r}"
+        f"into plain vectors; {backbone_name} is not (its kind: "
+        f"{adapter.kind!r}). Use deep_mode='replace'. Received: "
+        f"deep_mode={config.deep_mode!r}"
     )
 
 
