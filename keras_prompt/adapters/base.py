@@ -69,6 +69,10 @@ class PromptAdapter:
             of different lengths (right-aligned, the free leading
             positions masked by `PromptEmbedding(variable_length=True)`).
             Only true where attention sees relative positions alone.
+        prompt_sees_text: whether the hidden states at the prompt
+            positions depend on the text (bidirectional attention). Where
+            they do not (causal models), deep prompts added to them fold
+            into plain vectors (`PromptConfig(deep_mode="add")`).
     """
 
     family = None
@@ -76,6 +80,7 @@ class PromptAdapter:
     kind = None
     prompt_position = 0
     supports_mixed_prompt_lengths = False
+    prompt_sees_text = True
 
     def __init__(self, backbone):
         self.backbone = backbone

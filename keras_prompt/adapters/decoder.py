@@ -234,6 +234,8 @@ class DecoderAdapter(PromptAdapter):
 
     kind = "causal"
     prompt_position = "before_first_token"
+    # Causal attention: the prompt, before the text, never reads it.
+    prompt_sees_text = False
     # The keyword arguments of the family's decoder layer.
     padding_mask_argument = "decoder_padding_mask"
     cache_argument = "self_attention_cache"

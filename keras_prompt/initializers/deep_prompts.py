@@ -89,11 +89,7 @@ def propagate(model, inputs=None):
             "has a shallow prompt (build it with `deep=True`)."
         )
     ids = np.arange(model.num_prompts, dtype="int32")
-    if inputs is None:
-        inputs = model.adapter.probe_inputs(model.num_prompts)
-        if model.num_prompts > 1:
-            inputs["prompt_ids"] = ids
-    else:
+    if inputs is not None:
         inputs = dict(inputs)
         if model.num_prompts > 1:
             ids = np.asarray(
@@ -105,21 +101,37 @@ def propagate(model, inputs=None):
                 "received a batch of "
                 f"{len(next(iter(inputs.values())))}."
             )
-    with model.prompt_embedding.recording() as states:
-        with warnings.catch_warnings():
-            # Keras' note on a softmax over one position (the probe's
-            # one-token T5 decoder) is noise here.
-            warnings.simplefilter("ignore", UserWarning)
-            model(inputs, training=False)
+    states = prompt_position_states(model, inputs)
     variable = model.prompt_embedding.embeddings
     values = np.array(keras.ops.convert_to_numpy(variable), "float32")
     for layer, state in states.items():
-        state = np.asarray(keras.ops.convert_to_numpy(state), "float32")
         if model.num_prompts > 1:
             values[ids, layer] = state
         else:
             values[layer] = state[0]
     variable.assign(values)
+
+
+def prompt_position_states(model, inputs=None, apply=False):
+    """`{layer: (batch, length, dim)}` float32: the hidden states reaching
+    the prompt positions before each deep layer `1..` of `model` (a deep
+    `FrozenBackbone`), in one eager pass on `inputs` (default: the
+    adapter's probe, one example per prompt id). The deep layers leave the
+    hidden states unchanged (a shallow run) unless `apply`."""
+    if inputs is None:
+        inputs = model.adapter.probe_inputs(model.num_prompts)
+        if model.num_prompts > 1:
+            inputs["prompt_ids"] = np.arange(model.num_prompts, dtype="int32")
+    with model.prompt_embedding.recording(apply=apply) as states:
+        with warnings.catch_warnings():
+            # Keras' note on a softmax over one position (the probe's
+            # one-token T5 decoder) is noise here.
+            warnings.simplefilter("ignore", UserWarning)
+            model(inputs, training=False)
+    return {
+        layer: np.asarray(keras.ops.convert_to_numpy(state), "float32")
+        for layer, state in states.items()
+    }
 
 
 def start_late(model, model_class):

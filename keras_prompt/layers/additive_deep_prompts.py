@@ -26,10 +26,10 @@ preprocessors produce.)
 """
 
 import contextlib
-import warnings
 
-import keras
 import numpy as np
+
+from keras_prompt.initializers.deep_prompts import prompt_position_states
 
 #: The `PromptConfig.deep_mode` of this method.
 MODE = "add"
@@ -38,7 +38,7 @@ MODE = "add"
 def check_applies(config, adapter, backbone_name):
     """Raises a `ValueError` naming `deep_mode` unless the prompt of
     `PromptConfig` `config` can be additive on a model of `adapter`."""
-    if config.deep_mode != MODE or adapter.kind == "causal":
+    if config.deep_mode != MODE or not adapter.prompt_sees_text:
         return
     raise ValueError(
         f"`deep_mode={MODE!r}` needs a decoder-only (causal) model, where the "
@@ -47,28 +47,6 @@ def check_applies(config, adapter, backbone_name):
         f"{adapter.kind!r}). Use deep_mode='replace'. Received: "
         f"deep_mode={config.deep_mode!r}"
     )
-
-
-def _probe(model):
-    inputs = model.adapter.probe_inputs(model.num_prompts)
-    if model.num_prompts > 1:
-        inputs["prompt_ids"] = np.arange(model.num_prompts, dtype="int32")
-    return inputs
-
-
-def _states(model):
-    """`{layer: (num_prompts, length, dim)}` float32: the hidden states
-    reaching the prompt positions before each deep layer `1..`, as the
-    model runs now."""
-    prompt = model.prompt_embedding
-    with prompt.recording(apply=True) as states:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            model(_probe(model), training=False)
-    return {
-        layer: np.asarray(keras.ops.convert_to_numpy(state), "float32")
-        for layer, state in states.items()
-    }
 
 
 def _per_prompt(values, num_prompts):
@@ -83,7 +61,7 @@ def fold(model):
     the shape of the prompt variable."""
     values = np.array(model.prompt_embedding.folded_values(), "float32")
     per_prompt = _per_prompt(values, model.num_prompts)
-    for layer, state in _states(model).items():
+    for layer, state in prompt_position_states(model, apply=True).items():
         per_prompt[:, layer] += state
     return values
 
@@ -107,7 +85,7 @@ def unfold(model, values):
     values = np.array(values, "float32")
     prompt.embeddings.assign(values)
     with _replacing(prompt):
-        states = _states(model)
+        states = prompt_position_states(model, apply=True)
     offsets = values.copy()
     per_prompt = _per_prompt(offsets, model.num_prompts)
     for layer, state in states.items():
