@@ -11,6 +11,7 @@ from keras_prompt.initializers import deep_prompts
 from keras_prompt.layers import additive_deep_prompts
 from keras_prompt.layers import prompt_config as prompt_config_module
 from keras_prompt.layers.float32_noise_dropout import use_float32_noise
+from keras_prompt.layers.frozen_prefix import FrozenPrefix
 from keras_prompt.layers.frozen_weights import frozen_weights_unwatched
 from keras_prompt.layers.index_checks import check_dtype
 from keras_prompt.layers.prompt_config import KEYWORD_FIELDS
@@ -76,7 +77,8 @@ class FrozenBackbone(keras_hub.models.Backbone):
     position 0 for pooling.
 
     Attributes of the wrapped backbone (`hidden_dim`, `num_layers`,
-    `vocabulary_size`, ...) are reachable on the wrapper.
+    `vocabulary_size`, ...) are reachable on the wrapper. A late prompt's
+    `frozen_prefix` splits off the layers below it (else `None`).
 
     Args:
         backbone: a keras-hub backbone of a supported family, with its
@@ -227,6 +229,9 @@ class FrozenBackbone(keras_hub.models.Backbone):
         outputs = adapter.forward(inputs, prompt, prompt_ids)
         kwargs.setdefault("dtype", backbone.dtype_policy)
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.frozen_prefix = FrozenPrefix.of(
+            adapter, inputs, outputs, config.start_layer
+        )
 
         self.backbone = backbone
         self.adapter = adapter
@@ -300,7 +305,11 @@ class FrozenBackbone(keras_hub.models.Backbone):
             # Before the functional model casts them to int32 (`1.9` would
             # become `1`); the range is checked where the prompt is read.
             check_dtype("prompt_ids", inputs["prompt_ids"])
+        prefix = self.frozen_prefix
+        states = None if prefix is None else prefix.take()
         with frozen_weights_unwatched(self.variables):
+            if states is not None:  # Given: run the layers above it only.
+                return prefix.call_above(inputs, states)
             return super().call(inputs, training=training, mask=mask, **kwargs)
 
     def get_config(self):

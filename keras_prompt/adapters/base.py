@@ -84,6 +84,7 @@ class PromptAdapter:
 
     def __init__(self, backbone):
         self.backbone = backbone
+        self.last_layer_prompts = None
 
     @classmethod
     def matches(cls, backbone):
@@ -163,8 +164,15 @@ class PromptAdapter:
                 the prompt into hidden states `(batch, L, dim)` and their
                 padding mask, for a prompt entering at a later layer
                 (`start_layer > 0`).
+
+        The last one built is `self.last_layer_prompts`: after `forward`
+        built a graph, its `entering` holds the hidden states a late
+        prompt was inserted into (`keras_prompt.layers.frozen_prefix`).
         """
-        return LayerPrompts(prompt, prompt_ids, offsets, insert)
+        self.last_layer_prompts = LayerPrompts(
+            prompt, prompt_ids, offsets, insert
+        )
+        return self.last_layer_prompts
 
     @staticmethod
     def at_input(prompt):
@@ -234,6 +242,10 @@ class LayerPrompts:
     Adapters call it in every pass that builds the prompt positions
     (forward and cache prefill); later cached steps pass `prompt=None`:
     the deep prompts' keys and values are in the cache.
+
+    `entering` is the hidden states a late prompt was last inserted into
+    (what the layers below `start_layer` computed from the text alone), or
+    `None`.
     """
 
     def __init__(self, prompt, prompt_ids=None, offsets=0, insert=None):
@@ -243,6 +255,7 @@ class LayerPrompts:
         self.insert = insert
         self.start = 0 if prompt is None else prompt.start_layer
         self.deep = bool(getattr(prompt, "deep", False))
+        self.entering = None
         if self.start > 0 and insert is None:
             raise ValueError(
                 "This family's adapter cannot insert a prompt at a later "
@@ -254,6 +267,7 @@ class LayerPrompts:
             return x, mask
         if index == self.start:
             if self.start > 0:
+                self.entering = x
                 x, mask = self.insert(x, mask)
             return x, mask
         if not self.deep:

@@ -61,6 +61,7 @@ from keras_prompt.cli.common import resolve_preset
 from keras_prompt.cli.common import write_outputs
 from keras_prompt.cli.preflight import check_tune_memory
 from keras_prompt.cli.tune_arguments import DEFAULT_PROMPT_LENGTH
+from keras_prompt.cli.tune_arguments import FROZEN_PREFIX_CACHE
 from keras_prompt.cli.tune_arguments import add_arguments
 from keras_prompt.cli.tune_arguments import check_args
 from keras_prompt.prompt_files import RUN_PROMPT_FILE
@@ -277,6 +278,7 @@ def build_model(args, task, init, preset, backbone):
             if args.frozen_dropout is None
             else args.frozen_dropout
         ),
+        frozen_prefix_cache=FROZEN_PREFIX_CACHE[args.frozen_prefix_cache],
         batch_size=args.batch_size,
         steps=steps,
         eval_interval=steps,

@@ -18,6 +18,9 @@ INITIALIZERS = ("random_uniform", "sampled_vocab", "class_label")
 OPTIMIZERS = ("auto", "adam", "adafactor")
 DEFAULT_CHECKPOINT_EVERY = 50
 
+#: `--frozen-prefix-cache`'s choices, as `Recipe.frozen_prefix_cache`.
+FROZEN_PREFIX_CACHE = {"auto": "auto", "on": True, "off": False}
+
 
 def add_arguments(parser):
     """Adds `keras-prompt tune`'s arguments to `parser`."""
@@ -140,6 +143,15 @@ def add_arguments(parser):
         "off); the classification head keeps its own (default: 0 for "
         "classifiers, where it measured better; the checkpoint's for T5 "
         "and decoder-only models)",
+    )
+    add(
+        "--frozen-prefix-cache",
+        choices=tuple(FROZEN_PREFIX_CACHE),
+        default="auto",
+        help="with --start-layer K: compute the frozen layers below K once "
+        "per training example and run only the layers from K on in each "
+        "step; auto: when no dropout acts below K, the model is a "
+        "classifier and the run makes several passes (default: auto)",
     )
     add(
         "--sequence-length",

@@ -136,7 +136,9 @@ def eval_batches(lengths, batch_size):
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def batch_dataset(features, batches, labels=None, multiple=PAD_MULTIPLE):
+def batch_dataset(
+    features, batches, labels=None, multiple=PAD_MULTIPLE, sequences=None
+):
     """A `tf.data.Dataset` of the given batches, each cut to its length.
 
     Args:
@@ -145,6 +147,12 @@ def batch_dataset(features, batches, labels=None, multiple=PAD_MULTIPLE):
         labels: optional `(N,)` int array; then elements are
             `(features, labels)`.
         multiple: int, batch lengths are rounded up to this.
+        sequences: optional `{key: store}` of further per-example
+            sequences `(length, width)` (a store: `gather(indices, size)`
+            giving `(batch, size, width)`, `width` and `dtype`, e.g. the
+            frozen prefixes of `keras_prompt.training.
+            frozen_prefix_cache`): each batch carries its examples', cut
+            to its length, under `key`.
 
     Returns:
         A `tf.data.Dataset` with a known cardinality of `len(batches)`.
@@ -161,6 +169,8 @@ def batch_dataset(features, batches, labels=None, multiple=PAD_MULTIPLE):
                 lengths[indices].max(), sequence_length, multiple
             )
             x = {key: features[key][indices, :size] for key in keys}
+            for key, store in (sequences or {}).items():
+                x[key] = store.gather(indices, size)
             if labels is None:
                 yield x
             else:
@@ -170,6 +180,10 @@ def batch_dataset(features, batches, labels=None, multiple=PAD_MULTIPLE):
         key: tf.TensorSpec((None, None), tf.as_dtype(features[key].dtype))
         for key in keys
     }
+    for key, store in (sequences or {}).items():
+        x_spec[key] = tf.TensorSpec(
+            (None, None, store.width), tf.as_dtype(store.dtype)
+        )
     spec = x_spec
     if labels is not None:
         label_dtype = tf.as_dtype(np.asarray(labels).dtype)

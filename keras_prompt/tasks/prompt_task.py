@@ -5,6 +5,7 @@ import numpy as np
 
 from keras_prompt import prompt_files
 from keras_prompt.frozen_backbone import FrozenBackbone
+from keras_prompt.layers import frozen_prefix
 from keras_prompt.layers.frozen_weights import frozen_weights_unwatched
 from keras_prompt.layers.index_checks import check_dtype
 from keras_prompt.layers.index_checks import checked_indices
@@ -108,10 +109,13 @@ class PromptTaskMixin(text_inputs.CheckedTextsMixin):
                 concrete_value(prompt_ids) is not None
             ):
                 self.checked_prompt_ids(prompt_ids)
+        # Batches of a frozen-prefix cache carry the hidden states
+        # entering the late prompt's layer: the backbone's call takes them.
+        inputs, given = frozen_prefix.given_in(inputs, self.backbone)
         # The task reads frozen weights outside the backbone too (T5 and
         # decoder LMs project onto the frozen token embedding): keep all of
         # them out of TensorFlow's gradient tape, as `FrozenBackbone` does.
-        with frozen_weights_unwatched(self.variables):
+        with frozen_weights_unwatched(self.variables), given:
             return super().call(inputs, training=training, mask=mask, **kwargs)
 
     # -- tf.distribute: a plain `fit` works under any strategy -------------

@@ -59,6 +59,16 @@ def pairs_dataset(dataset):
     return dataset
 
 
+def check_train_source(recipe, train_data):
+    """Raises unless there is training data: `train_data`, or the
+    recipe's task."""
+    if train_data is None and recipe.task is None:
+        raise ValueError(
+            "The recipe has no `task`; pass `train_data`. "
+            "Received: task=None, train_data=None"
+        )
+
+
 def train_dataset(recipe, data_dir=None, train_data=None, max_examples=None):
     """The endless, shuffled, batched training stream of a recipe;
     called as `Recipe.train_dataset(data_dir, train_data, max_examples)`.
@@ -80,12 +90,8 @@ def train_dataset(recipe, data_dir=None, train_data=None, max_examples=None):
     import tensorflow as tf
 
     check_count("max_examples", max_examples, allow_none=True)
+    check_train_source(recipe, train_data)
     if train_data is None:
-        if recipe.task is None:
-            raise ValueError(
-                "The recipe has no `task`; pass `train_data`. "
-                "Received: task=None, train_data=None"
-            )
         from keras_prompt.data import load_text_to_text
 
         dataset = load_text_to_text(

@@ -147,6 +147,16 @@ class Recipe:
         frozen_dropout: optional float in `[0, 1)`, the rate of every
             dropout layer of the frozen model while the prompt trains
             (`0.0`: off); `None` keeps the checkpoint's. Paper: `None`.
+        frozen_prefix_cache: `"auto"`, `True` or `False`: compute the
+            hidden states a late prompt's frozen layers give each
+            training example once, and run only the layers above them in
+            every step (`keras_prompt.training.frozen_prefix_cache`).
+            `"auto"`: when the prompt enters late (`start_layer > 0`), no
+            dropout acts below it (see `frozen_dropout`), the model trains
+            on token batches (classifiers) and the run makes more than
+            one pass over its examples. The trained prompt is the one
+            training without it gives (to float rounding). Not in the
+            paper.
         clipping_threshold: float, Adafactor update clipping. Paper: 1.0.
         multiply_by_parameter_scale: bool. Paper: `False`.
         factored: bool, factored second moments. `False`: the prompt's
@@ -203,6 +213,7 @@ class Recipe:
     decay_rate: float = _PAPER["decay_rate"]
     weight_decay_rate: float = _PAPER["weight_decay_rate"]
     frozen_dropout: Optional[float] = None
+    frozen_prefix_cache: Any = "auto"
     clipping_threshold: float = _PAPER["clipping_threshold"]
     multiply_by_parameter_scale: bool = _PAPER["multiply_by_parameter_scale"]
     factored: bool = _PAPER["factored"]

@@ -3,6 +3,7 @@ bad value is one `ValueError` / `TypeError` naming the setting."""
 
 from keras_prompt import optimizers
 from keras_prompt.tasks.prompt_classifier import POOLINGS
+from keras_prompt.training import frozen_prefix_cache
 from keras_prompt.training.splits import resolve_decode
 from keras_prompt.validation import check_bool
 from keras_prompt.validation import check_count
@@ -56,6 +57,7 @@ def check_recipe(recipe):
             f"Received: schedule={recipe.schedule!r}"
         )
     check_float("decay_rate", recipe.decay_rate)
+    frozen_prefix_cache.check_setting(recipe.frozen_prefix_cache)
     rate = check_float("frozen_dropout", recipe.frozen_dropout, allow_none=True)
     if rate is not None and rate >= 1.0:
         raise ValueError(

@@ -21,6 +21,7 @@ from keras_prompt.data.classification import load_classification
 from keras_prompt.data.evaluation import generate_in_batches
 from keras_prompt.data.example import TextToTextExample
 from keras_prompt.data.loading import load_examples
+from keras_prompt.layers import frozen_prefix
 
 
 def predict_sorted(model, features, batch_size=64, predict_fn=None):
@@ -105,6 +106,9 @@ class ExampleSplit:
 
     #: `fn(task, split, data_dir=..., max_examples=...)` reading a split.
     load = None
+    #: Whether `train_dataset` can carry frozen prefixes (token batches:
+    #: `keras_prompt.training.frozen_prefix_cache`).
+    caches_frozen_prefix = False
 
     def __init__(self, task, rows):
         self.task = task
@@ -146,9 +150,18 @@ class TextToTextExamples(ExampleSplit):
         """The `TextToTextExample`s, in order."""
         return self.rows
 
-    def train_dataset(self, model, batch_size, steps, seed):
+    def train_dataset(
+        self, model, batch_size, steps, seed, frozen_prefixes=None
+    ):
         """`steps` batches of `(inputs, targets)` strings for `model.fit`,
-        drawn in reshuffled passes (`train_batches`)."""
+        drawn in reshuffled passes (`train_batches`). Text batches carry
+        no frozen prefixes: `frozen_prefixes` must be `None`."""
+        if frozen_prefixes is not None:
+            raise ValueError(
+                "Text-to-text examples train on text batches, which "
+                "carry no frozen prefixes. Received: frozen_prefixes="
+                f"{frozen_prefixes!r}"
+            )
         import tensorflow as tf
 
         batches = train_batches(
@@ -216,6 +229,7 @@ class ClassificationExamples(ExampleSplit):
     """
 
     load = staticmethod(load_classification)
+    caches_frozen_prefix = True
 
     def __init__(self, task, data):
         super().__init__(task, data)
@@ -232,12 +246,18 @@ class ClassificationExamples(ExampleSplit):
             self._features = tokenize(model.preprocessor, self.data.texts)
         return self._features
 
-    def train_dataset(self, model, batch_size, steps, seed):
+    def train_dataset(
+        self, model, batch_size, steps, seed, frozen_prefixes=None
+    ):
         """`steps` length-bucketed token batches with their labels, each
         cut to its longest example.
 
         Only the examples the run sees are tokenized: a random subset of
         `steps * batch_size` when the run is shorter than a pass.
+
+        `frozen_prefixes`: optional `fn(features)` returning the
+        `FrozenPrefixCache` of the tokenized examples (or `None`); the
+        batches then carry their frozen prefixes.
         """
         data = self.data
         needed = steps * batch_size
@@ -248,7 +268,13 @@ class ClassificationExamples(ExampleSplit):
         batches = train_batches(
             token_lengths(features), batch_size, steps, seed=seed
         )
-        return batch_dataset(features, batches, data.labels)
+        cache = None if frozen_prefixes is None else frozen_prefixes(features)
+        return batch_dataset(
+            features,
+            batches,
+            data.labels,
+            sequences=None if cache is None else {frozen_prefix.KEY: cache},
+        )
 
     def fit(self, model, dataset, **kwargs):
         """Trains on token batches: `keras.Model.fit`, without the task's

@@ -8,6 +8,7 @@ settings, every evaluation, the best one, the history and the timings) and,
 when it checkpoints, the training checkpoint folder (`CHECKPOINT_DIR`).
 """
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -21,9 +22,11 @@ import keras
 import numpy as np
 
 from keras_prompt.prompt_files import atomic_write_bytes
+from keras_prompt.training import frozen_prefix_cache
 from keras_prompt.training.best_prompt_checkpoint import BestPromptCheckpoint
 from keras_prompt.training.evaluation import SCORE
 from keras_prompt.training.evaluation import task_metrics
+from keras_prompt.training.pipeline import check_train_source
 from keras_prompt.training.pipeline import is_examples
 from keras_prompt.training.training_checkpoint import PromptTrainingCheckpoint
 from keras_prompt.validation import check_count
@@ -199,9 +202,13 @@ def _check_model(model):
             )
 
 
-def _training_data(recipe, model, data_dir, train_data, max_train_examples):
+def _training_data(
+    recipe, model, data_dir, train_data, max_train_examples, prefixes
+):
     """`(dataset, train)`: the training stream and `train(model, dataset,
-    **fit_kwargs)`, which fits on it."""
+    **fit_kwargs)`, which fits on it. `prefixes(split)` is the
+    `fn(features)` giving the frozen-prefix cache of an example split's
+    tokenized training examples, or `None` (`frozen_prefix_cache`)."""
     if train_data is None and recipe.task is not None:
         train_data = recipe.examples(
             model, "train", data_dir, max_train_examples
@@ -210,15 +217,56 @@ def _training_data(recipe, model, data_dir, train_data, max_train_examples):
         if not len(train_data):
             raise ValueError("No training examples.")
         dataset = train_data.train_dataset(
-            model, recipe.batch_size, recipe.steps, recipe.seed
+            model,
+            recipe.batch_size,
+            recipe.steps,
+            recipe.seed,
+            frozen_prefixes=prefixes(train_data),
         )
         return dataset, train_data.fit
+    prefixes(None)
     dataset = recipe.train_dataset(data_dir, train_data, max_train_examples)
 
     def train(model, dataset, **kwargs):
         return model.fit(dataset, **kwargs)
 
     return dataset, train
+
+
+class _FrozenPrefixes:
+    """The frozen-prefix cache of a run (`frozen_prefix_cache`): planned
+    when the training split is known, computed when its examples are
+    tokenized, removed when the run ends (`stack`). `record` is the run
+    record's entry."""
+
+    def __init__(self, recipe, model, folder, stack, verbose):
+        self.recipe, self.model, self.folder = recipe, model, folder
+        self.stack, self.verbose = stack, verbose
+        self.record = None
+
+    def __call__(self, split):
+        recipe = self.recipe
+        plan = frozen_prefix_cache.plan(
+            recipe.frozen_prefix_cache,
+            self.model,
+            split,
+            recipe.steps,
+            recipe.batch_size,
+        )
+        self.record = {"used": False, "reason": plan.reason}
+        if not plan.use:
+            return None
+
+        def make(features):
+            cache = self.stack.enter_context(
+                frozen_prefix_cache.cache_for_run(
+                    plan, self.model, features, self.folder, self.verbose
+                )
+            )
+            self.record = cache.record(plan)
+            return cache
+
+        return make
 
 
 def _training_checkpoint(
@@ -344,83 +392,96 @@ def fit(
     os.makedirs(output_dir, exist_ok=True)
     if getattr(model, "optimizer", None) is None:
         recipe.compile(model)
-    dataset, train = _training_data(
-        recipe, model, data_dir, train_data, max_train_examples
-    )
-    evaluate = recipe.evaluation_fn(
-        data_dir, validation_data, evaluate_fn, max_eval_examples
-    )
-    prompt_path = os.path.join(output_dir, BEST_PROMPT_FILE)
-    checkpoint = BestPromptCheckpoint(
-        prompt_path,
-        monitor=SCORE,
-        mode="max",
-        evaluate_fn=evaluate,
-        patience=recipe.patience,
-        restore_best=restore_best,
-        verbose=int(
-            bool(verbose) and verbose != "auto"
-            if print_evaluations is None
-            else print_evaluations
-        ),
-    )
-    start_step = iterations(model)
-    callbacks = [checkpoint] + list(callbacks or [])
-    done = 0
-    if checkpoint_every is not None or resume:
-        saver = _training_checkpoint(
+    check_train_source(recipe, train_data)
+    with contextlib.ExitStack() as stack:
+        # The frozen-prefix cache (if any) lives until the run ends.
+        prefixes = _FrozenPrefixes(
             recipe,
-            checkpoint_dir or os.path.join(output_dir, CHECKPOINT_DIR),
-            checkpoint,
-            checkpoint_every,
-            run_config,
-            interval,
-            max_train_examples,
-        )
-        if resume:
-            state = saver.restore(model)
-            done = 0 if state is None else state["step"] - start_step
-        elif saver.latest() is not None:
-            raise ValueError(
-                f"{saver.directory!r} holds a training checkpoint of an "
-                "earlier run: pass `resume=True` to continue it, or "
-                "delete the folder to start afresh."
-            )
-        callbacks.append(saver)  # Last: it saves what the rest did.
-    evaluations_before = len(checkpoint.evaluations)
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        # A last, shorter interval ends when the finite data runs out.
-        warnings.filterwarnings("ignore", "Your input ran out of data")
-        history = train_in_segments(
-            train,
             model,
-            dataset,
-            done,
-            recipe.steps,
-            interval,
-            checkpoint,
-            callbacks=callbacks,
-            shuffle=False,  # the data is shuffled already
-            verbose=verbose,
+            output_dir,
+            stack,
+            bool(verbose) and verbose != "auto",
         )
-    total = time.perf_counter() - start
-    eval_seconds = sum(
-        e["seconds"] for e in checkpoint.evaluations[evaluations_before:]
-    )
-    result = RecipeResult(
-        history=history,
-        best_value=checkpoint.best_value,
-        best_metrics=dict(checkpoint.best_metrics or {}),
-        best_step=checkpoint.best_step,
-        prompt_path=prompt_path,
-        monitor=SCORE,
-        steps=iterations(model) - start_step,
-        stopped_early=checkpoint.stopped_early,
-        train_seconds=total - eval_seconds,
-        eval_seconds=eval_seconds,
-        evaluations=list(checkpoint.evaluations),
-    )
-    result.record = run_record(recipe, result, run_config, model)
-    write_run_record(output_dir, result.record)
+        evaluate = recipe.evaluation_fn(
+            data_dir, validation_data, evaluate_fn, max_eval_examples
+        )
+        prompt_path = os.path.join(output_dir, BEST_PROMPT_FILE)
+        checkpoint = BestPromptCheckpoint(
+            prompt_path,
+            monitor=SCORE,
+            mode="max",
+            evaluate_fn=evaluate,
+            patience=recipe.patience,
+            restore_best=restore_best,
+            verbose=int(
+                bool(verbose) and verbose != "auto"
+                if print_evaluations is None
+                else print_evaluations
+            ),
+        )
+        start_step = iterations(model)
+        callbacks = [checkpoint] + list(callbacks or [])
+        done = 0
+        if checkpoint_every is not None or resume:
+            saver = _training_checkpoint(
+                recipe,
+                checkpoint_dir or os.path.join(output_dir, CHECKPOINT_DIR),
+                checkpoint,
+                checkpoint_every,
+                run_config,
+                interval,
+                max_train_examples,
+            )
+            if resume:
+                state = saver.restore(model)
+                done = 0 if state is None else state["step"] - start_step
+            elif saver.latest() is not None:
+                raise ValueError(
+                    f"{saver.directory!r} holds a training checkpoint of an "
+                    "earlier run: pass `resume=True` to continue it, or "
+                    "delete the folder to start afresh."
+                )
+            callbacks.append(saver)  # Last: it saves what the rest did.
+        # After every check: tokenizing (and computing frozen prefixes)
+        # is the first real work.
+        dataset, train = _training_data(
+            recipe, model, data_dir, train_data, max_train_examples, prefixes
+        )
+        evaluations_before = len(checkpoint.evaluations)
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            # A last, shorter interval ends when the finite data runs out.
+            warnings.filterwarnings("ignore", "Your input ran out of data")
+            history = train_in_segments(
+                train,
+                model,
+                dataset,
+                done,
+                recipe.steps,
+                interval,
+                checkpoint,
+                callbacks=callbacks,
+                shuffle=False,  # the data is shuffled already
+                verbose=verbose,
+            )
+        total = time.perf_counter() - start
+        eval_seconds = sum(
+            e["seconds"] for e in checkpoint.evaluations[evaluations_before:]
+        )
+        result = RecipeResult(
+            history=history,
+            best_value=checkpoint.best_value,
+            best_metrics=dict(checkpoint.best_metrics or {}),
+            best_step=checkpoint.best_step,
+            prompt_path=prompt_path,
+            monitor=SCORE,
+            steps=iterations(model) - start_step,
+            stopped_early=checkpoint.stopped_early,
+            train_seconds=total - eval_seconds,
+            eval_seconds=eval_seconds,
+            evaluations=list(checkpoint.evaluations),
+        )
+        result.record = run_record(recipe, result, run_config, model)
+        result.record["frozen_prefix_cache"] = prefixes.record
+        write_run_record(output_dir, result.record)
     return result

@@ -166,3 +166,37 @@ def test_additive_deep_prompts_on_a_decoder(preset, tmp_path, capsys):
     assert code != 0
     assert "deep_mode='add'" in error_line(capsys)
     assert not bad.exists()
+
+
+@needs_sst2
+def test_frozen_prefix_cache(preset, tmp_path, capsys):
+    """A late prompt trained over several passes caches its frozen prefix
+    by default (the run record says so) and trains the prompt an uncached
+    run trains; `on` is refused where it cannot hold."""
+    late = ["--start-layer", "1", "--frozen-dropout", "0"]
+    several = ["--max-train-examples", "16"]  # 4 steps of 8: two passes
+    cached = tmp_path / "cached"
+    assert main(tiny_args(preset, cached, *late, *several)) == 0
+    record = json.loads((cached / "run.json").read_text())
+    assert record["frozen_prefix_cache"]["used"]
+    assert record["frozen_prefix_cache"]["examples"] == 16
+    plain = tmp_path / "plain"
+    off = ["--frozen-prefix-cache", "off"]
+    assert main(tiny_args(preset, plain, *late, *several, *off)) == 0
+    record = json.loads((plain / "run.json").read_text())
+    assert not record["frozen_prefix_cache"]["used"]
+    _, cached_model, _ = scored(cached, preset)
+    _, plain_model, _ = scored(plain, preset)
+    np.testing.assert_allclose(
+        to_numpy(cached_model.backbone.prompt_values()),
+        to_numpy(plain_model.backbone.prompt_values()),
+        atol=1e-6,
+    )
+    capsys.readouterr()
+    bad = tmp_path / "bad"
+    on = ["--frozen-prefix-cache", "on"]
+    code = main(tiny_args(preset, bad, *several, *on))  # the input prompt
+    assert code != 0
+    line = error_line(capsys)
+    assert "frozen_prefix_cache=True" in line and "start_layer=0" in line
+    assert not bad.exists()
