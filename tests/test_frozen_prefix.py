@@ -1,9 +1,9 @@
 """The frozen prefix of a late prompt, and the training cache built on it.
 
-- For every registered family (tiny backbones have 2 layers, so k = 1): a
-  backbone given the hidden states entering layer k (`FrozenPrefix.states`)
-  computes what it computes from the tokens, running only the layers from
-  k on.
+- For every registered family (tiny backbones have 2 layers, so k = 1;
+  deep prompts): a backbone given the hidden states entering layer k
+  (`FrozenPrefix.states`) computes what it computes from the tokens,
+  running only the layers from k on.
 - Training on cached frozen prefixes (`Recipe(frozen_prefix_cache=True)`)
   gives the prompt training without them gives, over several epochs, in
   memory and from a file; a resumed run is bit-identical; the run record
@@ -53,14 +53,14 @@ def prompted_layers(model):
 
 @pytest.mark.parametrize("family", FAMILIES)
 class TestFrozenPrefix(TestCase):
-    @pytest.mark.parametrize("deep", [False, True], ids=["shallow", "deep"])
-    def test_given_prefix_gives_the_models_outputs(self, family, deep):
+    def test_given_prefix_gives_the_models_outputs(self, family):
+        # Deep: the layers above the prefix hold prompts of their own too.
         keras_prompt.set_random_seed(0)
         model = FrozenBackbone(
             spread_weights(tiny_backbone(family)),
             prompt_length=3,
             start_layer=1,
-            deep=deep,
+            deep=True,
         )
         prefix = model.frozen_prefix
         assert prefix.start_layer == 1
