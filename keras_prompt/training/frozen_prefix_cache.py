@@ -98,7 +98,7 @@ def plan(setting, model, split, steps, batch_size):
                 f"{prefix.start_layer} drop in training (e.g. "
                 f"{dropout[0].name!r}, rate {dropout[0].rate}): their "
                 "outputs change from epoch to epoch. Set "
-                "`frozen_dropout=0.0`"
+                "`frozen_dropout=0.0` (tune: --frozen-dropout 0)"
             )
     if setting is False:
         return Plan(False, "turned off (frozen_prefix_cache=False)")
