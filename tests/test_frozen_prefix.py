@@ -25,6 +25,7 @@ import keras_prompt
 from keras_prompt import FrozenBackbone
 from keras_prompt import PromptClassifier
 from keras_prompt.data.classification import ClassificationData
+from keras_prompt.data.example import TextToTextExample
 from keras_prompt.data.registry import get_task
 from keras_prompt.layers import frozen_prefix
 from keras_prompt.training import Recipe
@@ -39,6 +40,7 @@ from tests.test_case import registered_families
 from tests.test_case import spread_weights
 from tests.test_case import tiny_backbone
 from tests.test_case import tiny_preprocessor
+from tests.test_case import tiny_task
 from tests.test_case import to_numpy
 
 FAMILIES = registered_families()
@@ -364,15 +366,70 @@ def test_true_is_refused_before_any_step(
     assert "run.json" not in os.listdir(str(tmp_path))
 
 
-def test_text_batches_carry_no_frozen_prefix():
-    examples = TextToTextExamples(get_task("glue/sst2"), [])
-    plan = frozen_prefix_cache.plan("auto", classifier(), examples, 9, 4)
-    assert not plan.use and "text batches" in plan.reason
-    with pytest.raises(ValueError, match="text batches"):
-        frozen_prefix_cache.plan(True, classifier(), examples, 9, 4)
+def test_train_data_pairs_carry_no_frozen_prefix():
+    plan = frozen_prefix_cache.plan("auto", classifier(), None, 9, 4)
+    assert not plan.use and "train_data" in plan.reason
+    with pytest.raises(ValueError, match="train_data"):
+        frozen_prefix_cache.plan(True, classifier(), None, 9, 4)
 
 
 @pytest.mark.parametrize("value", ["yes", 1, None])
 def test_bad_setting_is_refused(value):
     with pytest.raises(ValueError, match="frozen_prefix_cache"):
         Recipe(frozen_prefix_cache=value)
+
+
+# -- text-to-text tasks: the pairs packed once -------------------------------
+# Words the tiny GPT-2 tokenizer knows (`tests.test_case.WORDS[:10]`).
+PAIRS = [
+    ("red cat fish", "green"),
+    ("blue dog", "white"),
+    ("cow bird", "green"),
+    ("black", "white"),
+    ("cow", "green"),
+    ("fish white", "white"),
+    ("red dog cat", "green"),
+    ("white cow", "white"),
+]
+
+
+def text_to_text_task(family):
+    keras_prompt.set_random_seed(0)
+    if family == "t5":
+        from keras_prompt import toy
+
+        preprocessor = toy.toy_t5_preprocessor()
+    else:
+        preprocessor = tiny_preprocessor(family, sequence_length=12)
+    backbone = spread_weights(
+        tiny_backbone(
+            family, vocabulary_size=preprocessor.tokenizer.vocabulary_size()
+        )
+    )
+    config = keras_prompt.PromptConfig(length=2, start_layer=1, deep=True)
+    return tiny_task(backbone, preprocessor=preprocessor, prompt_config=config)
+
+
+@pytest.mark.parametrize("family", ["t5", "gpt2"])
+def test_text_to_text_cached_training_gives_the_uncached_prompt(
+    family, tmp_path
+):
+    examples = [TextToTextExample(i, t) for i, t in PAIRS]
+    prompts = {}
+    for cache in (False, True):
+        model = text_to_text_task(family)
+        split = TextToTextExamples(get_task("glue/sst2"), examples)
+        recipe(cache, batch_size=4, steps=6).fit(  # three passes
+            model,
+            str(tmp_path / str(cache)),
+            train_data=split,
+            evaluate_fn=lambda m: 0.5,
+            verbose=0,
+        )
+        record = run_record(tmp_path / str(cache))["frozen_prefix_cache"]
+        assert record["used"] is cache
+        prompts[cache] = model.backbone.prompt_values()
+    np.testing.assert_allclose(prompts[True], prompts[False], atol=1e-6)
+    assert not np.allclose(
+        prompts[False], text_to_text_task(family).backbone.prompt_values()
+    )

@@ -73,6 +73,9 @@ class PromptAdapter:
             positions depend on the text (bidirectional attention). Where
             they do not (causal models), deep prompts added to them fold
             into plain vectors (`PromptConfig(deep_mode="add")`).
+        prompted_inputs: the names of the backbone inputs the prompted
+            sequence is computed from (T5: the encoder's), or `None` for
+            all of them.
     """
 
     family = None
@@ -81,6 +84,9 @@ class PromptAdapter:
     prompt_position = 0
     supports_mixed_prompt_lengths = False
     prompt_sees_text = True
+    #: The backbone inputs of the sequence the prompt joins (`None`: all);
+    #: its padding mask is the one among them ending in `"padding_mask"`.
+    prompted_inputs = None
 
     def __init__(self, backbone):
         self.backbone = backbone

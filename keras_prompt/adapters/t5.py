@@ -25,6 +25,7 @@ class T5Adapter(PromptAdapter):
     family = "t5"
     backbone_classes = ("T5Backbone",)
     kind = "seq2seq"
+    prompted_inputs = ("encoder_token_ids", "encoder_padding_mask")
     # Relative position buckets see only distances, so a shorter prompt
     # right-aligned in a bank and masked in front is exactly that prompt.
     supports_mixed_prompt_lengths = True

@@ -150,8 +150,8 @@ def add_arguments(parser):
         default="auto",
         help="with --start-layer K: compute the frozen layers below K once "
         "per training example and run only the layers from K on in each "
-        "step; auto: when no dropout acts below K, the model is a "
-        "classifier and the run makes several passes (default: auto)",
+        "step; auto: when no dropout acts below K and the run makes "
+        "several passes over its examples (default: auto)",
     )
     add(
         "--sequence-length",

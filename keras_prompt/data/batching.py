@@ -137,57 +137,66 @@ def eval_batches(lengths, batch_size):
 
 
 def batch_dataset(
-    features, batches, labels=None, multiple=PAD_MULTIPLE, sequences=None
+    features,
+    batches,
+    labels=None,
+    multiple=PAD_MULTIPLE,
+    sequences=None,
+    sample_weight=None,
 ):
     """A `tf.data.Dataset` of the given batches, each cut to its length.
 
     Args:
         features: dict of `(N, sequence_length)` arrays from `tokenize`.
         batches: list of index arrays.
-        labels: optional `(N,)` int array; then elements are
-            `(features, labels)`.
-        multiple: int, batch lengths are rounded up to this.
+        labels: optional array of one label (or row of labels) per
+            example; then elements are `(features, labels)`.
+        multiple: int, batch lengths are rounded up to this; `None`: the
+            batches keep the arrays' full lengths.
         sequences: optional `{key: store}` of further per-example
             sequences `(length, width)` (a store: `gather(indices, size)`
-            giving `(batch, size, width)`, `width` and `dtype`, e.g. the
-            frozen prefixes of `keras_prompt.training.
-            frozen_prefix_cache`): each batch carries its examples', cut
-            to its length, under `key`.
+            giving `(batch, size, width)`, `size=None` for its full
+            length, `width` and `dtype`; e.g. the frozen prefixes of
+            `keras_prompt.training.frozen_prefix_cache`): each batch
+            carries its examples', cut to its length, under `key`.
+        sample_weight: optional array like `labels`; then elements are
+            `(features, labels, sample_weight)`.
 
     Returns:
         A `tf.data.Dataset` with a known cardinality of `len(batches)`.
     """
     import tensorflow as tf
 
-    lengths = token_lengths(features)
-    sequence_length = next(iter(features.values())).shape[1]
+    if multiple is not None:
+        lengths = token_lengths(features)
+        sequence_length = next(iter(features.values())).shape[1]
     keys = sorted(features)
+    targets = [a for a in (labels, sample_weight) if a is not None]
 
     def generate():
         for indices in batches:
-            size = padded_length(
-                lengths[indices].max(), sequence_length, multiple
-            )
-            x = {key: features[key][indices, :size] for key in keys}
+            if multiple is None:
+                size, cut = None, slice(None)
+            else:
+                size = padded_length(
+                    lengths[indices].max(), sequence_length, multiple
+                )
+                cut = slice(None, size)
+            x = {key: features[key][indices, cut] for key in keys}
             for key, store in (sequences or {}).items():
                 x[key] = store.gather(indices, size)
-            if labels is None:
-                yield x
-            else:
-                yield x, labels[indices]
+            yield (x, *(a[indices] for a in targets)) if targets else x
 
-    x_spec = {
-        key: tf.TensorSpec((None, None), tf.as_dtype(features[key].dtype))
-        for key in keys
-    }
+    def spec_of(array):
+        array = np.asarray(array)
+        return tf.TensorSpec((None,) * array.ndim, tf.as_dtype(array.dtype))
+
+    x_spec = {key: spec_of(features[key]) for key in keys}
     for key, store in (sequences or {}).items():
         x_spec[key] = tf.TensorSpec(
             (None, None, store.width), tf.as_dtype(store.dtype)
         )
-    spec = x_spec
-    if labels is not None:
-        label_dtype = tf.as_dtype(np.asarray(labels).dtype)
-        spec = (x_spec, tf.TensorSpec((None,), label_dtype))
+    spec = (x_spec, *map(spec_of, targets)) if targets else x_spec
     dataset = tf.data.Dataset.from_generator(generate, output_signature=spec)
     dataset = dataset.apply(
         tf.data.experimental.assert_cardinality(len(batches))

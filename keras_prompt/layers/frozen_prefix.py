@@ -48,6 +48,9 @@ class FrozenPrefix:
         entering: the hidden states the late prompt is inserted into, a
             tensor of `outputs`' graph.
         start_layer: int, the layer the prompt enters.
+        names_below: the names of the inputs the states are computed
+            from (the adapter's `prompted_inputs`); `None`: all but
+            `"prompt_ids"`.
 
     Example:
 
@@ -81,13 +84,21 @@ class FrozenPrefix:
         if not start_layer:
             return None
         entering = adapter.last_layer_prompts.entering
-        return cls(inputs, outputs, entering, start_layer)
+        return cls(
+            inputs, outputs, entering, start_layer, adapter.prompted_inputs
+        )
 
-    def __init__(self, inputs, outputs, entering, start_layer):
+    def __init__(
+        self, inputs, outputs, entering, start_layer, names_below=None
+    ):
         self.start_layer = int(start_layer)
         self.input_names = tuple(name for name in inputs if name != KEY)
-        self.names_below = tuple(
-            name for name in self.input_names if name != "prompt_ids"
+        if names_below is None:
+            names_below = [n for n in self.input_names if n != "prompt_ids"]
+        self.names_below = tuple(names_below)
+        #: The padding mask of the sequence the states are of.
+        self.mask_name = next(
+            n for n in self.names_below if n.endswith("padding_mask")
         )
         self._inputs_below = {name: inputs[name] for name in self.names_below}
         self._entering = entering

@@ -18,9 +18,11 @@ the cache is computed anew, so a resumed run takes the same steps).
 
 `plan` decides whether a run uses it: `Recipe(frozen_prefix_cache=...)`,
 `"auto"` (the default) when the prompt enters late, the layers below it
-run without dropout, the split trains on token batches (classifiers) and
-the run makes more than one pass over its examples; `True` asks for it
-(one `ValueError` naming what stands in the way), `False` turns it off.
+run without dropout, the run trains on a task's example split (the
+classifier's token batches, or a text-to-text task's pairs, then packed
+once as the model packs them) and makes more than one pass over it;
+`True` asks for it (one `ValueError` naming what stands in the way),
+`False` turns it off.
 """
 
 import contextlib
@@ -33,7 +35,6 @@ import numpy as np
 
 from keras_prompt.data.batching import eval_batches
 from keras_prompt.data.batching import padded_length
-from keras_prompt.data.batching import token_lengths
 
 #: The cache file of a run whose cache does not fit in memory.
 CACHE_FILE = "frozen_prefix.cache"
@@ -86,9 +87,8 @@ def plan(setting, model, split, steps, batch_size):
         )
     elif not getattr(split, "caches_frozen_prefix", False):
         obstacle = (
-            "the training examples come as text batches (text-to-text "
-            "tasks, `train_data` pairs); the cache serves token batches "
-            "(classifiers)"
+            "the training data come as `train_data` pairs or a dataset; "
+            "the cache serves a task's example split"
         )
     else:
         dropout = prefix.active_dropout()
@@ -128,8 +128,9 @@ class FrozenPrefixCache:
 
     Args:
         model: the task model (its `backbone.frozen_prefix` computes them).
-        features: dict of `(N, sequence_length)` token arrays (`tokenize`),
-            right-padded.
+        features: dict of `(N, length)` token arrays (`tokenize`, or a
+            text-to-text task's packed pairs), right-padded; the frozen
+            prefix's inputs among them.
         folder: the run folder, for a cache that does not fit in memory.
         batch_size: int, examples per inference batch.
         memory_limit: int, bytes kept in memory at most; `None`:
@@ -149,7 +150,9 @@ class FrozenPrefixCache:
         if memory_limit is None:
             memory_limit = MEMORY_LIMIT
         prefix = model.backbone.frozen_prefix
-        self.lengths = token_lengths(features)
+        mask = np.asarray(features[prefix.mask_name])
+        self.lengths = mask.astype("int64").sum(axis=-1)
+        self.sequence_length = int(mask.shape[1])
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
         dim = int(model.backbone.hidden_dim)
         dtype = keras.backend.standardize_dtype(
@@ -190,7 +193,7 @@ class FrozenPrefixCache:
 
     def _compute(self, prefix, features, batch_size, verbose):
         model = prefix.model_below()
-        sequence_length = next(iter(features.values())).shape[1]
+        sequence_length = self.sequence_length
         batches = eval_batches(self.lengths, batch_size)
         bar = keras.utils.Progbar(len(batches)) if verbose else None
         for done, indices in enumerate(batches, 1):
@@ -217,9 +220,11 @@ class FrozenPrefixCache:
                     "is not used. Check the backbone's weights and dtype."
                 )
 
-    def gather(self, indices, size):
+    def gather(self, indices, size=None):
         """The frozen prefixes of examples `indices`, zero-padded to
-        `size` positions: `(len(indices), size, hidden_dim)`."""
+        `size` positions (`None`: the sequences' full length):
+        `(len(indices), size, hidden_dim)`."""
+        size = self.sequence_length if size is None else size
         batch = np.zeros(
             (len(indices), size, self.rows.shape[1]), self.rows.dtype
         )

@@ -152,9 +152,9 @@ class Recipe:
             training example once, and run only the layers above them in
             every step (`keras_prompt.training.frozen_prefix_cache`).
             `"auto"`: when the prompt enters late (`start_layer > 0`), no
-            dropout acts below it (see `frozen_dropout`), the model trains
-            on token batches (classifiers) and the run makes more than
-            one pass over its examples. The trained prompt is the one
+            dropout acts below it (see `frozen_dropout`), the run trains
+            on the task's examples (not `train_data` pairs) and makes
+            more than one pass over them. The trained prompt is the one
             training without it gives (to float rounding). Not in the
             paper.
         clipping_threshold: float, Adafactor update clipping. Paper: 1.0.

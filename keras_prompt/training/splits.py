@@ -8,6 +8,7 @@ class) run a task model on the length-trimmed batches of
 `TaskKind.read_examples` (`keras_prompt.training.task_kinds`).
 """
 
+import keras
 import numpy as np
 
 from keras_prompt.data.batching import PAD_MULTIPLE  # noqa: F401
@@ -150,23 +151,38 @@ class TextToTextExamples(ExampleSplit):
         """The `TextToTextExample`s, in order."""
         return self.rows
 
+    #: Text batches, or (with frozen prefixes) the packed pairs.
+    caches_frozen_prefix = True
+
     def train_dataset(
         self, model, batch_size, steps, seed, frozen_prefixes=None
     ):
         """`steps` batches of `(inputs, targets)` strings for `model.fit`,
-        drawn in reshuffled passes (`train_batches`). Text batches carry
-        no frozen prefixes: `frozen_prefixes` must be `None`."""
-        if frozen_prefixes is not None:
-            raise ValueError(
-                "Text-to-text examples train on text batches, which "
-                "carry no frozen prefixes. Received: frozen_prefixes="
-                f"{frozen_prefixes!r}"
-            )
+        drawn in reshuffled passes (`train_batches`).
+
+        `frozen_prefixes`: optional `fn(features)` returning the
+        `FrozenPrefixCache` of the packed pairs (or `None`); the batches
+        are then the pairs as the model trains on them (`packed`, full
+        length), with their frozen prefixes.
+        """
         import tensorflow as tf
 
         batches = train_batches(
             np.zeros(len(self)), batch_size, steps, seed=seed, bucket=False
         )
+        cache = None
+        if frozen_prefixes is not None:
+            x, y, weights = self.packed(model)
+            cache = frozen_prefixes(x)
+        if cache is not None:
+            return batch_dataset(
+                x,
+                batches,
+                y,
+                multiple=None,
+                sequences={frozen_prefix.KEY: cache},
+                sample_weight=weights,
+            )
 
         def generate():
             for indices in batches:
@@ -183,6 +199,40 @@ class TextToTextExamples(ExampleSplit):
         return dataset.apply(
             tf.data.experimental.assert_cardinality(len(batches))
         )
+
+    def packed(self, model, chunk_size=1024):
+        """`(x, y, sample_weight)`: every pair as `model.fit` packs string
+        pairs (`model.preprocess_samples`), as NumPy arrays."""
+        import tensorflow as tf
+
+        to_numpy = keras.ops.convert_to_numpy
+        parts = []
+        for start in range(0, len(self), chunk_size):
+            chunk = self.examples[start : start + chunk_size]
+            x, y, weights = keras.utils.unpack_x_y_sample_weight(
+                model.preprocess_samples(
+                    tf.constant([e.inputs for e in chunk]),
+                    tf.constant([e.targets for e in chunk]),
+                )
+            )
+            x = {key: to_numpy(value) for key, value in x.items()}
+            parts.append((x, to_numpy(y), to_numpy(weights)))
+        x = {
+            key: np.concatenate([part[0][key] for part in parts])
+            for key in parts[0][0]
+        }
+        y, weights = (
+            np.concatenate([part[i] for part in parts]) for i in (1, 2)
+        )
+        return x, y, weights
+
+    def fit(self, model, dataset, **kwargs):
+        """Trains `model` on `dataset`: string batches through its own
+        `fit`; packed batches (with frozen prefixes) through
+        `keras.Model.fit`."""
+        if isinstance(dataset.element_spec[0], dict):
+            return _fit_plain(model, dataset, **kwargs)
+        return model.fit(dataset, **kwargs)
 
     def score(self, model, batch_size=32, decode=None):
         """The task's metrics of the model's predictions, in order.
