@@ -37,6 +37,16 @@ def active_dropout(layers):
     return found
 
 
+def _layers_of(function):
+    """The layers (not the inputs) a `keras.Function` runs."""
+    return [
+        op
+        for op in function.operations
+        if isinstance(op, keras.layers.Layer)
+        and not isinstance(op, keras.layers.InputLayer)
+    ]
+
+
 class FrozenPrefix:
     """The split of a late-prompted `FrozenBackbone` at the layer its
     prompt enters (see the module docstring). Built by the backbone, read
@@ -114,22 +124,12 @@ class FrozenPrefix:
     def layers_below(self):
         """The layers computing the frozen prefix (embeddings and the
         transformer layers below `start_layer`)."""
-        return [
-            op
-            for op in self._bottom.operations
-            if isinstance(op, keras.layers.Layer)
-            and not isinstance(op, keras.layers.InputLayer)
-        ]
+        return _layers_of(self._bottom)
 
     @property
     def layers_above(self):
         """The layers that run when the frozen prefix is given."""
-        return [
-            op
-            for op in self._top.operations
-            if isinstance(op, keras.layers.Layer)
-            and not isinstance(op, keras.layers.InputLayer)
-        ]
+        return _layers_of(self._top)
 
     def active_dropout(self):
         """The dropout layers below the prompt that drop in training: a

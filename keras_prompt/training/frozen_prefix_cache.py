@@ -35,6 +35,7 @@ import numpy as np
 
 from keras_prompt.data.batching import eval_batches
 from keras_prompt.data.batching import padded_length
+from keras_prompt.training.pipeline import is_examples
 
 #: The cache file of a run whose cache does not fit in memory.
 CACHE_FILE = "frozen_prefix.cache"
@@ -48,9 +49,7 @@ MEMORY_LIMIT = 2 * 1024**3
 
 def check_setting(value):
     """Raises unless `value` is one of `SETTINGS`."""
-    if not any(value is s or value == s for s in SETTINGS) or (
-        isinstance(value, (int, float)) and not isinstance(value, bool)
-    ):
+    if not (value is True or value is False or value == "auto"):
         raise ValueError(
             "`frozen_prefix_cache` must be 'auto', True or False. "
             f"Received: frozen_prefix_cache={value!r}"
@@ -85,7 +84,7 @@ def plan(setting, model, split, steps, batch_size):
             "the prompt enters with the tokens (start_layer=0): no "
             "frozen layers run below it"
         )
-    elif not getattr(split, "caches_frozen_prefix", False):
+    elif not is_examples(split):
         obstacle = (
             "the training data come as `train_data` pairs or a dataset; "
             "the cache serves a task's example split"
@@ -159,9 +158,9 @@ class FrozenPrefixCache:
             model.backbone.dtype_policy.compute_dtype
         )
         self.dtype = dtype
+        array_dtype = _numpy_dtype(dtype)
         rows = int(self.offsets[-1])
-        itemsize = np.dtype(_numpy_dtype(dtype)).itemsize
-        self.nbytes = rows * dim * itemsize
+        self.nbytes = rows * dim * np.dtype(array_dtype).itemsize
         self.path = None
         if self.nbytes > memory_limit:
             if folder is None:
@@ -174,11 +173,11 @@ class FrozenPrefixCache:
             self.rows = np.lib.format.open_memmap(
                 self.path,
                 mode="w+",
-                dtype=_numpy_dtype(dtype),
+                dtype=array_dtype,
                 shape=(rows, dim),
             )
         else:
-            self.rows = np.empty((rows, dim), _numpy_dtype(dtype))
+            self.rows = np.empty((rows, dim), array_dtype)
         start = time.perf_counter()
         self._compute(prefix, features, batch_size, verbose)
         self.seconds = time.perf_counter() - start
@@ -248,8 +247,7 @@ class FrozenPrefixCache:
 
     def close(self):
         """Drops the rows and removes the cache file, if any."""
-        rows, self.rows = self.rows, None
-        del rows
+        self.rows = None  # Closes a memory map before its file goes.
         if self.path is not None and os.path.exists(self.path):
             os.remove(self.path)
 
@@ -263,12 +261,10 @@ def _numpy_dtype(dtype):
 
 
 def remove_cache_file(folder):
-    """Removes a cache file left in `folder` by an earlier (killed) run;
-    returns its path."""
+    """Removes a cache file left in `folder` by an earlier (killed) run."""
     path = os.path.join(os.fspath(folder), CACHE_FILE)
     if os.path.exists(path):
         os.remove(path)
-    return path
 
 
 @contextlib.contextmanager

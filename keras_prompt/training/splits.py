@@ -107,9 +107,6 @@ class ExampleSplit:
 
     #: `fn(task, split, data_dir=..., max_examples=...)` reading a split.
     load = None
-    #: Whether `train_dataset` can carry frozen prefixes (token batches:
-    #: `keras_prompt.training.frozen_prefix_cache`).
-    caches_frozen_prefix = False
 
     def __init__(self, task, rows):
         self.task = task
@@ -150,9 +147,6 @@ class TextToTextExamples(ExampleSplit):
     def examples(self):
         """The `TextToTextExample`s, in order."""
         return self.rows
-
-    #: Text batches, or (with frozen prefixes) the packed pairs.
-    caches_frozen_prefix = True
 
     def train_dataset(
         self, model, batch_size, steps, seed, frozen_prefixes=None
@@ -279,7 +273,6 @@ class ClassificationExamples(ExampleSplit):
     """
 
     load = staticmethod(load_classification)
-    caches_frozen_prefix = True
 
     def __init__(self, task, data):
         super().__init__(task, data)

@@ -224,7 +224,7 @@ def _training_data(
             frozen_prefixes=prefixes(train_data),
         )
         return dataset, train_data.fit
-    prefixes(None)
+    prefixes(None)  # Planned for pairs too: the record says why not.
     dataset = recipe.train_dataset(data_dir, train_data, max_train_examples)
 
     def train(model, dataset, **kwargs):
@@ -393,55 +393,46 @@ def fit(
     if getattr(model, "optimizer", None) is None:
         recipe.compile(model)
     check_train_source(recipe, train_data)
-    with contextlib.ExitStack() as stack:
-        # The frozen-prefix cache (if any) lives until the run ends.
-        prefixes = _FrozenPrefixes(
+    loud = bool(verbose) and verbose != "auto"
+    evaluate = recipe.evaluation_fn(
+        data_dir, validation_data, evaluate_fn, max_eval_examples
+    )
+    prompt_path = os.path.join(output_dir, BEST_PROMPT_FILE)
+    checkpoint = BestPromptCheckpoint(
+        prompt_path,
+        monitor=SCORE,
+        mode="max",
+        evaluate_fn=evaluate,
+        patience=recipe.patience,
+        restore_best=restore_best,
+        verbose=int(loud if print_evaluations is None else print_evaluations),
+    )
+    start_step = iterations(model)
+    callbacks = [checkpoint] + list(callbacks or [])
+    done = 0
+    if checkpoint_every is not None or resume:
+        saver = _training_checkpoint(
             recipe,
-            model,
-            output_dir,
-            stack,
-            bool(verbose) and verbose != "auto",
+            checkpoint_dir or os.path.join(output_dir, CHECKPOINT_DIR),
+            checkpoint,
+            checkpoint_every,
+            run_config,
+            interval,
+            max_train_examples,
         )
-        evaluate = recipe.evaluation_fn(
-            data_dir, validation_data, evaluate_fn, max_eval_examples
-        )
-        prompt_path = os.path.join(output_dir, BEST_PROMPT_FILE)
-        checkpoint = BestPromptCheckpoint(
-            prompt_path,
-            monitor=SCORE,
-            mode="max",
-            evaluate_fn=evaluate,
-            patience=recipe.patience,
-            restore_best=restore_best,
-            verbose=int(
-                bool(verbose) and verbose != "auto"
-                if print_evaluations is None
-                else print_evaluations
-            ),
-        )
-        start_step = iterations(model)
-        callbacks = [checkpoint] + list(callbacks or [])
-        done = 0
-        if checkpoint_every is not None or resume:
-            saver = _training_checkpoint(
-                recipe,
-                checkpoint_dir or os.path.join(output_dir, CHECKPOINT_DIR),
-                checkpoint,
-                checkpoint_every,
-                run_config,
-                interval,
-                max_train_examples,
+        if resume:
+            state = saver.restore(model)
+            done = 0 if state is None else state["step"] - start_step
+        elif saver.latest() is not None:
+            raise ValueError(
+                f"{saver.directory!r} holds a training checkpoint of an "
+                "earlier run: pass `resume=True` to continue it, or "
+                "delete the folder to start afresh."
             )
-            if resume:
-                state = saver.restore(model)
-                done = 0 if state is None else state["step"] - start_step
-            elif saver.latest() is not None:
-                raise ValueError(
-                    f"{saver.directory!r} holds a training checkpoint of an "
-                    "earlier run: pass `resume=True` to continue it, or "
-                    "delete the folder to start afresh."
-                )
-            callbacks.append(saver)  # Last: it saves what the rest did.
+        callbacks.append(saver)  # Last: it saves what the rest did.
+    with contextlib.ExitStack() as stack:
+        # The frozen-prefix cache (if any) lives until training ends.
+        prefixes = _FrozenPrefixes(recipe, model, output_dir, stack, loud)
         # After every check: tokenizing (and computing frozen prefixes)
         # is the first real work.
         dataset, train = _training_data(
@@ -464,24 +455,24 @@ def fit(
                 shuffle=False,  # the data is shuffled already
                 verbose=verbose,
             )
-        total = time.perf_counter() - start
-        eval_seconds = sum(
-            e["seconds"] for e in checkpoint.evaluations[evaluations_before:]
-        )
-        result = RecipeResult(
-            history=history,
-            best_value=checkpoint.best_value,
-            best_metrics=dict(checkpoint.best_metrics or {}),
-            best_step=checkpoint.best_step,
-            prompt_path=prompt_path,
-            monitor=SCORE,
-            steps=iterations(model) - start_step,
-            stopped_early=checkpoint.stopped_early,
-            train_seconds=total - eval_seconds,
-            eval_seconds=eval_seconds,
-            evaluations=list(checkpoint.evaluations),
-        )
-        result.record = run_record(recipe, result, run_config, model)
-        result.record["frozen_prefix_cache"] = prefixes.record
-        write_run_record(output_dir, result.record)
+    total = time.perf_counter() - start
+    eval_seconds = sum(
+        e["seconds"] for e in checkpoint.evaluations[evaluations_before:]
+    )
+    result = RecipeResult(
+        history=history,
+        best_value=checkpoint.best_value,
+        best_metrics=dict(checkpoint.best_metrics or {}),
+        best_step=checkpoint.best_step,
+        prompt_path=prompt_path,
+        monitor=SCORE,
+        steps=iterations(model) - start_step,
+        stopped_early=checkpoint.stopped_early,
+        train_seconds=total - eval_seconds,
+        eval_seconds=eval_seconds,
+        evaluations=list(checkpoint.evaluations),
+    )
+    result.record = run_record(recipe, result, run_config, model)
+    result.record["frozen_prefix_cache"] = prefixes.record
+    write_run_record(output_dir, result.record)
     return result

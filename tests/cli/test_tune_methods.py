@@ -41,6 +41,17 @@ def scored(run, preset):
     return info, model, np.mean(predicted == validation.labels)
 
 
+def assert_same_prompts(run, other, preset):
+    """The prompt files of two runs hold the same prompt (<= 1e-6)."""
+    _, model, _ = scored(run, preset)
+    _, other_model, _ = scored(other, preset)
+    np.testing.assert_allclose(
+        to_numpy(model.backbone.prompt_values()),
+        to_numpy(other_model.backbone.prompt_values()),
+        atol=1e-6,
+    )
+
+
 @needs_sst2
 def test_late_residual_then_transfer(preset, tmp_path, capsys):
     late = tmp_path / "late"
@@ -92,13 +103,7 @@ def test_late_residual_then_transfer(preset, tmp_path, capsys):
         + ["--learning-rate", "1e-30"]
     )
     assert code == 0
-    _, started, _ = scored(start, preset)
-    _, source, _ = scored(late, preset)
-    np.testing.assert_allclose(
-        to_numpy(started.backbone.prompt_values()),
-        to_numpy(source.backbone.prompt_values()),
-        atol=1e-6,
-    )
+    assert_same_prompts(start, late, preset)
 
     # A shape that contradicts the file: one line, nothing written.
     bad = tmp_path / "bad"
@@ -185,13 +190,7 @@ def test_frozen_prefix_cache(preset, tmp_path, capsys):
     assert main(tiny_args(preset, plain, *late, *several, *off)) == 0
     record = json.loads((plain / "run.json").read_text())
     assert not record["frozen_prefix_cache"]["used"]
-    _, cached_model, _ = scored(cached, preset)
-    _, plain_model, _ = scored(plain, preset)
-    np.testing.assert_allclose(
-        to_numpy(cached_model.backbone.prompt_values()),
-        to_numpy(plain_model.backbone.prompt_values()),
-        atol=1e-6,
-    )
+    assert_same_prompts(cached, plain, preset)
     capsys.readouterr()
     bad = tmp_path / "bad"
     on = ["--frozen-prefix-cache", "on"]
