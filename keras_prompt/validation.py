@@ -1,8 +1,23 @@
-"""Argument checks shared by the public constructors and functions."""
+"""Argument checks shared by the public constructors and functions, and
+the check of the Keras backend.
+
+The layers, adapters, tasks, prompt files, banks, ensembles and `Recipe`
+use `keras.ops` and run on every Keras backend; the test suite runs them on
+TensorFlow and on JAX. Text goes through keras-hub's preprocessors, which
+use TensorFlow (and tensorflow-text) on every backend, as keras-hub does.
+What only TensorFlow has is refused on another backend with one
+`UnsupportedBackendError` naming the feature and `KERAS_BACKEND`:
+SavedModel export (`export_saved_model`, `keras-prompt export`) and
+`tf.distribute` strategies (`keras_prompt.distribute.resolve_strategy`). On
+JAX, `keras.distribution` (`DataParallel`, `ModelParallel`) is the road to
+many devices (docs/scale.md).
+"""
 
 import math
 import numbers
+import os
 
+import keras
 import numpy as np
 
 
@@ -150,3 +165,42 @@ def check_label_strings(name, value, unique=True):
             f"Received: {name}={value!r}"
         )
     return value
+
+
+TESTED_BACKENDS = ("tensorflow", "jax")
+
+
+class UnsupportedBackendError(ValueError):
+    """A TensorFlow-only feature used on another Keras backend.
+
+    A `ValueError`: the setting at fault is `KERAS_BACKEND` (or Keras'
+    config file), fixed before Keras is imported.
+    """
+
+
+def require_tensorflow(feature, instead=""):
+    """Raises `UnsupportedBackendError` unless Keras runs on TensorFlow.
+
+    Args:
+        feature: str, what was asked for, e.g. `"SavedModel export"`.
+        instead: str, an optional sentence on what to use on other
+            backends.
+
+    Example:
+
+    ```python
+    from keras_prompt.validation import require_tensorflow
+
+    require_tensorflow("SavedModel export")  # passes on TensorFlow
+    ```
+    """
+    backend = keras.config.backend()
+    if backend == "tensorflow":
+        return
+    raise UnsupportedBackendError(
+        f"{feature} needs Keras' TensorFlow backend; Keras runs on "
+        f"{backend!r}. Set KERAS_BACKEND=tensorflow before Keras is "
+        f"imported. Received: KERAS_BACKEND="
+        f"{os.environ.get('KERAS_BACKEND')!r}."
+        + (f" {instead}" if instead else "")
+    )

@@ -16,6 +16,21 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DIR = os.path.join(os.path.dirname(REPO_ROOT), "shared")
 SHARED_TFDS_DIR = os.path.join(SHARED_DIR, "tfds")
 SHARED_SST2_DIR = os.path.join(SHARED_DIR, "data", "sst2")
+BACKEND = os.environ["KERAS_BACKEND"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """On a backend other than TensorFlow, runs the tests marked
+    `all_backends` only (the JAX lane, `KERAS_BACKEND=jax pytest`); the
+    rest use what only TensorFlow has (SavedModel export, tf.distribute)
+    or are checked once, on TensorFlow."""
+    if BACKEND == "tensorflow":
+        return
+    kept = [item for item in items if item.get_closest_marker("all_backends")]
+    dropped = [i for i in items if not i.get_closest_marker("all_backends")]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -389,6 +389,7 @@ def deep_backbone(family=FILE_FAMILY, seed=6, **kwargs):
 
 
 class TestPromptFiles(TestCase):
+    @pytest.mark.all_backends
     def test_round_trip(self, tmp_path):
         wrapped = deep_backbone()
         path = str(tmp_path / "deep.prompt.safetensors")

@@ -63,7 +63,13 @@ def hidden_states_after(model, layer):
 
 @pytest.mark.parametrize("family", FAMILIES)
 class TestLatePrompts(TestCase):
-    @pytest.mark.parametrize("deep", [False, True], ids=["shallow", "deep"])
+    # The JAX lane: late deep prompts (the late input prompt is their first
+    # layer).
+    @pytest.mark.parametrize(
+        "deep",
+        [False, pytest.param(True, marks=pytest.mark.all_backends)],
+        ids=["shallow", "deep"],
+    )
     def test_text_below_start_layer_is_the_plain_backbones(self, family, deep):
         backbone = backbone_of(family)
         wrapped = FrozenBackbone(
@@ -112,7 +118,11 @@ class TestLatePrompts(TestCase):
             FrozenBackbone(backbone, prompt_length=3).load_prompts(path)
 
 
-@pytest.mark.parametrize("deep", [False, True], ids=["shallow", "deep"])
+@pytest.mark.parametrize(
+    "deep",
+    [False, pytest.param(True, marks=pytest.mark.all_backends)],
+    ids=["shallow", "deep"],
+)
 @pytest.mark.parametrize("family", GENERATING)
 def test_cached_generation_equals_uncached_greedy(family, deep):
     wrapped = FrozenBackbone(

@@ -287,6 +287,7 @@ def test_build_model_bad_arguments(parts):
 
 # -- fit ----------------------------------------------------------------------
 @needs_sst2
+@pytest.mark.all_backends
 def test_fit_on_sst2_keeps_the_best_prompt(tiny_model, tmp_path):
     model = tiny_model
     frozen = [w.numpy().copy() for w in model.backbone.backbone.weights]

@@ -52,6 +52,13 @@ def add_parser(subparsers):
         default=1,
         help="data-parallel replicas (TPU v3 cores, v4/v5 chips, GPUs)",
     )
+    parser.add_argument(
+        "--model-parallel",
+        type=int,
+        default=1,
+        help="devices per replica holding a shard of the frozen weights "
+        "(the mesh's model axis, keras.distribution.ModelParallel on JAX)",
+    )
     parser.add_argument("--ram-gb", type=float, default=None)
     parser.add_argument("--num-prompts", type=int, default=1)
     parser.add_argument(
@@ -96,6 +103,7 @@ def run(args):
             dtype=args.dtype,
             device=device,
             replicas=args.replicas,
+            model_parallel=args.model_parallel,
             ram_gb=args.ram_gb,
             num_prompts=args.num_prompts,
             optimizer=args.optimizer,

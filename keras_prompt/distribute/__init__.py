@@ -17,16 +17,16 @@ This is the TensorFlow edge of keras_prompt (layers use `keras.ops` only):
 See `docs/scale.md`.
 """
 
+from keras_prompt.distribute.memory_estimate import MemoryEstimate
 from keras_prompt.distribute.model_sizes import DEVICES
 from keras_prompt.distribute.model_sizes import MODELS
 from keras_prompt.distribute.model_sizes import DeviceSpec
 from keras_prompt.distribute.model_sizes import ModelSpec
 from keras_prompt.distribute.model_sizes import device_spec
 from keras_prompt.distribute.model_sizes import model_spec
-from keras_prompt.distribute.planner import MemoryEstimate
-from keras_prompt.distribute.planner import Plan
+from keras_prompt.distribute.model_sizes import weight_bytes
+from keras_prompt.distribute.plan_report import Plan
 from keras_prompt.distribute.planner import plan
-from keras_prompt.distribute.planner import weight_bytes
 from keras_prompt.distribute.static_shapes import TraceCounter
 from keras_prompt.distribute.static_shapes import check_static
 from keras_prompt.distribute.static_shapes import make_static

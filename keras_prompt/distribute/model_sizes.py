@@ -11,6 +11,7 @@ facts); the named models below are keras-hub configs read the same way.
 import dataclasses
 
 import keras_hub
+import numpy as np
 
 from keras_prompt.adapters.base import find_adapter_class
 from keras_prompt.adapters.base import registered_adapters
@@ -294,3 +295,37 @@ def device_spec(device, ram_gb=None):
             f"Received: device={device!r}"
         )
     return DEVICES[key]
+
+
+def weight_bytes(model):
+    """Bytes of a model's weights, as stored.
+
+    Args:
+        model: a Keras layer or model (e.g. a task or `FrozenBackbone`).
+
+    Returns:
+        A dict: `"trainable"`, `"frozen"` and `"total"` bytes, and
+        `"by_dtype"` (bytes per variable dtype).
+
+    Example:
+
+    ```python
+    weight_bytes(keras_prompt.FrozenBackbone(t5_bf16, prompt_length=4))
+    # {"trainable": 512, "frozen": ..., "by_dtype": {"bfloat16": ...,
+    #  "float32": 512}, ...}: the prompt stays float32
+    ```
+    """
+    sizes = {"trainable": 0, "frozen": 0, "by_dtype": {}}
+    trainable = {id(v) for v in model.trainable_weights}
+    seen = set()
+    for variable in model.weights:
+        if id(variable) in seen:
+            continue
+        seen.add(id(variable))
+        dtype = str(variable.dtype)
+        size = int(np.prod(variable.shape)) * np.dtype(dtype).itemsize
+        key = "trainable" if id(variable) in trainable else "frozen"
+        sizes[key] += size
+        sizes["by_dtype"][dtype] = sizes["by_dtype"].get(dtype, 0) + size
+    sizes["total"] = sizes["trainable"] + sizes["frozen"]
+    return sizes

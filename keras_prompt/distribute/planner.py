@@ -68,146 +68,18 @@ fragmentation. `benchmarks/planner_accuracy.py` checks the estimates
 against TensorFlow's measured peak allocation of small configurations.
 """
 
-import dataclasses
 import math
 
+from keras_prompt.distribute.memory_estimate import MemoryEstimate
 from keras_prompt.distribute.model_sizes import GIB
 from keras_prompt.distribute.model_sizes import device_spec
 from keras_prompt.distribute.model_sizes import model_spec
+from keras_prompt.distribute.plan_report import Plan
 from keras_prompt.validation import check_count
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 OPTIMIZER_SLOTS = {"adafactor": 1, "adam": 2, "sgd": 0}
 FULL_FINETUNING_BYTES_PER_PARAMETER = 16
-
-
-@dataclasses.dataclass
-class MemoryEstimate:
-    """Bytes on one replica's device for one way of training.
-
-    Attributes:
-        weights: bytes of all weights as stored (frozen and trained).
-        gradients: bytes of the gradients of the trained weights.
-        optimizer_state: bytes of the optimizer's slots (and, for full
-            fine-tuning of bfloat16 weights, the float32 master copy).
-        activations: bytes kept for the backward pass, no remat.
-        activations_remat: the same with per-block rematerialisation.
-        transient: bytes of the backward working set without remat.
-        transient_remat: the same with remat (one block recomputed).
-    """
-
-    weights: int
-    gradients: int
-    optimizer_state: int
-    activations: int
-    activations_remat: int
-    transient: int
-    transient_remat: int
-
-    @property
-    def static(self):
-        """Bytes that do not depend on the batch."""
-        return self.weights + self.gradients + self.optimizer_state
-
-    @property
-    def total(self):
-        return self.static + self.activations + self.transient
-
-    @property
-    def total_remat(self):
-        return self.static + self.activations_remat + self.transient_remat
-
-    def to_dict(self):
-        data = dataclasses.asdict(self)
-        data.update(total=self.total, total_remat=self.total_remat)
-        return data
-
-
-@dataclasses.dataclass
-class Plan:
-    """What `plan()` finds. `summary()` prints it as a table."""
-
-    model: object
-    device: object
-    settings: dict
-    prompt_tuning: MemoryEstimate
-    full_finetuning: MemoryEstimate
-    capacity: int
-    verdict: str
-    full_finetuning_verdict: str
-    max_batch_per_replica: int
-    max_batch_per_replica_remat: int
-    advice: list
-
-    @property
-    def fits(self):
-        return self.verdict != "does not fit"
-
-    def to_dict(self):
-        return {
-            "model": self.model.to_dict(),
-            "parameters": self.model.num_parameters(),
-            "device": dataclasses.asdict(self.device),
-            "settings": dict(self.settings),
-            "prompt_tuning": self.prompt_tuning.to_dict(),
-            "full_finetuning": self.full_finetuning.to_dict(),
-            "capacity": self.capacity,
-            "verdict": self.verdict,
-            "full_finetuning_verdict": self.full_finetuning_verdict,
-            "max_batch_per_replica": self.max_batch_per_replica,
-            "max_batch_per_replica_remat": self.max_batch_per_replica_remat,
-            "advice": list(self.advice),
-        }
-
-    def summary(self):
-        """A human-readable report (GiB per device)."""
-        s = self.settings
-        pt, ft = self.prompt_tuning, self.full_finetuning
-
-        def gib(value):
-            return f"{value / GIB:9.2f}"
-
-        lines = [
-            f"model: {self.model.name} ({self.model.family}, "
-            f"{self.model.num_parameters() / 1e9:.2f}B parameters), "
-            f"weights in {s['dtype']}",
-            f"device: {self.device.name}, {self.device.memory_bytes / GIB:g} "
-            f"GiB per replica (per {self.device.per}); {s['replicas']} "
-            f"replica(s); usable {self.capacity / GIB:.1f} GiB",
-            f"batch: {s['batch_size']} global = {s['batch_per_replica']} per "
-            f"replica; sequence {s['sequence_length']}"
-            + (
-                f" + target {s['target_length']}"
-                if self.model.encoder_decoder
-                else ""
-            )
-            + f"; prompt {s['prompt_length']}",
-            "",
-            f"{'GiB per device':<34}{'prompt tuning':>14}"
-            f"{'full FT (Adam)':>16}",
-            f"{'weights':<34}{gib(pt.weights):>14}{gib(ft.weights):>16}",
-            f"{'gradients':<34}{gib(pt.gradients):>14}{gib(ft.gradients):>16}",
-            f"{'optimizer state':<34}{gib(pt.optimizer_state):>14}"
-            f"{gib(ft.optimizer_state):>16}",
-            f"{'activations (no remat)':<34}{gib(pt.activations):>14}"
-            f"{gib(ft.activations):>16}",
-            f"{'activations (remat per block)':<34}"
-            f"{gib(pt.activations_remat):>14}{gib(ft.activations_remat):>16}",
-            f"{'backward working set':<34}{gib(pt.transient):>14}"
-            f"{gib(ft.transient):>16}",
-            f"{'total (no remat)':<34}{gib(pt.total):>14}{gib(ft.total):>16}",
-            f"{'total (remat)':<34}{gib(pt.total_remat):>14}"
-            f"{gib(ft.total_remat):>16}",
-            "",
-            f"prompt tuning: {self.verdict} (largest batch per replica: "
-            f"{self.max_batch_per_replica} without remat, "
-            f"{self.max_batch_per_replica_remat} with remat)",
-            f"full fine-tuning with Adam: {self.full_finetuning_verdict}",
-        ]
-        if self.advice:
-            lines.append("to make prompt tuning fit:")
-            lines += [f"  - {line}" for line in self.advice]
-        return "\n".join(lines)
 
 
 # Feed-forward tensors of width `f` that TensorFlow's (unfused) graph keeps
@@ -220,22 +92,28 @@ def _mlp_tensors(spec):
     return ACTIVATION_TENSORS[spec.activation] + (1 if spec.gated else 0)
 
 
-def _block(spec, s, full):
-    """Elements kept per token of one self-attention block over `s`."""
+def _block(spec, s, full, shards=1):
+    """Elements kept per token of one self-attention block over `s`, on
+    one of `shards` devices of a model axis (heads and the feed-forward
+    width split over it; the `h`-wide tensors whole on each)."""
     h, d, a, f = (
         spec.hidden_dim,
         spec.attention_dim,
         spec.num_heads,
         spec.intermediate_dim,
     )
-    kept = 2 * h + 3 * d + spec.score_tensors * a * s + _mlp_tensors(spec) * f
+    split = 3 * d + spec.score_tensors * a * s + _mlp_tensors(spec) * f
+    kept = 2 * h + split / shards
     if full:
-        kept += 2 * h + d + f
+        kept += 2 * h + (d + f) / shards
     return kept
 
 
-def activation_elements(spec, batch, sequence_length, target_length, prompt):
-    """Activation element counts of one replica's step.
+def activation_elements(
+    spec, batch, sequence_length, target_length, prompt, model_parallel=1
+):
+    """Activation element counts of one replica's step (on one device of
+    its `model_parallel` devices).
 
     Returns a dict with `"layers"` (kept by all blocks, no remat),
     `"layers_full"` (the same for full fine-tuning), `"remat"` (block
@@ -243,16 +121,19 @@ def activation_elements(spec, batch, sequence_length, target_length, prompt):
     activations for the whole batch: the transient of a recomputed block)
     and `"logits"` (float32 elements of one logits tensor).
     """
-    b, h, d, a = batch, spec.hidden_dim, spec.attention_dim, spec.num_heads
+    b, h, a, m = batch, spec.hidden_dim, spec.num_heads, model_parallel
+    d = spec.attention_dim / m  # a device's share of the attention width
     out = {}
     if spec.encoder_decoder:
         s_e, t = sequence_length + prompt, target_length
         for full in (False, True):
             s_full = sequence_length if full else s_e
-            encoder = spec.num_layers * b * s_full * _block(spec, s_full, full)
-            cross = h + d + spec.score_tensors * a * s_full
+            encoder = (
+                spec.num_layers * b * s_full * _block(spec, s_full, full, m)
+            )
+            cross = h + d + spec.score_tensors * a * s_full / m
             cross += (h + d) if full else 0
-            decoder_token = _block(spec, t, full) + cross
+            decoder_token = _block(spec, t, full, m) + cross
             decoder = (
                 spec.num_decoder_layers
                 * b
@@ -261,7 +142,7 @@ def activation_elements(spec, batch, sequence_length, target_length, prompt):
             key = "layers_full" if full else "layers"
             out[key] = encoder + decoder + b * (s_full + t) * h
             out["block_full" if full else "block"] = max(
-                b * s_full * _block(spec, s_full, full),
+                b * s_full * _block(spec, s_full, full, m),
                 b * (t * decoder_token + 2 * d * s_full),
             )
         out["remat"] = (
@@ -274,7 +155,7 @@ def activation_elements(spec, batch, sequence_length, target_length, prompt):
     s = sequence_length + prompt
     for full in (False, True):
         s_full = sequence_length if full else s
-        block = b * s_full * _block(spec, s_full, full)
+        block = b * s_full * _block(spec, s_full, full, m)
         key = "layers_full" if full else "layers"
         out[key] = spec.num_layers * block + b * s_full * h
         out["block_full" if full else "block"] = block
@@ -283,10 +164,17 @@ def activation_elements(spec, batch, sequence_length, target_length, prompt):
     return out
 
 
+def _in_bytes(**sizes):
+    """A `MemoryEstimate` of sizes rounded up to whole bytes (a device's
+    share of sharded tensors can be fractional in the formulas)."""
+    return MemoryEstimate(**{k: math.ceil(v) for k, v in sizes.items()})
+
+
 def _estimates(spec, settings, batch):
     weight_bytes = DTYPE_BYTES[settings["dtype"]]
     compute_bytes = weight_bytes
-    params = spec.num_parameters()
+    # A device holds its share of the weights sharded over a model axis.
+    params = spec.num_parameters() / settings["model_parallel"]
     prompt_params = (
         settings["prompt_length"] * settings["num_prompts"] * spec.hidden_dim
     )
@@ -296,10 +184,11 @@ def _estimates(spec, settings, batch):
         settings["sequence_length"],
         settings["target_length"],
         settings["prompt_length"],
+        settings["model_parallel"],
     )
     logits = 4 * elements["logits"]
     slots = OPTIMIZER_SLOTS[settings["optimizer"]]
-    prompt_tuning = MemoryEstimate(
+    prompt_tuning = _in_bytes(
         weights=params * weight_bytes + prompt_params * 4,
         gradients=prompt_params * 4,
         optimizer_state=prompt_params * 4 * slots,
@@ -309,7 +198,7 @@ def _estimates(spec, settings, batch):
         transient_remat=max(compute_bytes * elements["block"], logits),
     )
     master = 4 if weight_bytes < 4 else 0
-    full_finetuning = MemoryEstimate(
+    full_finetuning = _in_bytes(
         weights=params * weight_bytes,
         gradients=params * weight_bytes,
         optimizer_state=params * (8 + master),
@@ -365,11 +254,19 @@ def plan(
     num_prompts=1,
     optimizer="adafactor",
     usable_fraction=0.9,
+    model_parallel=1,
 ):
     """Estimates per-device memory of prompt tuning (and full fine-tuning).
 
     Data parallelism: every replica holds all frozen weights and the prompt
-    and processes `batch_size / replicas` examples.
+    and processes `batch_size / replicas` examples. With `model_parallel`
+    devices per replica (a `keras.distribution.DeviceMesh` of shape
+    `(replicas, model_parallel)`, axes `("batch", "model")`, as
+    `ModelParallel` on JAX uses it), each device holds `1 / model_parallel`
+    of the frozen weights (kernels and embeddings sharded over "model";
+    norms and biases, a negligible share, counted as sharded too) and of
+    the heads' and feed-forward activations; the prompt, the `h`-wide
+    activations and the logits stay whole on every device.
 
     Args:
         model: a preset name (`"t5_1.1_xxl"`, `"gemma_7b_en"`, ...), a
@@ -397,6 +294,9 @@ def plan(
             slot), `"adam"` (two) or `"sgd"` (none).
         usable_fraction: float in (0, 1], the share of device memory the
             verdict may use. Defaults to 0.9.
+        model_parallel: int, devices of the mesh's model axis. Defaults to
+            `1` (data parallelism only). The mesh has
+            `replicas * model_parallel` devices.
 
     Returns:
         A `Plan`; `print(plan(...).summary())` shows it.
@@ -421,6 +321,7 @@ def plan(
     check_count("sequence_length", sequence_length)
     check_count("prompt_length", prompt_length)
     check_count("replicas", replicas)
+    check_count("model_parallel", model_parallel)
     check_count("num_prompts", num_prompts)
     if spec.encoder_decoder:
         if target_length is None:
@@ -456,6 +357,8 @@ def plan(
         "batch_size": batch_size,
         "batch_per_replica": batch_size // replicas,
         "replicas": replicas,
+        "model_parallel": model_parallel,
+        "devices": replicas * model_parallel,
         "sequence_length": sequence_length,
         "target_length": target_length,
         "prompt_length": prompt_length,
@@ -518,10 +421,15 @@ def _advice(
                 '(`dtype="bfloat16"`): halves the weights '
                 f"({weights:.1f} GiB now)"
             )
+        shards = settings["model_parallel"] * 2
+        while estimate.weights * settings["model_parallel"] / shards > (
+            capacity / 2
+        ):
+            shards *= 2
         advice.append(
             f"the frozen weights alone ({weights:.1f} GiB) exceed "
-            f"{capacity / GIB:.1f} GiB usable per {device.per}: data "
-            "parallelism cannot work; shard the weights (model parallelism: "
+            f"{capacity / GIB:.1f} GiB usable per {device.per}: shard them "
+            f"over a model axis (try model_parallel={shards}, "
             "keras.distribution.ModelParallel with a LayoutMap on the JAX "
             "backend, see docs/scale.md) or use a device with more memory"
         )
@@ -562,39 +470,3 @@ def _advice(
             'use bfloat16 weights and activations (`dtype="bfloat16"`)'
         )
     return advice
-
-
-def weight_bytes(model):
-    """Bytes of a model's weights, as stored.
-
-    Args:
-        model: a Keras layer or model (e.g. a task or `FrozenBackbone`).
-
-    Returns:
-        A dict: `"trainable"`, `"frozen"` and `"total"` bytes, and
-        `"by_dtype"` (bytes per variable dtype).
-
-    Example:
-
-    ```python
-    weight_bytes(keras_prompt.FrozenBackbone(t5_bf16, prompt_length=4))
-    # {"trainable": 512, "frozen": ..., "by_dtype": {"bfloat16": ...,
-    #  "float32": 512}, ...}: the prompt stays float32
-    ```
-    """
-    import numpy as np
-
-    sizes = {"trainable": 0, "frozen": 0, "by_dtype": {}}
-    trainable = {id(v) for v in model.trainable_weights}
-    seen = set()
-    for variable in model.weights:
-        if id(variable) in seen:
-            continue
-        seen.add(id(variable))
-        dtype = str(variable.dtype)
-        size = int(np.prod(variable.shape)) * np.dtype(dtype).itemsize
-        key = "trainable" if id(variable) in trainable else "frozen"
-        sizes[key] += size
-        sizes["by_dtype"][dtype] = sizes["by_dtype"].get(dtype, 0) + size
-    sizes["total"] = sizes["trainable"] + sizes["frozen"]
-    return sizes

@@ -19,6 +19,7 @@ from keras_prompt.tasks.distributed_steps import first_replica_symbolic_build
 from keras_prompt.tasks.distributed_steps import is_multi_worker
 from keras_prompt.tasks.distributed_steps import with_rank_one_logs
 from keras_prompt.tasks.prompt_task import PromptTaskMixin
+from keras_prompt.validation import require_tensorflow
 
 logger = logging.getLogger("keras_prompt.distribute")
 
@@ -201,6 +202,11 @@ def resolve_strategy(strategy="auto", tpu=None, verbose=True):
         model.compile(**compile_options(strategy))
     ```
     """
+    require_tensorflow(
+        "A tf.distribute strategy",
+        "On JAX, use keras.distribution (DataParallel, ModelParallel): "
+        "docs/scale.md.",
+    )
     if isinstance(strategy, tf.distribute.Strategy):
         return strategy
     if not isinstance(strategy, str) or (

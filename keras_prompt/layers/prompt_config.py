@@ -388,6 +388,7 @@ def file_metadata(backbone, adapter, config, depth=None, task_names=None):
         "family": adapter.family,
         # Files are the same whatever it is; recorded for the record.
         "frozen_dtype": backbone.dtype_policy.name,
+        "keras_backend": keras.config.backend(),
         "hidden_dim": hidden_dim,
         "vocabulary_size": vocabulary_size,
         "embedding_fingerprint": fingerprint,

@@ -49,6 +49,7 @@ from keras_prompt.serving.serving_graph import TASKS_ASSET
 from keras_prompt.serving.serving_graph import ServingGraph
 from keras_prompt.validation import check_bool
 from keras_prompt.validation import check_int
+from keras_prompt.validation import require_tensorflow
 from keras_prompt.version import __version__
 
 FORMAT = "keras_prompt.saved_model"
@@ -302,6 +303,10 @@ def export_saved_model(
     )["outputs"]
     ```
     """
+    require_tensorflow(
+        "SavedModel export",
+        "Prompt files saved on any backend load on TensorFlow for export.",
+    )
     import tensorflow_text  # noqa: F401
 
     spec = _resolve(model)

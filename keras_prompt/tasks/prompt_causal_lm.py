@@ -438,7 +438,10 @@ class PromptCausalLM(
             raise ValueError(
                 "`generate_targets` needs the model's preprocessor."
             )
-        x = self.generation_inputs(list(inputs))
+        # TensorFlow tensors from the tokenizer; the backend's own on JAX.
+        x = keras_hub.utils.convert_preprocessing_outputs(
+            self.generation_inputs(list(inputs))
+        )
         outputs = self.make_generate_function()(
             x, stop_token_ids=self.stop_token_ids()
         )

@@ -25,7 +25,24 @@ def test_plan_compares_devices(capsys):
         "fits",
         "does not fit",
     ]
-    assert "model parallelism" in out
+    assert "try model_parallel=" in out
+    # The mesh the advice names: 8 replicas x 4 model-parallel v3 cores.
+    code = main(
+        [
+            "plan",
+            "t5_1.1_xxl",
+            "--batch-size=32",
+            "--replicas=8",
+            "--model-parallel=4",
+            "--sequence-length=512",
+            "--target-length=16",
+            "--device=tpu_v3",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "x 4 model-parallel = 32 devices" in out
+    assert "prompt tuning: fits" in out
 
 
 def test_plan_json_and_config_file(tmp_path, capsys):

@@ -178,12 +178,57 @@ def test_t5_xxl_headline():
         small = plan("t5_1.1_xxl", device=device, **XXL)
         assert small.verdict == "does not fit"
         assert pt.weights > small.capacity
-        assert any("model parallelism" in line for line in small.advice)
+        # The advice names a model axis that makes it fit.
+        (line,) = [a for a in small.advice if "model_parallel=" in a]
+        shards = int(line.split("model_parallel=")[1].split(",")[0])
+        sharded = plan(
+            "t5_1.1_xxl",
+            device=device,
+            **dict(XXL, replicas=XXL["replicas"] // shards),
+            model_parallel=shards,
+        )
+        assert sharded.verdict != "does not fit", (device, shards)
     assert plan("t5_1.1_xxl", device="tpu_v5p", **XXL).verdict == "fits"
     # In float32 the weights (44.5 GB) no longer fit a v4 chip either.
     float32 = plan("t5_1.1_xxl", device="tpu_v4", **dict(XXL, dtype="float32"))
     assert float32.verdict == "does not fit"
     assert any("bfloat16" in line for line in float32.advice)
+
+
+def test_model_axis_shards_the_weights_and_the_wide_activations():
+    """A `(replicas, model_parallel)` mesh: each device holds a
+    `1 / model_parallel` share of the frozen weights and of the heads' and
+    feed-forward activations; the prompt and the `h`-wide tensors whole."""
+    args = dict(batch_size=32, sequence_length=512, device="tpu_v4")
+    alone = plan("t5_1.1_xxl", replicas=8, **args)
+    mesh = plan("t5_1.1_xxl", replicas=8, model_parallel=4, **args)
+    assert mesh.settings["devices"] == 32
+    assert mesh.settings["batch_per_replica"] == 4
+    prompt_bytes = 100 * 4096 * 4
+    assert mesh.prompt_tuning.weights - prompt_bytes == pytest.approx(
+        (alone.prompt_tuning.weights - prompt_bytes) / 4, abs=1
+    )
+    assert mesh.prompt_tuning.gradients == alone.prompt_tuning.gradients
+    assert mesh.prompt_tuning.activations_remat == (
+        alone.prompt_tuning.activations_remat
+    )
+    # The sharded share shrinks; the h-wide tensors and logits stay.
+    assert (
+        alone.prompt_tuning.activations / 4
+        < mesh.prompt_tuning.activations
+        < alone.prompt_tuning.activations
+    )
+    assert "8 replica(s) x 4 model-parallel = 32 devices" in mesh.summary()
+    assert mesh.to_dict()["settings"]["model_parallel"] == 4
+    spec = alone.model
+    one, four = (
+        activation_elements(spec, 4, 128, 16, 100, model_parallel=m)
+        for m in (1, 4)
+    )
+    assert four["remat"] == one["remat"] and four["logits"] == one["logits"]
+    assert one["layers"] / 4 < four["layers"] < one["layers"]
+    with pytest.raises(ValueError, match="model_parallel=0"):
+        plan("t5_1.1_xxl", replicas=8, model_parallel=0, **args)
 
 
 def test_batch_advice_and_remat():

@@ -7,6 +7,7 @@ from keras_prompt import initializers
 from tests.test_case import TestCase
 
 
+@pytest.mark.all_backends
 class TestPromptEmbedding(TestCase):
     def test_prepends_prompt(self):
         layer = PromptEmbedding(3)

@@ -119,6 +119,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("shape,kwargs", CASES)
+@pytest.mark.all_backends
 def test_matches_numpy_reference(shape, kwargs):
     param, grads = _random_problem(shape, steps=5, seed=len(shape))
     actual = _run_keras(Adafactor(**kwargs), param, grads)
@@ -259,6 +260,7 @@ def test_sparse_gradients_match_dense():
     np.testing.assert_allclose(sparse_result, dense_result, rtol=1e-6)
 
 
+@pytest.mark.all_backends
 def test_bfloat16_variable_uses_float32_slots():
     optimizer = Adafactor()
     var = keras.Variable(np.ones((5, 3), "float32"), dtype="bfloat16")
@@ -326,6 +328,7 @@ def test_serialize_deserialize_round_trip():
     assert restored.get_config() == optimizer.get_config()
 
 
+@pytest.mark.all_backends
 def test_model_save_and_load(tmp_path):
     x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
     y = x.sum(axis=1, keepdims=True)
@@ -363,6 +366,7 @@ def _fit_dense(jit_compile, steps=8):
     return before, history.history["loss"], after, model
 
 
+@pytest.mark.all_backends
 def test_trains_under_jit_compile():
     before, losses, after, model = _fit_dense(jit_compile=True)
     assert model.optimizer.iterations.numpy() == 24

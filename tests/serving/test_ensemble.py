@@ -11,6 +11,7 @@ from tests.test_case import TestCase
 
 
 class TestPromptEnsemble(TestCase):
+    @pytest.mark.all_backends
     def test_majority_vote_breaks_ties_by_member_order(self):
         answers, members = majority_vote(
             [
@@ -47,6 +48,7 @@ class TestPromptEnsemble(TestCase):
         function = ensemble.bank.model.generate_function
         assert function.experimental_get_tracing_count() == 1
 
+    @pytest.mark.all_backends
     def test_classifier_mean_probability_equals_separate_runs(self):
         tasks = fixtures.classifier_tasks()
         alone = fixtures.classifier_alone()

@@ -22,6 +22,9 @@ from keras_prompt.serving.export import STATE_ASSET
 from tests.serving import serving_fixtures as fixtures
 from tests.test_case import TestCase
 
+# The module fixtures export once: its tests share an xdist worker.
+pytestmark = pytest.mark.xdist_group("export")
+
 TEXTS = fixtures.TEXTS
 TASKS = ["a", "b", "c", "b", "a", "c", "c", "a", "b", "a"]
 NEW_TASKS = ["d", "b", "c", "b", "a", "d", "c", "a", "b", "d"]

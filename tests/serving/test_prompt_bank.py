@@ -176,6 +176,7 @@ class TestSeq2SeqBank(TestCase):
             other.generate(fixtures.TEXTS, TASKS), TASKS, alone.get
         )
 
+    @pytest.mark.all_backends
     def test_fit_on_mixed_data_equals_training_each_task_alone(self):
         # Fresh copies of tasks "a" (length 2) and "b" (length 4): trained here.
         tasks = {
@@ -228,6 +229,7 @@ class TestSeq2SeqBank(TestCase):
 
 
 class TestCausalBank(TestCase):
+    @pytest.mark.all_backends
     def test_mixed_batch_equals_each_task_alone(self):
         tasks = {
             "a": fixtures.causal_task(3, 1),
@@ -261,6 +263,7 @@ class TestCausalBank(TestCase):
 
 
 class TestClassifierBank(TestCase):
+    @pytest.mark.all_backends
     def test_mixed_batch_equals_each_task_alone(self):
         tasks = fixtures.classifier_tasks()
         bank = PromptBank(tasks["a"], capacity=2)

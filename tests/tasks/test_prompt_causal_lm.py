@@ -139,6 +139,7 @@ INPUTS = ["red blue cat", "dog", "fish cow bird white", "green"]
 
 class TestPromptCausalLM(TestCase):
     @pytest.mark.parametrize("family", ["gpt2", "llama"])
+    @pytest.mark.all_backends
     def test_cached_generation_equals_uncached_greedy(self, family, request):
         task = make_task(request.getfixturevalue(family))
         x = task.preprocessor.generate_preprocess(INPUTS, sequence_length=8)
@@ -200,6 +201,7 @@ class TestPromptCausalLM(TestCase):
         )
         np.testing.assert_allclose(float(loss), float(loss2), rtol=1e-6)
 
+    @pytest.mark.all_backends
     def test_fit_on_strings_trains_only_the_prompt(self, llama):
         # The sampled init and the shuffling draw from the global seed: fixed
         # here, so the outcome does not depend on the tests run before.
@@ -218,6 +220,7 @@ class TestPromptCausalLM(TestCase):
         for b, a in zip(before, weights_of(backbone)):
             np.testing.assert_array_equal(a, b)
 
+    @pytest.mark.all_backends
     def test_generate_strings(self, llama):
         task = make_task(llama)
         task.compile(run_eagerly=True)
@@ -230,6 +233,7 @@ class TestPromptCausalLM(TestCase):
         assert outputs[0].endswith(stripped[0])
         assert not stripped[0].startswith("red blue")
 
+    @pytest.mark.all_backends
     def test_bank(self, gpt2):
         bank = make_task(gpt2, prompt_length=2, num_prompts=2)
         bank.compile(jit_compile=False)
@@ -267,6 +271,7 @@ class TestPromptCausalLM(TestCase):
         with pytest.raises(ValueError, match="exceeds the 16 positions"):
             task.generate(["red"], max_length=13)
 
+    @pytest.mark.all_backends
     def test_prompt_file_round_trip(self, gpt2, tmp_path):
         task = make_task(gpt2)
         path = os.path.join(str(tmp_path), "p.prompt.safetensors")

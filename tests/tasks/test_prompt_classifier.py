@@ -109,6 +109,7 @@ def save_preset(bert, tmp_path):
 
 
 class TestPromptClassifier(TestCase):
+    @pytest.mark.all_backends
     def test_learns_toy_task_and_only_prompt_and_head_change(self, bert):
         model = make_classifier(bert, prompt_length=4)
         model.compile(optimizer=keras.optimizers.Adam(0.1))
@@ -129,6 +130,7 @@ class TestPromptClassifier(TestCase):
         for b, a in zip(before, weights_of(bert)):
             np.testing.assert_array_equal(a, b)
 
+    @pytest.mark.all_backends
     def test_predict_gives_probabilities(self, bert):
         model = make_classifier(bert, num_classes=3)
         randomize(model, 1)
@@ -219,6 +221,7 @@ class TestPromptClassifier(TestCase):
         with pytest.raises(ValueError, match="pooling"):
             make_classifier(bert, pooling="max")
 
+    @pytest.mark.all_backends
     def test_prompt_file_restores_classifier_via_from_preset(
         self, bert, tmp_path
     ):

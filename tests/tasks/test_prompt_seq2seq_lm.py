@@ -16,6 +16,10 @@ from tests.tasks.seq2seq_fixtures import color_pairs
 from tests.test_case import TestCase
 from tests.test_case import to_numpy
 
+# The pretrained toy T5 (a module fixture) is trained once: these tests
+# share an xdist worker.
+pytestmark = pytest.mark.xdist_group("toy_t5")
+
 
 @pytest.fixture(scope="module")
 def pretrained():
@@ -73,6 +77,7 @@ class TestPromptSeq2SeqLM(TestCase):
         # The pretrained model does the prefixed task well.
         assert accuracy(expected, targets) >= 0.8
 
+    @pytest.mark.all_backends
     def test_cached_generation_equals_uncached_greedy(self, pretrained):
         task = make_task(pretrained, prompt_length=3)
         inputs = ["red blue cat dog", "sun", "moon star fish"]
@@ -122,6 +127,7 @@ class TestPromptSeq2SeqLM(TestCase):
         for b, a in zip(before, weights_of(backbone)):
             np.testing.assert_array_equal(a, b)
 
+    @pytest.mark.all_backends
     def test_fit_on_tf_data_pairs_and_evaluate(self, pretrained):
         task = make_task(pretrained)
         task.compile(optimizer=Adafactor(learning_rate=0.3))
@@ -178,6 +184,7 @@ class TestPromptSeq2SeqLM(TestCase):
             rows = ids == pid
             self.assertAllEqual(mixed["decoder_token_ids"][rows], alone[rows])
 
+    @pytest.mark.all_backends
     def test_prompt_file_round_trip(self, pretrained, tmp_path):
         task = make_task(pretrained)
         task.backbone.assign_prompts(np.random.rand(3, 32))
