@@ -6,7 +6,10 @@ anchors every model family: a prompt set to the embeddings of tokens
 `t1..tP` must give exactly what the plain backbone gives on `[t1..tP] + x`.
 """
 
+import json
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -24,6 +27,36 @@ WORDS = (
 def wordpiece_vocabulary(words=WORDS):
     """A tiny BERT-style WordPiece vocabulary list."""
     return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(words)
+
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def script_result(argv, timeout=600, unset=()):
+    """Runs `python *argv` in a fresh process from the repository root (on
+    its `PYTHONPATH`, no GPU, the variables named in `unset` removed) and
+    returns the JSON of the last `RESULT {json}` line it prints; fails with
+    the tail of its stderr when it fails. For what needs its own process:
+    another backend, several devices, a strategy."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [REPO_ROOT] + [p for p in [env.get("PYTHONPATH")] if p]
+    )
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    for name in unset:
+        env.pop(name, None)
+    proc = subprocess.run(
+        [sys.executable, *argv],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert lines, proc.stdout[-4000:]
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def to_numpy(tree):

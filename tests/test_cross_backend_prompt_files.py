@@ -9,18 +9,15 @@ own, which are loaded back here.
 """
 
 import importlib.util
-import json
 import os
-import subprocess
-import sys
 
 import keras
 import pytest
 
 from tests import cross_backend
+from tests.test_case import script_result
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO_ROOT = os.path.dirname(HERE)
 
 pytestmark = [
     pytest.mark.slow,
@@ -48,26 +45,7 @@ def test_prompt_files_travel_between_tensorflow_and_jax(tmp_path):
     saved_here.mkdir()
     saved_on_jax.mkdir()
     cross_backend.save(str(saved_here))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [REPO_ROOT] + [p for p in [env.get("PYTHONPATH")] if p]
-    )
-    env["CUDA_VISIBLE_DEVICES"] = ""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(HERE, "_cross_backend_worker.py"),
-            "jax",
-            str(saved_here),
-            str(saved_on_jax),
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    check(json.loads(lines[-1][len("RESULT ") :]), saver="tensorflow")
+    worker = os.path.join(HERE, "_cross_backend_worker.py")
+    found = script_result([worker, "jax", str(saved_here), str(saved_on_jax)])
+    check(found, saver="tensorflow")
     check(cross_backend.load(str(saved_on_jax)), saver="jax")

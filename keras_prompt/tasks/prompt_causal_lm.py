@@ -438,10 +438,10 @@ class PromptCausalLM(
             raise ValueError(
                 "`generate_targets` needs the model's preprocessor."
             )
-        # TensorFlow tensors from the tokenizer; the backend's own on JAX.
-        x = keras_hub.utils.convert_preprocessing_outputs(
-            self.generation_inputs(list(inputs))
-        )
+        x = self.generation_inputs(list(inputs))
+        if keras.config.backend() != "tensorflow":
+            # The tokenizer's TensorFlow tensors, as the backend's own.
+            x = {key: ops.convert_to_tensor(v.numpy()) for key, v in x.items()}
         outputs = self.make_generate_function()(
             x, stop_token_ids=self.stop_token_ids()
         )

@@ -10,16 +10,14 @@ installed (the `jax` extra).
 """
 
 import importlib.util
-import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from tests.test_case import script_result
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
 
 pytestmark = [
     pytest.mark.slow,
@@ -30,23 +28,9 @@ pytestmark = [
 
 
 def test_data_and_model_parallel_prompt_tuning_match_one_device():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [REPO_ROOT] + [p for p in [env.get("PYTHONPATH")] if p]
+    result = script_result(
+        [os.path.join(HERE, "_jax_worker.py")], unset=["KERAS_BACKEND"]
     )
-    env["CUDA_VISIBLE_DEVICES"] = ""
-    env.pop("KERAS_BACKEND", None)
-    proc = subprocess.run(
-        [sys.executable, os.path.join(HERE, "_jax_worker.py")],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    result = json.loads(line[-1][len("RESULT ") :])
     assert result["backend"] == "jax" and result["devices"] == 8
     for kind in ("classifier", "seq2seq", "causal"):
         single = result[kind]["single"]

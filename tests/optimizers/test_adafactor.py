@@ -1,10 +1,7 @@
 """Tests for `keras_prompt.optimizers.Adafactor`."""
 
 import json
-import os
 import re
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -14,10 +11,7 @@ import tensorflow as tf
 
 import keras_prompt
 from keras_prompt.optimizers import Adafactor
-
-REPO_ROOT = os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-)
+from tests.test_case import script_result
 
 
 def _rms(x):
@@ -445,22 +439,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
 
 
 def test_mirrored_strategy_matches_single_device():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [REPO_ROOT] + [p for p in [env.get("PYTHONPATH")] if p]
-    )
-    env["CUDA_VISIBLE_DEVICES"] = ""
-    proc = subprocess.run(
-        [sys.executable, "-c", MIRRORED_SCRIPT],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    result = json.loads(lines[-1][len("RESULT ") :])
+    result = script_result(["-c", MIRRORED_SCRIPT], timeout=240)
     assert result["replicas"] == 2
     assert result["steps"] == [3, 3]
     assert result["max_change"] > 1e-2

@@ -290,6 +290,7 @@ def color_task(label_strings=("red", "blue")):
     )
 
 
+@pytest.mark.all_backends
 def test_examples_are_scored_by_labels_unless_asked_to_generate():
     model = make_model("gpt2")
     task = color_task()
