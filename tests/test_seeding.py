@@ -6,6 +6,9 @@ import tensorflow as tf
 import keras_prompt
 from keras_prompt import toy
 
+# Every backend: `fit` on strings shuffles in `tf.data` on JAX too.
+pytestmark = pytest.mark.all_backends
+
 
 def _draws():
     layer = keras.layers.Dense(3)

@@ -50,9 +50,10 @@ def set_random_seed(seed):
     random.seed(seed)
     np.random.seed(seed)
     _set_keras_seed(seed)
-    if keras.backend.backend() == "tensorflow":
-        _set_tensorflow_seed(seed)
-    elif keras.backend.backend() == "torch":
+    # TensorFlow's seed on every backend, as Keras does: keras-hub's
+    # preprocessing and `fit` on strings shuffle in `tf.data` on JAX too.
+    _set_tensorflow_seed(seed)
+    if keras.backend.backend() == "torch":
         import torch
 
         torch.manual_seed(seed)
