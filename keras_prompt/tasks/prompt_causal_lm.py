@@ -398,7 +398,8 @@ class PromptCausalLM(
     def generation_inputs(self, texts):
         """Token inputs for `generate_step` from strings, each cut to leave
         room for `target_length` generated tokens (see `target_length`)
-        and padded to the preprocessor's `sequence_length`."""
+        and padded to the preprocessor's `sequence_length` (TensorFlow
+        tensors on TensorFlow, NumPy arrays on other backends)."""
         import tensorflow as tf
         from keras_hub.src.utils.tensor_utils import no_convert_scope
 
@@ -413,10 +414,14 @@ class PromptCausalLM(
                 add_start_value=preprocessor.add_start_token,
                 add_end_value=False,
             )
-        return {
+        x = {
             "token_ids": tf.convert_to_tensor(token_ids),
             "padding_mask": tf.cast(padding_mask, "bool"),
         }
+        if keras.config.backend() == "tensorflow":
+            return x
+        # The tokenizer's TensorFlow tensors, as the backend takes them.
+        return {key: ops.convert_to_numpy(value) for key, value in x.items()}
 
     def generate_targets(self, inputs):
         """The generated continuation of each input string, the input not
@@ -439,9 +444,6 @@ class PromptCausalLM(
                 "`generate_targets` needs the model's preprocessor."
             )
         x = self.generation_inputs(list(inputs))
-        if keras.config.backend() != "tensorflow":
-            # The tokenizer's TensorFlow tensors, as the backend's own.
-            x = {key: ops.convert_to_tensor(v.numpy()) for key, v in x.items()}
         outputs = self.make_generate_function()(
             x, stop_token_ids=self.stop_token_ids()
         )
