@@ -347,11 +347,16 @@ class TestCase:
             overrides["vocabulary_size"] = (
                 preprocessor.tokenizer.vocabulary_size()
             )
-        backbone = spread_weights(tiny_backbone(family, **overrides))
+        # The frozen model's dropout is on, for the training-mode check;
+        # every other check runs the models in inference mode.
+        backbone = spread_weights(
+            tiny_backbone(family, dropout=0.5, **overrides)
+        )
         frozen_before = [to_numpy(w).copy() for w in backbone.weights]
         x, y, sample_weight = task_data(family)
 
-        # One training step moves the prompt (and head) only.
+        # `fit` runs in training mode; one training step moves the prompt
+        # (and head) only.
         task_a = random_prompt(
             tiny_task(backbone, prompt_config=config), seed=1
         )
@@ -360,7 +365,9 @@ class TestCase:
         assert prompt in trainable
         assert len(trainable) == (3 if get_kind(family) == "encoder" else 1)
         before = [to_numpy(w).copy() for w in trainable]
-        task_a.compile(optimizer=keras.optimizers.SGD(0.5), jit_compile=False)
+        task_a.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=False)
+        self._check_fit_runs_in_training_mode(task_a, x, y, sample_weight)
+        task_a.optimizer.learning_rate = 0.5
         task_a.fit(
             x,
             y,
@@ -381,8 +388,6 @@ class TestCase:
             np.testing.assert_array_equal(
                 to_numpy(variable), value, err_msg=variable.path
             )
-
-        self._check_fit_runs_in_training_mode(family, prompt_length, deep)
 
         # The prompt file restores the outputs exactly.
         paths = {
@@ -429,18 +434,14 @@ class TestCase:
             )
         return task_a
 
-    def _check_fit_runs_in_training_mode(self, family, prompt_length, deep):
+    def _check_fit_runs_in_training_mode(self, task, x, y, sample_weight):
         """`fit` runs every layer in training mode: with the frozen
-        model's dropout on, two training steps that change nothing
-        (learning rate 0) see different losses (other dropout masks),
-        while evaluation is deterministic. A task `call` that dropped the
-        `training` flag ran the whole model as in inference."""
-        x, y, sample_weight = task_data(family)
-        backbone = spread_weights(tiny_backbone(family, dropout=0.5))
-        task = random_prompt(
-            tiny_task(backbone, prompt_length, deep=deep), seed=1
-        )
-        task.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=False)
+        model's dropout on, two training steps that change nothing (the
+        task is compiled with learning rate 0) see different losses (other
+        dropout masks), while evaluation is deterministic. A task `call`
+        that dropped the `training` flag ran the whole model as in
+        inference."""
+        before = [to_numpy(w).copy() for w in task.weights]
         train = [
             task.train_on_batch(x, y, sample_weight=sample_weight)
             for _ in range(2)
@@ -452,6 +453,10 @@ class TestCase:
         assert test[0] == test[1], test
         assert train[0] != train[1], train
         assert test[0] not in train, (train, test)
+        for variable, value in zip(task.weights, before):
+            np.testing.assert_array_equal(
+                to_numpy(variable), value, err_msg=variable.path
+            )
 
     def _run_string_task_test(
         self,
