@@ -58,21 +58,15 @@ def _shared_jax_compilation_cache(tmp_path_factory):
     the session, pruned with it): the tiny models of the suite compile the
     same operations in every worker."""
     if BACKEND != "jax":
-        yield
         return
     import jax
 
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # shared by the session's workers
-    settings = {
-        "jax_compilation_cache_dir": str(root / "jax_compilation_cache"),
-        "jax_persistent_cache_min_compile_time_secs": 0.0,
-        "jax_persistent_cache_min_entry_size_bytes": 0,
-    }
-    before = {name: getattr(jax.config, name) for name in settings}
-    for name, value in settings.items():
-        jax.config.update(name, value)
-    yield
-    for name, value in before.items():
-        jax.config.update(name, value)
+    jax.config.update(
+        "jax_compilation_cache_dir", str(root / "jax_compilation_cache")
+    )
+    # Every compilation: the tiny models' each take well under a second.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

@@ -347,8 +347,9 @@ class TestCase:
             overrides["vocabulary_size"] = (
                 preprocessor.tokenizer.vocabulary_size()
             )
-        # The frozen model's dropout is on, for the training-mode check;
-        # every other check runs the models in inference mode.
+        # The frozen model's dropout is on, for the training-mode check
+        # (the training step then trains through it); every other check
+        # runs the models in inference mode.
         backbone = spread_weights(
             tiny_backbone(family, dropout=0.5, **overrides)
         )
