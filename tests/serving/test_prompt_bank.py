@@ -354,10 +354,13 @@ class TestMixedTraining(TestCase):
                 name, keras.ops.convert_to_numpy(init((len(labels), 32)))
             )
         bank.add_task("idle", np.ones((3, 32), "float32"))
-        # The paper's Adafactor without weight decay: a slot with no
-        # examples gets zero updates.
+        # The paper's Adafactor without weight decay (a slot with no
+        # examples gets zero updates), at a tenth of its rate: at 0.3 the
+        # toy model's accuracy swung between 0.33 and 0.9 from epoch to
+        # epoch, and where it ended depended on the CPU's kernels; at 0.03
+        # both prompts reach 0.95-1.0 from epoch 8 on.
         bank.compile(
-            optimizer=Adafactor(0.3, decay_rate=0.8, weight_decay_rate=0.0),
+            optimizer=Adafactor(0.03, decay_rate=0.8, weight_decay_rate=0.0),
             jit_compile=True,
         )
         rng = np.random.default_rng(1)
