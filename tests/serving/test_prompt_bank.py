@@ -356,9 +356,9 @@ class TestMixedTraining(TestCase):
         bank.add_task("idle", np.ones((3, 32), "float32"))
         # The paper's Adafactor without weight decay (a slot with no
         # examples gets zero updates), at a tenth of its rate: at 0.3 the
-        # toy model's accuracy swung between 0.33 and 0.9 from epoch to
-        # epoch, and where it ended depended on the CPU's kernels; at 0.03
-        # both prompts reach 0.95-1.0 from epoch 8 on.
+        # toy model's accuracy swung from epoch to epoch (0.33-0.73 on one
+        # CPU, past 0.9 at epoch 12 on another), so the outcome depended
+        # on the kernels; at 0.03 both prompts reach 0.95-1.0 from epoch 8.
         bank.compile(
             optimizer=Adafactor(0.03, decay_rate=0.8, weight_decay_rate=0.0),
             jit_compile=True,
